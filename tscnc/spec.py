@@ -1,0 +1,387 @@
+"""Typed, validated experiment specification (pydantic only; never imports torch).
+
+The backend validates requests with these models and the worker and the CLI run them, so the
+same rules apply everywhere. A *sweep* is one dataset/model/training setup crossed with a set of
+methods, sparsities and seeds (DESIGN §3.4); :meth:`SweepSpec.runs` expands it into runs.
+
+Example::
+
+    >>> spec = preset("digits-quick")
+    >>> [r.key for r in spec.runs()][:2]
+    ['dense-s0-seed0', 'lwm-s0.5-seed0']
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Upper bounds that hold for every caller; the service may enforce tighter ones (settings).
+MAX_EPOCHS = 1000
+MAX_RUNS_PER_SWEEP = 1000
+
+
+class DatasetName(StrEnum):
+    digits = "digits"
+    mnist = "mnist"
+    fashion_mnist = "fashion_mnist"
+    cifar10 = "cifar10"
+    cifar100 = "cifar100"
+    svhn = "svhn"
+
+
+class ModelName(StrEnum):
+    mlp = "mlp"
+    cnn = "cnn"
+    vgg16_bn = "vgg16_bn"
+    resnet18 = "resnet18"
+    wrn = "wrn"
+
+
+class Objective(StrEnum):
+    trades = "trades"
+    pgd = "pgd"
+    natural = "natural"
+
+
+class Method(StrEnum):
+    dense = "dense"
+    lwm = "lwm"
+    hydra = "hydra"
+    tsc = "tsc"
+    cnc = "cnc"
+    tscnc = "tscnc"
+
+
+class TSCVariant(StrEnum):
+    elementwise = "elementwise"
+    gates = "gates"
+
+
+class CNCKind(StrEnum):
+    scale_invariant = "scale_invariant"
+    logdet = "logdet"
+
+
+class CNCLayers(StrEnum):
+    classifier = "classifier"
+    all = "all"
+
+
+class Precision(StrEnum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+class Amp(StrEnum):
+    none = "none"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class DeviceKind(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Optimizer(StrEnum):
+    sgd = "sgd"
+    adam = "adam"
+
+
+class Schedule(StrEnum):
+    cosine = "cosine"
+    constant = "constant"
+
+
+class AttackName(StrEnum):
+    fgsm = "fgsm"
+    pgd = "pgd"
+    cw = "cw"
+    autoattack = "autoattack"
+
+
+# Methods that prune, and which constraints each one trains with (DESIGN §3.4 table).
+PRUNING_METHODS = frozenset({Method.lwm, Method.hydra, Method.tsc, Method.cnc, Method.tscnc})
+USES_TSC = frozenset({Method.tsc, Method.tscnc})
+USES_CNC = frozenset({Method.cnc, Method.tscnc})
+
+# DESIGN §3.6: L-inf threat-model radius per dataset, inputs in [0, 1].
+EPSILON_PRESETS: dict[DatasetName, float] = {
+    DatasetName.digits: 0.1,
+    DatasetName.mnist: 0.3,
+    DatasetName.fashion_mnist: 0.3,
+    DatasetName.cifar10: 8 / 255,
+    DatasetName.cifar100: 8 / 255,
+    DatasetName.svhn: 8 / 255,
+}
+
+NUM_CLASSES: dict[DatasetName, int] = {
+    DatasetName.digits: 10,
+    DatasetName.mnist: 10,
+    DatasetName.fashion_mnist: 10,
+    DatasetName.cifar10: 10,
+    DatasetName.cifar100: 100,
+    DatasetName.svhn: 10,
+}
+
+Epochs = Annotated[int, Field(ge=0, le=MAX_EPOCHS)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class DatasetSpec(_Model):
+    name: DatasetName = DatasetName.digits
+    # Directory holding torchvision-format data; unused for the embedded digits set.
+    data_dir: str | None = Field(default=None, max_length=4096)
+    # Use only the first N training / test examples (after the fixed split); None = all.
+    train_subset: int | None = Field(default=None, ge=10, le=10_000_000)
+    test_subset: int | None = Field(default=None, ge=10, le=10_000_000)
+    # Standard augmentation (random crop + flip for CIFAR/SVHN-style data).
+    augment: bool = True
+
+
+class ModelSpec(_Model):
+    name: ModelName = ModelName.mlp
+    # mlp: hidden units per layer; cnn: base channel count.
+    width: int = Field(default=64, ge=1, le=4096)
+    # wrn only: depth (6n+4) and widen factor.
+    depth: int = Field(default=28, ge=10, le=100)
+    widen: int = Field(default=10, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _wrn_depth(self) -> ModelSpec:
+        if self.name == ModelName.wrn and (self.depth - 4) % 6 != 0:
+            raise ValueError(f"wrn depth must be 6n+4 (e.g. 16, 22, 28, 34), got {self.depth}")
+        return self
+
+
+class TrainingSpec(_Model):
+    pretrain_epochs: Epochs = 10
+    prune_epochs: Epochs = 5          # hydra score training (ignored by lwm: one shot)
+    finetune_epochs: Epochs = 5
+    batch_size: int = Field(default=128, ge=1, le=4096)
+    optimizer: Optimizer = Optimizer.sgd
+    lr: float = Field(default=0.1, gt=0.0, le=10.0)
+    prune_lr: float = Field(default=0.1, gt=0.0, le=10.0)   # learning rate of hydra scores
+    finetune_lr: float = Field(default=0.01, gt=0.0, le=10.0)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(default=5e-4, ge=0.0, le=1.0)
+    schedule: Schedule = Schedule.cosine
+    # Held-out examples used for the per-epoch clean/robust accuracy (cheap PGD).
+    monitor_examples: int = Field(default=200, ge=0, le=100_000)
+    device: DeviceKind = DeviceKind.auto
+    amp: Amp = Amp.none                 # autocast dtype, used only on CUDA
+    channels_last: bool = False         # memory format, used only on CUDA
+    num_workers: int = Field(default=0, ge=0, le=64)
+
+
+class AdversarialSpec(_Model):
+    objective: Objective = Objective.trades
+    # L-inf radius; None takes the dataset preset (EPSILON_PRESETS).
+    epsilon: float | None = Field(default=None, gt=0.0, le=1.0)
+    steps: int = Field(default=10, ge=1, le=100)
+    # None = 2.5 * epsilon / steps (Madry et al.).
+    step_size: float | None = Field(default=None, gt=0.0, le=1.0)
+    beta: float = Field(default=6.0, ge=0.0, le=100.0)   # TRADES trade-off
+
+
+class ConstraintSpec(_Model):
+    lambda_tsc: float = Field(default=1e-4, ge=0.0, le=1e3)
+    a: float = Field(default=1.0, gt=0.0, le=1e6)              # rho_a shape parameter
+    tsc_variant: TSCVariant = TSCVariant.elementwise
+    gate_prior: float = Field(default=1e-4, ge=0.0, le=1.0)     # gates: L2 prior on weights
+    gate_lambda0: float = Field(default=1e-3, ge=0.0, le=1.0)   # gates: per-weight L0 cost
+    lambda_cnc: float = Field(default=1e-2, ge=0.0, le=1e3)
+    cnc_kind: CNCKind = CNCKind.scale_invariant
+    cnc_layers: CNCLayers = CNCLayers.all
+    cnc_precision: Precision = Precision.float32
+    lambda_lcc: float = Field(default=0.0, ge=0.0, le=1e3)      # optional Lipschitz term
+
+
+class PruningSpec(_Model):
+    # Initial scores = score_init_scale * |W| / max|W| per layer (HYDRA's scaled init).
+    score_init_scale: float = Field(default=1.0, gt=0.0, le=1e3)
+    # Layers never pruned (e.g. the first conv); names as in model.named_modules().
+    skip_layers: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=100)
+
+
+class EvaluationSpec(_Model):
+    attacks: list[AttackName] = Field(
+        default_factory=lambda: [AttackName.fgsm, AttackName.pgd, AttackName.cw],
+        min_length=1, max_length=4,
+    )
+    epsilon: float | None = Field(default=None, gt=0.0, le=1.0)   # None = training epsilon
+    pgd_steps: int = Field(default=20, ge=1, le=1000)
+    cw_steps: int = Field(default=30, ge=1, le=1000)
+    examples: int = Field(default=500, ge=10, le=100_000)
+    # Security curve: robust accuracy (PGD) at these multiples of epsilon.
+    security_curve: list[Annotated[float, Field(ge=0.0, le=20.0)]] = Field(
+        default_factory=lambda: [0.0, 0.25, 0.5, 1.0, 2.0, 4.0], max_length=20
+    )
+    # Spectra keep at most this many singular values per layer (largest first).
+    spectrum_max: int = Field(default=512, ge=1, le=100_000)
+
+    @field_validator("attacks")
+    @classmethod
+    def _unique(cls, v: list[AttackName]) -> list[AttackName]:
+        if len(set(v)) != len(v):
+            raise ValueError("attacks must not repeat")
+        return v
+
+
+class RunSpec(_Model):
+    """One (method, sparsity, seed) point of a sweep."""
+
+    method: Method
+    sparsity: Probability
+    seed: int = Field(ge=0, le=2**31 - 1)
+
+    @property
+    def key(self) -> str:
+        """Stable, filesystem-safe identifier, e.g. ``tscnc-s0.9-seed0``."""
+        return f"{self.method.value}-s{self.sparsity:g}-seed{self.seed}"
+
+    @property
+    def pretrain_key(self) -> str:
+        """Runs sharing this key share one pretrain stage."""
+        return f"{self.method.value}-seed{self.seed}"
+
+
+class SweepSpec(_Model):
+    name: str = Field(default="sweep", min_length=1, max_length=200)
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    adversarial: AdversarialSpec = Field(default_factory=AdversarialSpec)
+    constraints: ConstraintSpec = Field(default_factory=ConstraintSpec)
+    pruning: PruningSpec = Field(default_factory=PruningSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    methods: list[Method] = Field(
+        default_factory=lambda: [Method.dense, Method.lwm, Method.hydra, Method.tscnc],
+        min_length=1, max_length=len(Method),
+    )
+    sparsities: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(
+        default_factory=lambda: [0.5, 0.9, 0.99], min_length=1, max_length=50
+    )
+    seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(
+        default_factory=lambda: [0], min_length=1, max_length=20
+    )
+
+    @field_validator("methods", "sparsities", "seeds")
+    @classmethod
+    def _no_repeats(cls, v: list[Any]) -> list[Any]:
+        if len(set(v)) != len(v):
+            raise ValueError("values must not repeat")
+        return v
+
+    @model_validator(mode="after")
+    def _bounded(self) -> SweepSpec:
+        n = len(self.runs())
+        if n > MAX_RUNS_PER_SWEEP:
+            raise ValueError(f"sweep expands to {n} runs; at most {MAX_RUNS_PER_SWEEP} are allowed")
+        if self.model.name in (ModelName.vgg16_bn, ModelName.resnet18, ModelName.wrn) and \
+                self.dataset.name == DatasetName.digits:
+            raise ValueError(
+                f"model {self.model.name.value} expects 32x32 images; use mlp or cnn with digits"
+            )
+        return self
+
+    # ---- derived values (each formula written once) -------------------------------------
+    @property
+    def epsilon(self) -> float:
+        """Training radius: the explicit value, else the dataset preset."""
+        return self.adversarial.epsilon or EPSILON_PRESETS[self.dataset.name]
+
+    @property
+    def step_size(self) -> float:
+        return self.adversarial.step_size or 2.5 * self.epsilon / self.adversarial.steps
+
+    @property
+    def eval_epsilon(self) -> float:
+        return self.evaluation.epsilon or self.epsilon
+
+    @property
+    def num_classes(self) -> int:
+        return NUM_CLASSES[self.dataset.name]
+
+    def runs(self) -> list[RunSpec]:
+        """Expand to runs: dense once per seed (sparsity 0), pruning methods per sparsity."""
+        out: list[RunSpec] = []
+        for seed in self.seeds:
+            for m in self.methods:
+                if m == Method.dense:
+                    out.append(RunSpec(method=m, sparsity=0.0, seed=seed))
+                else:
+                    out.extend(RunSpec(method=m, sparsity=s, seed=seed) for s in self.sparsities)
+        return out
+
+    def total_epochs(self, method: Method) -> int:
+        """Epochs a run of ``method`` trains, counting its (shared) pretrain once."""
+        t = self.training
+        if method == Method.dense:
+            return t.pretrain_epochs
+        if method == Method.lwm:
+            return t.pretrain_epochs + t.finetune_epochs
+        return t.pretrain_epochs + t.prune_epochs + t.finetune_epochs
+
+
+# ---- presets ---------------------------------------------------------------------------
+
+def _digits_quick() -> SweepSpec:
+    # Sized so `tscnc run --preset digits-quick` finishes in under 3 minutes on 2 CPU cores.
+    return SweepSpec(
+        name="digits-quick",
+        dataset=DatasetSpec(name=DatasetName.digits),
+        model=ModelSpec(name=ModelName.mlp, width=128),
+        training=TrainingSpec(pretrain_epochs=15, prune_epochs=5, finetune_epochs=5,
+                              batch_size=64, lr=0.05, prune_lr=0.1, finetune_lr=0.01,
+                              monitor_examples=200),
+        adversarial=AdversarialSpec(objective=Objective.trades, steps=5),
+        evaluation=EvaluationSpec(attacks=[AttackName.fgsm, AttackName.pgd, AttackName.cw],
+                                  examples=360, cw_steps=30),
+        methods=[Method.dense, Method.lwm, Method.hydra, Method.tscnc],
+        sparsities=[0.5, 0.9, 0.99],
+        seeds=[0],
+    )
+
+
+def _cifar10_vgg16() -> SweepSpec:
+    # Paper-scale setup (HYDRA/TSCNC: VGG-16-BN, TRADES-10, eps 8/255); practical on a GPU.
+    return SweepSpec(
+        name="cifar10-vgg16",
+        dataset=DatasetSpec(name=DatasetName.cifar10, data_dir="data"),
+        model=ModelSpec(name=ModelName.vgg16_bn),
+        training=TrainingSpec(pretrain_epochs=100, prune_epochs=20, finetune_epochs=100,
+                              batch_size=128, lr=0.1, prune_lr=0.1, finetune_lr=0.01,
+                              monitor_examples=500, amp=Amp.bf16, channels_last=True,
+                              num_workers=4),
+        adversarial=AdversarialSpec(objective=Objective.trades, steps=10, beta=6.0),
+        evaluation=EvaluationSpec(
+            attacks=[AttackName.fgsm, AttackName.pgd, AttackName.cw, AttackName.autoattack],
+            examples=10_000),
+        methods=list(Method),
+        sparsities=[0.9, 0.95, 0.99],
+        seeds=[0],
+    )
+
+
+PRESETS: dict[str, tuple[str, Any]] = {
+    "digits-quick": ("embedded digits, MLP, TRADES; the default (CPU, ~2 min)", _digits_quick),
+    "cifar10-vgg16": ("CIFAR-10, VGG-16-BN, TRADES-10, paper scale (needs a GPU)", _cifar10_vgg16),
+}
+
+
+def preset(name: str) -> SweepSpec:
+    """Return a named preset; raises KeyError listing the known names."""
+    try:
+        return PRESETS[name][1]()
+    except KeyError:
+        raise KeyError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
+
