@@ -109,6 +109,12 @@ PRUNING_METHODS = frozenset({Method.lwm, Method.hydra, Method.tsc, Method.cnc, M
 USES_TSC = frozenset({Method.tsc, Method.tscnc})
 USES_CNC = frozenset({Method.cnc, Method.tscnc})
 
+
+def pretrain_group(method: Method) -> str:
+    """Name of the pretrain configuration of ``method``: ``at``, ``at+tsc``, ``at+cnc``..."""
+    return "at" + ("+tsc" if method in USES_TSC else "") + ("+cnc" if method in USES_CNC else "")
+
+
 # DESIGN §3.6: L-inf threat-model radius per dataset, inputs in [0, 1].
 EPSILON_PRESETS: dict[DatasetName, float] = {
     DatasetName.digits: 0.1,
@@ -250,8 +256,13 @@ class RunSpec(_Model):
 
     @property
     def pretrain_key(self) -> str:
-        """Runs sharing this key share one pretrain stage."""
-        return f"{self.method.value}-seed{self.seed}"
+        """Runs sharing this key share one pretrain stage, e.g. ``at+tsc+cnc-seed0``.
+
+        The pretrain of a method depends only on the constraints it trains with, so methods
+        with the same constraints (dense, lwm and hydra: plain AT) share it as well; this also
+        makes the baselines start from the very same dense model.
+        """
+        return f"{pretrain_group(self.method)}-seed{self.seed}"
 
 
 class SweepSpec(_Model):

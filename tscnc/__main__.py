@@ -1,0 +1,3 @@
+from tscnc.cli import main
+
+main()

@@ -1,0 +1,492 @@
+"""The TSCNC pipeline: pretrain → prune → finetune → evaluate (DESIGN §3.4).
+
+Two levels of entry point:
+
+- stage functions used by the job service, one Celery task each: :func:`pretrain` (shared by all
+  runs of a pretrain group, see :attr:`tscnc.spec.RunSpec.pretrain_key`) and :func:`complete_run`
+  (prune + finetune + evaluate one run, or evaluate a dense run);
+- :func:`run_sweep`, which runs a whole sweep in this process (the CLI and the benchmarks).
+
+Every stage writes a checkpoint at the end of every epoch into the artifacts directory and, when
+called again, resumes after the last one; with the per-epoch seeding below a resumed stage trains
+exactly the epochs that were missing, each once, and reaches the same weights on the same machine.
+``should_cancel`` is checked between batches: the stage stops, keeping its last checkpoint, and
+raises :class:`tscnc.errors.Cancelled`. A NaN/inf loss raises :class:`tscnc.errors.Diverged`.
+
+Progress is reported through ``emit`` with the typed events of :mod:`tscnc.records`.
+
+Example::
+
+    >>> from tscnc.spec import preset
+    >>> outcome = run_sweep(preset("digits-quick"), Path("out"))      # doctest: +SKIP
+    >>> outcome.results[0].clean_accuracy                              # doctest: +SKIP
+    0.97
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from tscnc import adversarial, constraints, data, evaluation, metrics, pruning
+from tscnc.errors import Cancelled, Diverged, OutOfMemory, TSCNCError
+from tscnc.layers import apply_masks_
+from tscnc.models import build_model
+from tscnc.records import (
+    ConditionSummary,
+    EpochEvent,
+    Evaluation,
+    EvaluationEvent,
+    Event,
+    FailureCategory,
+    LogEvent,
+    ProgressEvent,
+    RunResult,
+    Stage,
+    StageFinished,
+    StageStarted,
+)
+from tscnc.spec import (
+    USES_CNC,
+    USES_TSC,
+    DeviceKind,
+    Method,
+    Optimizer,
+    RunSpec,
+    Schedule,
+    SweepSpec,
+    TSCVariant,
+)
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Event], None]
+ShouldCancel = Callable[[], bool]
+
+CHECKPOINT_NAME = "epoch_{:04d}.pt"
+FINAL_NAME = "final.pt"
+PROGRESS_INTERVAL_S = 1.0
+
+
+def _no_emit(_: Event) -> None:
+    return None
+
+
+def _never() -> bool:
+    return False
+
+
+def resolve_device(kind: DeviceKind | str = DeviceKind.auto) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an input error."""
+    kind = DeviceKind(kind)
+    if kind == DeviceKind.cuda and not torch.cuda.is_available():
+        from tscnc.errors import InvalidInput
+
+        raise InvalidInput("training.device is 'cuda' but no CUDA device is available")
+    if kind == DeviceKind.cpu or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+# ---- artifacts layout -----------------------------------------------------------------
+
+def pretrain_dir(artifacts: Path, run: RunSpec) -> Path:
+    return artifacts / "pretrain" / run.pretrain_key
+
+
+def run_dir(artifacts: Path, run_id: str) -> Path:
+    return artifacts / "runs" / run_id
+
+
+# ---- checkpoints ----------------------------------------------------------------------
+
+def _save(path: Path, payload: dict[str, Any]) -> None:
+    # Write then rename: a crash mid-write never leaves a truncated "latest" checkpoint.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def _load(path: Path, device: torch.device) -> dict[str, Any]:
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def _latest_epoch(stage_dir: Path) -> int:
+    epochs = [int(p.stem.split("_")[1]) for p in stage_dir.glob("epoch_*.pt")]
+    return max(epochs, default=0)
+
+
+def _model_meta(spec: SweepSpec, run: RunSpec) -> str:
+    return json.dumps({"spec": spec.model_dump(mode="json"), "run": run.model_dump(mode="json")})
+
+
+def build_run_model(spec: SweepSpec, run: RunSpec, device: torch.device) -> nn.Module:
+    """The model of ``spec`` with the layer wrappers ``run``'s method trains with."""
+    model = build_model(spec.model, spec.dataset)
+    if run.method in USES_TSC and spec.constraints.tsc_variant == TSCVariant.gates:
+        constraints.attach_gates(model)
+    return model.to(device)
+
+
+def save_final(path: Path, model: nn.Module, spec: SweepSpec, run: RunSpec) -> None:
+    _save(path, {"model": model.state_dict(), "meta": _model_meta(spec, run)})
+
+
+def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> nn.Module:
+    """Rebuild a (pruned) model from a final checkpoint, loaded with ``weights_only=True``."""
+    device = torch.device(device)
+    payload = _load(Path(checkpoint), device)
+    meta = json.loads(payload["meta"])
+    spec = SweepSpec.model_validate(meta["spec"])
+    run = RunSpec.model_validate(meta["run"])
+    model = build_run_model(spec, run, device)
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return model
+
+
+# ---- data -----------------------------------------------------------------------------
+
+@dataclass
+class Data:
+    """Everything the stages read: a training set and fixed held-out tensors."""
+
+    train: Dataset[Any]
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    monitor_x: torch.Tensor
+    monitor_y: torch.Tensor
+
+    @classmethod
+    def load(cls, spec: SweepSpec) -> Data:
+        train, test = data.load_datasets(spec.dataset)
+        x, y = data.to_tensors(test, limit=spec.evaluation.examples)
+        # The monitor slice is the head of the evaluation set: cheap, fixed and held out.
+        m = min(spec.training.monitor_examples, len(y))
+        return cls(train=train, test_x=x, test_y=y, monitor_x=x[:m], monitor_y=y[:m])
+
+
+def _loader(ds: Dataset[Any], spec: SweepSpec, seed: int) -> DataLoader[Any]:
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=spec.training.batch_size, shuffle=True, generator=g,
+                      num_workers=spec.training.num_workers, drop_last=False)
+
+
+def _epoch_seed(seed: int, stage: Stage, epoch: int) -> int:
+    # Same seed ⇒ same batches and attack noise per epoch, whether or not the stage resumed.
+    return (seed * 1_000_003 + list(Stage).index(stage) * 10_007 + epoch) % (2**31 - 1)
+
+
+# ---- the generic training stage -------------------------------------------------------
+
+@dataclass
+class StageConfig:
+    stage: Stage
+    epochs: int
+    lr: float
+    use_tsc: bool
+    use_cnc: bool
+    params: Callable[[nn.Module], Iterable[nn.Parameter]]
+    # Called on a fresh model before a checkpoint is loaded (e.g. to create hydra scores).
+    prepare: Callable[[nn.Module], None] = lambda m: None
+    run_ids: list[str] = field(default_factory=list)
+
+
+def _optimizer(spec: SweepSpec, params: Iterable[nn.Parameter], lr: float,
+               decay: bool) -> torch.optim.Optimizer:
+    t = spec.training
+    wd = t.weight_decay if decay else 0.0
+    if t.optimizer == Optimizer.adam:
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    return torch.optim.SGD(params, lr=lr, momentum=t.momentum, weight_decay=wd)
+
+
+def _lr_at(spec: SweepSpec, base: float, epoch: int, epochs: int) -> float:
+    """Learning rate of (1-based) ``epoch``: cosine from ``base`` to 0, or constant."""
+    if spec.training.schedule == Schedule.constant or epochs <= 1:
+        return base
+    return 0.5 * base * (1 + math.cos(math.pi * (epoch - 1) / epochs))
+
+
+class _Reporter:
+    """Fans events out to every run sharing a stage and throttles progress events."""
+
+    def __init__(self, emit: Emit, run_ids: list[str]) -> None:
+        self.emit, self.run_ids, self._last = emit, run_ids, 0.0
+
+    def send(self, make: Callable[[str], Event]) -> None:
+        for rid in self.run_ids:
+            self.emit(make(rid))
+
+    def progress(self, make: Callable[[str], Event]) -> None:
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_INTERVAL_S:
+            self._last = now
+            self.send(make)
+
+
+def train_stage(model: nn.Module, cfg: StageConfig, spec: SweepSpec, seed: int,
+                stage_dir: Path, data_: Data, device: torch.device, emit: Emit,
+                should_cancel: ShouldCancel, method: Method) -> nn.Module:
+    """Run one resumable training stage; returns the model after its last epoch."""
+    rep = _Reporter(emit, cfg.run_ids)
+    cfg.prepare(model)
+    opt = _optimizer(spec, cfg.params(model), cfg.lr, decay=cfg.stage != Stage.prune)
+    done = _latest_epoch(stage_dir)
+    if done:
+        state = _load(stage_dir / CHECKPOINT_NAME.format(done), device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+    rep.send(lambda r: StageStarted(run=r, stage=cfg.stage, epochs=cfg.epochs,
+                                    resumed_from_epoch=done))
+    t0 = time.monotonic()
+    adv = spec.adversarial
+    batches = math.ceil(len(data_.train) / spec.training.batch_size)  # type: ignore[arg-type]
+    for epoch in range(done + 1, cfg.epochs + 1):
+        torch.manual_seed(_epoch_seed(seed, cfg.stage, epoch))
+        lr = _lr_at(spec, cfg.lr, epoch, cfg.epochs)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        model.train()
+        total, count, parts_sum = 0.0, 0, {}
+        for i, (x, y) in enumerate(_loader(data_.train, spec, _epoch_seed(seed, cfg.stage, epoch))):
+            if should_cancel():
+                raise Cancelled(f"cancelled during {cfg.stage.value} epoch {epoch} "
+                                f"(last checkpoint: epoch {epoch - 1})")
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            try:
+                loss, _ = adversarial.adversarial_loss(
+                    model, x, y, objective=adv.objective, epsilon=spec.epsilon,
+                    step_size=spec.step_size, steps=adv.steps, beta=adv.beta)
+                reg, parts = constraints.regularization(model, spec.constraints,
+                                                        use_tsc=cfg.use_tsc, use_cnc=cfg.use_cnc)
+                full = loss + reg
+                if not torch.isfinite(full):
+                    raise Diverged(
+                        f"loss became {full.item()} in {cfg.stage.value} epoch {epoch} batch "
+                        f"{i + 1} (lr {lr:g}); lower the learning rate or the constraint weights")
+                opt.zero_grad(set_to_none=True)
+                full.backward()
+                opt.step()
+            except torch.OutOfMemoryError as e:
+                raise OutOfMemory(f"out of memory in {cfg.stage.value} epoch {epoch}: "
+                                  f"lower training.batch_size ({e})") from e
+            apply_masks_(model)
+            total += float(loss.detach()) * len(y)
+            count += len(y)
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + v * len(y)
+            rep.progress(lambda r, e=epoch, b=i + 1: ProgressEvent(
+                run=r, stage=cfg.stage, epoch=e, batch=b, batches=batches,
+                progress=((e - 1) * batches + b) / max(1, cfg.epochs * batches)))
+        clean, robust = evaluation.monitor_accuracy(
+            model, data_.monitor_x, data_.monitor_y, epsilon=spec.epsilon,
+            steps=adv.steps, step_size=spec.step_size)
+        kappas = metrics.condition_numbers(model)
+        sp = metrics.sparsity(model)
+        mean_loss = total / max(1, count)
+        parts_mean = {k: v / max(1, count) for k, v in parts_sum.items()}
+        # Emit before saving: a crash in between repeats the epoch on resume, and the store
+        # drops the repeated (run, stage, epoch) event; the other order could lose the event.
+        rep.send(lambda r, e=epoch: EpochEvent(
+            run=r, stage=cfg.stage, epoch=e, epochs=cfg.epochs, loss=mean_loss,
+            clean_accuracy=clean, robust_accuracy=robust, lr=lr, sparsity=sp,
+            condition_numbers=kappas, penalties=parts_mean))
+        _save(stage_dir / CHECKPOINT_NAME.format(epoch),
+              {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch})
+        # Older epoch checkpoints are not needed to resume; keep only the latest.
+        for p in stage_dir.glob("epoch_*.pt"):
+            if p.name != CHECKPOINT_NAME.format(epoch):
+                p.unlink(missing_ok=True)
+    rep.send(lambda r: StageFinished(run=r, stage=cfg.stage, seconds=time.monotonic() - t0,
+                                     checkpoint=None))
+    return model
+
+
+# ---- stages ---------------------------------------------------------------------------
+
+def _all_params(model: nn.Module) -> Iterable[nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def pretrain(spec: SweepSpec, run: RunSpec, run_ids: list[str], artifacts: Path, *,
+             emit: Emit = _no_emit, should_cancel: ShouldCancel = _never,
+             device: torch.device | None = None, data_: Data | None = None) -> Path:
+    """Dense (constrained) adversarial pretraining shared by ``run``'s pretrain group.
+
+    Events go to every id in ``run_ids``. Returns the path of the pretrained weights; when that
+    file already exists the stage is complete and nothing is trained again.
+    """
+    device = device or resolve_device(spec.training.device)
+    out = pretrain_dir(artifacts, run)
+    final = out / FINAL_NAME
+    if final.exists():
+        return final
+    data_ = data_ or Data.load(spec)
+    torch.manual_seed(run.seed)   # identical initial weights for every run of the group
+    model = build_run_model(spec, run, device)
+    cfg = StageConfig(Stage.pretrain, spec.training.pretrain_epochs, spec.training.lr,
+                      use_tsc=run.method in USES_TSC, use_cnc=run.method in USES_CNC,
+                      params=_all_params, run_ids=run_ids)
+    train_stage(model, cfg, spec, run.seed, out, data_, device, emit, should_cancel, run.method)
+    save_final(final, model, spec, run)
+    return final
+
+
+def complete_run(spec: SweepSpec, run: RunSpec, run_id: str, artifacts: Path, *,
+                 emit: Emit = _no_emit, should_cancel: ShouldCancel = _never,
+                 device: torch.device | None = None, data_: Data | None = None) -> RunResult:
+    """Prune and finetune one run from its group's pretrained weights, then evaluate it.
+
+    Runs the (resumable) pretrain first if its weights are missing, e.g. on a retry.
+    """
+    t0 = time.monotonic()
+    device = device or resolve_device(spec.training.device)
+    data_ = data_ or Data.load(spec)
+    pre = pretrain(spec, run, [run_id], artifacts, emit=emit, should_cancel=should_cancel,
+                   device=device, data_=data_)
+    out = run_dir(artifacts, run_id)
+    final = out / FINAL_NAME
+    model = build_run_model(spec, run, device)
+    model.load_state_dict(_load(pre, device)["model"])
+    if run.method != Method.dense:
+        _prune(model, spec, run, run_id, out, data_, device, emit, should_cancel)
+        cfg = StageConfig(Stage.finetune, spec.training.finetune_epochs,
+                          spec.training.finetune_lr, use_tsc=run.method in USES_TSC,
+                          use_cnc=run.method in USES_CNC, params=_all_params, run_ids=[run_id])
+        train_stage(model, cfg, spec, run.seed, out / "finetune", data_, device, emit,
+                    should_cancel, run.method)
+    save_final(final, model, spec, run)
+    return _evaluate(model, spec, run, run_id, final, data_, device, emit, t0)
+
+
+def _prune(model: nn.Module, spec: SweepSpec, run: RunSpec, run_id: str, out: Path,
+           data_: Data, device: torch.device, emit: Emit, should_cancel: ShouldCancel) -> None:
+    skip = tuple(spec.pruning.skip_layers)
+    if run.method == Method.lwm:
+        emit(StageStarted(run=run_id, stage=Stage.prune, epochs=0))
+        t0 = time.monotonic()
+        pruning.lwm_prune_(model, run.sparsity, skip=skip)
+        emit(StageFinished(run=run_id, stage=Stage.prune, seconds=time.monotonic() - t0))
+        return
+
+    def prepare(m: nn.Module) -> None:
+        pruning.init_scores_(m, run.sparsity, spec.pruning.score_init_scale, skip=skip)
+
+    cfg = StageConfig(Stage.prune, spec.training.prune_epochs, spec.training.prune_lr,
+                      use_tsc=run.method in USES_TSC, use_cnc=run.method in USES_CNC,
+                      params=lambda m: pruning.score_parameters(m), prepare=prepare,
+                      run_ids=[run_id])
+    train_stage(model, cfg, spec, run.seed, out / "prune", data_, device, emit, should_cancel,
+                run.method)
+    pruning.finalize_scores_(model)
+
+
+def _versions() -> dict[str, str]:
+    import sklearn
+    import torchattacks
+    import torchvision
+
+    from tscnc import __version__
+
+    return {"tscnc": __version__, "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "torchattacks": torchattacks.__version__,
+            "scikit-learn": sklearn.__version__, "python": platform.python_version()}
+
+
+def _evaluate(model: nn.Module, spec: SweepSpec, run: RunSpec, run_id: str, final: Path,
+              data_: Data, device: torch.device, emit: Emit, t0: float) -> RunResult:
+    emit(StageStarted(run=run_id, stage=Stage.evaluate, epochs=0))
+    t1 = time.monotonic()
+    ev: Evaluation = evaluation.evaluate(model, data_.test_x, data_.test_y, spec,
+                                         seed=run.seed, device=device)
+    emit(EvaluationEvent(run=run_id, evaluation=ev))
+    emit(StageFinished(run=run_id, stage=Stage.evaluate, seconds=time.monotonic() - t1,
+                       checkpoint=str(final)))
+    per_layer = metrics.condition_numbers(model)
+    med, mx = metrics.condition_summary(per_layer)
+    return RunResult(
+        run=run_id, method=run.method, sparsity=run.sparsity,
+        sparsity_actual=metrics.sparsity(model),
+        sparsity_per_layer=metrics.sparsity_per_layer(model), seed=run.seed,
+        clean_accuracy=ev.clean_accuracy,
+        robust_accuracy={a.attack: a.accuracy for a in ev.attacks},
+        condition_number=ConditionSummary(median=med, max=mx, per_layer=per_layer),
+        lipschitz_upper=metrics.lipschitz_upper(model),
+        lipschitz_empirical=ev.lipschitz_empirical,
+        security_curve=ev.security_curve, flags=ev.flags, attacks=ev.attacks,
+        checkpoint=str(final), spec=spec.model_dump(mode="json"), versions=_versions(),
+        wall_time=time.monotonic() - t0)
+
+
+# ---- whole sweeps in one process ------------------------------------------------------
+
+@dataclass
+class RunError:
+    run: str
+    method: Method
+    sparsity: float
+    seed: int
+    category: FailureCategory
+    message: str
+
+
+@dataclass
+class SweepOutcome:
+    results: list[RunResult] = field(default_factory=list)
+    failures: list[RunError] = field(default_factory=list)
+
+
+def run_sweep(spec: SweepSpec, artifacts: Path, *, emit: Emit = _no_emit,
+              should_cancel: ShouldCancel = _never, device: torch.device | None = None,
+              on_result: Callable[[RunResult], None] | None = None) -> SweepOutcome:
+    """Run every run of ``spec`` here, pretrain groups first; a failed run does not stop others.
+
+    Run ids are the runs' keys (``RunSpec.key``). Cancellation propagates as ``Cancelled``.
+    """
+    device = device or resolve_device(spec.training.device)
+    data_ = Data.load(spec)
+    outcome = SweepOutcome()
+    groups: dict[str, list[RunSpec]] = {}
+    for r in spec.runs():
+        groups.setdefault(r.pretrain_key, []).append(r)
+    for runs in groups.values():
+        ids = [r.key for r in runs]
+        try:
+            pretrain(spec, runs[0], ids, artifacts, emit=emit, should_cancel=should_cancel,
+                     device=device, data_=data_)
+        except TSCNCError as e:
+            if isinstance(e, Cancelled):
+                raise
+            for r in runs:
+                outcome.failures.append(RunError(r.key, r.method, r.sparsity, r.seed,
+                                                 e.category, e.message))
+                emit(LogEvent(run=r.key, level="error", message=e.message))
+            continue
+        for r in runs:
+            try:
+                res = complete_run(spec, r, r.key, artifacts, emit=emit,
+                                   should_cancel=should_cancel, device=device, data_=data_)
+            except Cancelled:
+                raise
+            except TSCNCError as e:
+                outcome.failures.append(RunError(r.key, r.method, r.sparsity, r.seed,
+                                                 e.category, e.message))
+                emit(LogEvent(run=r.key, level="error", message=e.message))
+                continue
+            outcome.results.append(res)
+            if on_result:
+                on_result(res)
+    return outcome
