@@ -1,0 +1,294 @@
+"""Request and response schemas of the REST API (one family per resource; pydantic only).
+
+Conventions (documented in ``docs/api.md``):
+
+* timestamps are Unix seconds (float, UTC), like the ``time`` field of events;
+* κ and other values that may be infinite travel as the string ``"Infinity"`` (the same
+  convention as :mod:`tscnc.records`);
+* every list answers :class:`Page` ``{"items": [...], "total": n, "next": cursor-or-null}``;
+  pass ``next`` back as ``?cursor=`` to get the following page;
+* closed vocabularies are enums (:class:`tscnc.spec.Method`, :class:`tscnc.records.RunStatus`,
+  :class:`Role`, ...) parsed at the boundary, so an unknown value is a 422 naming the field.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from tscnc.records import FailureCategory, RunResult, RunStatus, Stage
+from tscnc.spec import Method, SweepSpec
+
+T = TypeVar("T")
+
+# A float that may be +/-inf (κ of a rank-deficient layer): JSON carries "Infinity".
+MaybeInf = Annotated[
+    float,
+    WithJsonSchema({"anyOf": [{"type": "number"},
+                              {"type": "string", "enum": ["Infinity", "-Infinity", "NaN"]}]}),
+]
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
+
+
+class Role(StrEnum):
+    """API token roles (DESIGN §7): admin manages tokens and everything; member submits and
+    manages its own sweeps; viewer only reads."""
+
+    admin = "admin"
+    member = "member"
+    viewer = "viewer"
+
+
+class SweepStatus(StrEnum):
+    """Aggregate status of a sweep's runs.
+
+    ``queued``: every run queued; ``running``: some run running or waiting while others are
+    done; ``succeeded``: all succeeded; ``failed``: all finished and at least one failed;
+    ``cancelled``: all finished, none failed, at least one cancelled.
+    """
+
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class Page(_Schema, Generic[T]):
+    """One page of a list. ``next`` is an opaque cursor (pass it as ``?cursor=``) or null."""
+
+    items: list[T]
+    total: int = Field(description="number of items matching the filters (all pages)")
+    next: str | None = None
+
+
+# ---- sweeps ---------------------------------------------------------------------------------
+
+class SweepCreate(_Schema):
+    """Body of ``POST /api/v1/sweeps``.
+
+    The resolved spec is ``preset`` (or the defaults of :class:`SweepSpec` when no preset is
+    given) deep-merged with ``spec`` (a partial or full SweepSpec; objects merge key by key,
+    lists and scalars replace). Validation errors name the field under ``body.spec``, e.g.
+    ``["body", "spec", "sparsities", 0]``. Send an ``Idempotency-Key`` header to make a
+    retried POST return the same sweep (status 200 instead of 201).
+    """
+
+    preset: str | None = Field(default=None, max_length=100,
+                               description="name from GET /api/v1/presets, e.g. digits-quick")
+    spec: dict[str, Any] = Field(
+        default_factory=dict,
+        description="partial or full SweepSpec (see components/schemas/SweepSpec) merged over "
+                    "the preset",
+    )
+
+
+class RunPublic(_Schema):
+    """One run: a (method, sparsity, seed) point of a sweep, with its live state."""
+
+    id: str
+    sweep: str
+    key: str = Field(description="readable name, e.g. tscnc-s0.9-seed0 (unique in a sweep)")
+    method: Method
+    sparsity: float
+    seed: int
+    status: RunStatus
+    stage: Stage | None = None
+    epoch: int | None = Field(default=None, description="last epoch reported in `stage`")
+    progress: float = Field(ge=0.0, le=1.0, description="fraction of the whole run done")
+    total_epochs: int
+    category: FailureCategory | None = None
+    message: str | None = None
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    worker: str | None = None
+    device: str | None = None
+    attempts: int = 0
+    task_id: str | None = None
+    cancel_requested: bool = False
+    owner: str = Field(description="id of the token that submitted the sweep")
+    # Latest metrics for tables (monitor values while training, final ones once evaluated).
+    clean_accuracy: float | None = None
+    robust_accuracy: float | None = Field(
+        default=None, description="while training: cheap PGD on the monitor slice; after "
+                                  "evaluation: the lowest accuracy over the attacks")
+    kappa_median: MaybeInf | None = None
+    sparsity_actual: float | None = None
+    has_result: bool = False
+    has_checkpoint: bool = False
+
+
+class SweepPublic(_Schema):
+    """A sweep as listed: its spec and a summary of its runs."""
+
+    id: str
+    name: str
+    preset: str | None = None
+    owner: str = Field(description="id of the token that submitted it")
+    owner_name: str
+    created: float
+    status: SweepStatus
+    counts: dict[RunStatus, int] = Field(description="number of runs per status")
+    progress: float = Field(ge=0.0, le=1.0, description="mean progress of its runs")
+    run_ids: list[str]
+    spec: SweepSpec
+
+
+class SweepDetail(SweepPublic):
+    """``GET /api/v1/sweeps/{id}``: the sweep and all its runs."""
+
+    runs: list[RunPublic]
+
+
+class ResultPublic(RunResult):
+    """A run's final result (:class:`tscnc.records.RunResult`) plus the service's run id."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
+    run_id: str
+
+
+class SweepResults(_Schema):
+    """``GET /api/v1/sweeps/{id}/results``: results of the runs that have one."""
+
+    sweep: str
+    items: list[ResultPublic]
+    missing: list[str] = Field(description="run ids without a result yet")
+
+
+# ---- events ---------------------------------------------------------------------------------
+
+class EventEnvelope(_Schema):
+    """One stream entry: the stream id (the SSE id), the run id and the event
+    (a :data:`tscnc.records.Event` as JSON; ``type`` tells which)."""
+
+    id: str
+    run_id: str
+    event: dict[str, Any]
+
+
+class EventPage(_Schema):
+    """A page of past events, oldest first; pass ``next`` as ``?after=`` for the next page."""
+
+    items: list[EventEnvelope]
+    next: str | None = None
+
+
+# ---- actions --------------------------------------------------------------------------------
+
+class SweepCancelled(_Schema):
+    """``POST /api/v1/sweeps/{id}/cancel``: what happened to each unfinished run."""
+
+    sweep: str
+    cancelled: list[str] = Field(description="queued runs cancelled at once")
+    cancel_requested: list[str] = Field(description="running runs asked to stop (the worker "
+                                                    "confirms with status cancelled)")
+
+
+# ---- queue / workers / health ---------------------------------------------------------------
+
+class WorkerPublic(_Schema):
+    name: str
+    device: str
+    run: str | None = Field(default=None, description="id of the run it is working on")
+    last_seen: float
+
+
+class QueuePublic(_Schema):
+    queues: dict[str, int] = Field(description="messages waiting per Celery queue (gpu, cpu)")
+    workers: list[WorkerPublic]
+    runs: dict[RunStatus, int] = Field(description="number of runs per status, all sweeps")
+
+
+class Health(_Schema):
+    status: str = Field(description='"ok" or "unavailable"')
+    redis: str = Field(description='"ok" or "down"')
+    version: str
+
+
+# ---- presets --------------------------------------------------------------------------------
+
+class PresetPublic(_Schema):
+    name: str
+    description: str
+    spec: SweepSpec
+
+
+# ---- tokens and identity --------------------------------------------------------------------
+
+class TokenCreate(_Schema):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@ -]+$",
+                      description="who or what holds it, e.g. alice or ci")
+    role: Role = Role.member
+    expires_in: float | None = Field(default=None, gt=0, le=10 * 365 * 86400,
+                                     description="lifetime in seconds; null = never expires")
+
+
+class TokenPublic(_Schema):
+    """A token as listed: never the secret (only its sha256 is stored)."""
+
+    id: str
+    name: str
+    role: Role
+    created: float
+    expires: float | None = None
+    revoked: bool = False
+
+
+class TokenCreated(TokenPublic):
+    token: str = Field(description="the secret; shown once, store it now")
+
+
+class Me(_Schema):
+    """Who the presented credential is: an API token, or a dashboard share link."""
+
+    kind: str = Field(description='"token" or "share"')
+    id: str
+    name: str
+    role: Role
+    sweeps: list[str] | None = Field(default=None,
+                                     description="share links: the sweeps they can read")
+
+
+# ---- dashboards -----------------------------------------------------------------------------
+
+class DashboardCreate(_Schema):
+    name: str = Field(min_length=1, max_length=200)
+    sweep_ids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]] = Field(
+        min_length=1, max_length=50, description="sweeps the share link may read")
+    state: dict[str, Any] = Field(default_factory=dict,
+                                  description="view state saved by the frontend (<= 64 KiB)")
+
+
+class DashboardPublic(_Schema):
+    id: str
+    name: str
+    owner: str
+    sweep_ids: list[str]
+    state: dict[str, Any]
+    created: float
+    revoked: bool = False
+
+
+class DashboardCreated(DashboardPublic):
+    share_token: str = Field(description="read-only credential (>= 128 bits); shown once")
+    share_url: str = Field(description="path of the read-only page, /share/{token}")
+
+
+class SharedDashboard(_Schema):
+    """``GET /api/v1/share/{token}``: the dashboard and its sweeps with their runs."""
+
+    dashboard: DashboardPublic
+    sweeps: list[SweepDetail]
+
+
+class ErrorBody(_Schema):
+    """Error answers: ``detail`` is a message, or for 422 a list of
+    ``{"loc": [...], "msg": ..., "type": ...}`` naming each bad field."""
+
+    detail: Any
