@@ -1,0 +1,86 @@
+"""Enqueue and revoke stage tasks (torch-free: the API calls this).
+
+A sweep's runs are grouped by pretrain key; each group becomes the Celery canvas
+``pretrain(group) | group(complete(run) for run in group)``, so the shared pretrain fans out to
+the group's runs and several workers can share a sweep. Retrying single runs enqueues
+``complete(run)`` alone: it re-runs the pretrain first only if its weights are missing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from celery import Celery, chain, group, signature
+
+from tscnc.spec import DeviceKind, Method, RunSpec, SweepSpec
+from worker.celery_app import TASK_COMPLETE, TASK_PRETRAIN
+
+
+def _app(celery_app: Celery | None) -> Celery:
+    if celery_app is not None:
+        return celery_app
+    from worker.celery_app import app
+
+    return app
+
+
+def _store(store: Any | None) -> Any:
+    if store is not None:
+        return store
+    from backend.store import Store
+    from worker.settings import WorkerSettings
+
+    return Store.from_url(WorkerSettings().redis_url)
+
+
+def choose_queue(spec: SweepSpec, workers: list[dict[str, Any]]) -> str:
+    """``cuda`` → gpu, ``cpu`` → cpu, ``auto`` → gpu when a GPU worker is online, else cpu."""
+    device = spec.training.device
+    if device == DeviceKind.cuda:
+        return "gpu"
+    if device == DeviceKind.cpu:
+        return "cpu"
+    return "gpu" if any(w.get("queue") == "gpu" for w in workers) else "cpu"
+
+
+def _run_spec(run: Any) -> RunSpec:
+    return RunSpec(method=Method(run.method), sparsity=run.sparsity, seed=run.seed)
+
+
+def enqueue_runs(sweep_id: str, run_ids: list[str] | None = None, *, store: Any = None,
+                 celery_app: Celery | None = None) -> None:
+    """Queue ``run_ids`` of a sweep (all its runs when None) and record their task ids."""
+    st, app = _store(store), _app(celery_app)
+    sweep = st.get_sweep(sweep_id)
+    spec = SweepSpec.model_validate_json(sweep.spec) if isinstance(sweep.spec, str) \
+        else SweepSpec.model_validate(sweep.spec)
+    queue = choose_queue(spec, [w if isinstance(w, dict) else w.model_dump()
+                                for w in st.workers()])
+    ids = list(run_ids) if run_ids is not None else list(sweep.run_ids)
+    runs = [st.get_run(r) for r in ids]
+    if run_ids is not None:
+        for run in runs:
+            tid = uuid.uuid4().hex
+            st.set_task_id(run.id, tid)
+            signature(TASK_COMPLETE, args=(sweep_id, run.id), app=app, immutable=True,
+                      queue=queue).apply_async(task_id=tid)
+        return
+    groups: dict[str, list[Any]] = {}
+    for run in runs:
+        groups.setdefault(_run_spec(run).pretrain_key, []).append(run)
+    for members in groups.values():
+        completes = []
+        for run in members:
+            tid = uuid.uuid4().hex
+            st.set_task_id(run.id, tid)
+            completes.append(signature(TASK_COMPLETE, args=(sweep_id, run.id), app=app,
+                                       immutable=True, queue=queue).set(task_id=tid))
+        head = signature(TASK_PRETRAIN, args=(sweep_id, [r.id for r in members]), app=app,
+                         immutable=True, queue=queue)
+        chain(head, group(completes)).apply_async()
+
+
+def revoke(task_id: str, *, celery_app: Celery | None = None) -> None:
+    """Revoke a queued task (a running one is stopped cooperatively instead)."""
+    _app(celery_app).control.revoke(task_id)

@@ -1,0 +1,31 @@
+"""Worker settings (one pydantic-settings class for the worker process), read from the
+environment at start-up and validated there: a bad value stops the worker with a clear message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    # Redis holding the broker queues and every durable record (DESIGN §4).
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    # Checkpoints and final models; shared by all workers of a deployment.
+    artifacts_dir: Path = Field(default=Path(".tscnc/artifacts"), alias="ARTIFACTS_DIR")
+    # Queue this worker serves: auto = "gpu" on a CUDA machine, else "cpu".
+    queue: str = Field(default="auto", alias="TSCNC_QUEUE", pattern="^(auto|cpu|gpu)$")
+    # Seconds between heartbeats; a worker silent for heartbeat_ttl seconds counts as lost.
+    heartbeat_interval: float = Field(default=2.0, gt=0, le=60, alias="TSCNC_HEARTBEAT_INTERVAL")
+    heartbeat_ttl: float = Field(default=10.0, gt=0, le=600, alias="TSCNC_HEARTBEAT_TTL")
+    # A run whose worker was lost is re-queued at most this many times, then fails worker_lost.
+    max_attempts: int = Field(default=3, ge=1, le=20, alias="TSCNC_MAX_ATTEMPTS")
+    # Torch intra-op threads of a CPU worker (0 = all cores / number of CPU workers).
+    torch_threads: int = Field(default=0, ge=0, le=256, alias="TSCNC_TORCH_THREADS")
+    # How long the broker waits for an ack before handing an unacknowledged message out again.
+    visibility_timeout: int = Field(default=3600, ge=10, le=7 * 86400,
+                                    alias="TSCNC_VISIBILITY_TIMEOUT")

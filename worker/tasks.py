@@ -1,0 +1,259 @@
+"""Stage tasks: thin glue from a queued message to a ``tscnc.pipeline`` call (DESIGN §2, §5).
+
+Each task claims its runs, pipes pipeline events into the runs' streams as they happen, checks
+the runs' cancel flags between batches, and records the outcome. Tasks are idempotent: a task
+delivered again (after a crash or a re-queue) skips runs that already ended and resumes stages
+from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import signals
+from celery.exceptions import Ignore
+
+from backend.store import Store
+from tscnc.records import TERMINAL_STATUSES, Event, RunStatus
+from tscnc.spec import Method, RunSpec, SweepSpec
+from worker.celery_app import TASK_COMPLETE, TASK_PRETRAIN, app
+from worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+_state: dict[str, Any] = {"run": None}
+_CANCEL_POLL_S = 0.2
+
+
+def settings() -> WorkerSettings:
+    return WorkerSettings()
+
+
+def store() -> Store:
+    if "store" not in _state:
+        _state["store"] = Store.from_url(settings().redis_url)
+    return _state["store"]  # type: ignore[no-any-return]
+
+
+def worker_name() -> str:
+    return os.environ.get("TSCNC_WORKER_NAME") or f"worker-{os.getpid()}"
+
+
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{torch.cuda.current_device()} {torch.cuda.get_device_name()}"
+    return "cpu"
+
+
+def _device() -> Any:
+    from tscnc.pipeline import resolve_device
+
+    return resolve_device("auto")
+
+
+# ---- process start-up: name, torch threads, heartbeat + lost-worker watch -------------
+
+@signals.celeryd_init.connect
+def _remember_name(sender: str | None = None, **_: Any) -> None:
+    # Runs in the parent before the pool forks; children inherit the name.
+    if sender:
+        os.environ["TSCNC_WORKER_NAME"] = sender
+
+
+@signals.worker_process_init.connect
+def _child_init(**_: Any) -> None:
+    _start_background()
+
+
+@signals.worker_init.connect
+def _solo_init(sender: Any = None, **_: Any) -> None:
+    # The solo pool runs tasks in this process: start the background thread here.
+    pool = getattr(getattr(sender, "pool_cls", None), "__name__", "")
+    if "solo" in str(pool).lower() or "Solo" in str(getattr(sender, "pool_cls", "")):
+        _start_background()
+
+
+def _start_background() -> None:
+    import torch
+
+    s = settings()
+    threads = s.torch_threads or max(1, os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    if _state.get("bg"):
+        return
+    t = threading.Thread(target=_background, name="tscnc-heartbeat", daemon=True)
+    _state["bg"] = t
+    t.start()
+
+
+def _background() -> None:
+    s = settings()
+    queue = s.queue if s.queue != "auto" else ("gpu" if device_name() != "cpu" else "cpu")
+    dev = device_name()
+    while True:
+        try:
+            st = store()
+            st.heartbeat(worker_name(), dev, _state["run"], ttl=int(s.heartbeat_ttl),
+                         queue=queue)
+            requeue_lost_runs(st, s)
+        except Exception:  # Redis restarting: keep beating, never kill the worker
+            log.warning("heartbeat failed", exc_info=True)
+        time.sleep(s.heartbeat_interval)
+
+
+def requeue_lost_runs(st: Store, s: WorkerSettings) -> list[str]:
+    """Re-queue running runs whose worker stopped beating; fail them after max attempts."""
+    from worker.dispatch import enqueue_runs
+
+    alive = {w["name"] if isinstance(w, dict) else w.name for w in st.workers()}
+    moved = []
+    for run in st.lost_runs(alive):
+        if not st.take_over(run.id, worker_name()):
+            continue  # another live worker got there first
+        if run.attempts + 1 >= s.max_attempts:
+            st.set_status(run.id, RunStatus.failed, category="worker_lost",
+                          message=f"worker {run.worker} was lost {run.attempts + 1} times; "
+                                  f"giving up after {s.max_attempts} attempts")
+            continue
+        st.incr_attempts(run.id)
+        st.set_status(run.id, RunStatus.queued,
+                      message=f"worker {run.worker} lost; re-queued from the last checkpoint")
+        enqueue_runs(run.sweep_id, [run.id], store=st)
+        moved.append(run.id)
+    return moved
+
+
+# ---- helpers ------------------------------------------------------------------------
+
+def _spec(st: Store, sweep_id: str) -> SweepSpec:
+    sweep = st.get_sweep(sweep_id)
+    return SweepSpec.model_validate_json(sweep.spec) if isinstance(sweep.spec, str) \
+        else SweepSpec.model_validate(sweep.spec)
+
+
+def _run_spec(run: Any) -> RunSpec:
+    return RunSpec(method=Method(run.method), sparsity=run.sparsity, seed=run.seed)
+
+
+def _claim(st: Store, run_id: str) -> bool:
+    """Mark ``run_id`` running on this worker unless it ended or runs on a live worker."""
+    run = st.get_run(run_id)
+    if run is None or RunStatus(run.status) in TERMINAL_STATUSES:
+        return False
+    if st.cancel_requested(run_id):
+        st.set_status(run_id, RunStatus.cancelled, message="cancelled before it started")
+        return False
+    return bool(st.claim(run_id, worker_name(), device_name()))
+
+
+def _throttled(check: Callable[[], bool]) -> Callable[[], bool]:
+    last = [0.0, False]
+
+    def f() -> bool:
+        now = time.monotonic()
+        if now - last[0] >= _CANCEL_POLL_S:
+            last[0], last[1] = now, check()
+        return bool(last[1])
+
+    return f
+
+
+def _fail(st: Store, run_id: str, err: BaseException) -> None:
+    from tscnc.errors import TSCNCError
+
+    if isinstance(err, TSCNCError):
+        st.set_status(run_id, RunStatus.failed, category=err.category.value, message=err.message)
+    elif isinstance(err, MemoryError):
+        st.set_status(run_id, RunStatus.failed, category="out_of_memory",
+                      message="out of host memory; lower training.batch_size")
+    else:
+        log.exception("run %s failed", run_id)
+        st.set_status(run_id, RunStatus.failed, category="error",
+                      message=f"{type(err).__name__}: {err}")
+
+
+# ---- tasks --------------------------------------------------------------------------
+
+@app.task(name=TASK_PRETRAIN, bind=True)
+def pretrain_task(self: Any, sweep_id: str, run_ids: list[str]) -> None:
+    """Shared pretrain of a group; events go to every live run of the group."""
+    from pathlib import Path
+
+    from tscnc import pipeline
+    from tscnc.errors import Cancelled, TSCNCError
+
+    st = store()
+    live = [r for r in run_ids if _claim(st, r)]
+    if not live:
+        raise Ignore()
+    spec = _spec(st, sweep_id)
+    first = _run_spec(st.get_run(live[0]))
+    artifacts = Path(settings().artifacts_dir) / sweep_id
+    _state["run"] = live[0]
+
+    def emit(ev: Event) -> None:
+        if ev.run in live:
+            st.record_event(ev.run, ev)
+
+    def should_cancel() -> bool:
+        # One run of the group cancelled: confirm it and drop it; stop when none is left.
+        for r in list(live):
+            if st.cancel_requested(r):
+                live.remove(r)
+                st.set_status(r, RunStatus.cancelled, message="cancelled during pretrain")
+        return not live
+
+    try:
+        pipeline.pretrain(spec, first, live, artifacts, emit=emit,
+                          should_cancel=_throttled(should_cancel), device=_device())
+    except Cancelled:
+        raise Ignore() from None
+    except (TSCNCError, MemoryError, Exception) as e:  # noqa: B014 — every run of the group
+        for r in live:
+            _fail(st, r, e)
+        raise Ignore() from None
+    finally:
+        _state["run"] = None
+    # The chained complete tasks re-claim their runs; release the claim for them.
+    for r in live:
+        st.release(r)
+
+
+@app.task(name=TASK_COMPLETE, bind=True)
+def complete_task(self: Any, sweep_id: str, run_id: str) -> None:
+    """Prune + finetune + evaluate one run (evaluate only for dense)."""
+    from pathlib import Path
+
+    from tscnc import pipeline
+    from tscnc.errors import Cancelled
+
+    st = store()
+    if not _claim(st, run_id):
+        return
+    spec = _spec(st, sweep_id)
+    run = _run_spec(st.get_run(run_id))
+    artifacts = Path(settings().artifacts_dir) / sweep_id
+    _state["run"] = run_id
+    try:
+        result = pipeline.complete_run(
+            spec, run, run_id, artifacts, emit=lambda ev: st.record_event(run_id, ev),
+            should_cancel=_throttled(lambda: st.cancel_requested(run_id)), device=_device())
+    except Cancelled as e:
+        st.set_status(run_id, RunStatus.cancelled, message=e.message)
+        return
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt | SystemExit):
+            raise  # warm shutdown: the message is not acked and goes back to the queue
+        _fail(st, run_id, e)
+        return
+    finally:
+        _state["run"] = None
+    st.put_result(run_id, result)
+    st.set_status(run_id, RunStatus.succeeded)
