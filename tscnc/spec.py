@@ -212,7 +212,8 @@ class ConstraintSpec(_Model):
 
 
 class PruningSpec(_Model):
-    # Initial scores = score_init_scale * |W| / max|W| per layer (HYDRA's scaled init).
+    # Initial scores = score_init_scale * sqrt(6/fan_in) * |W| / max|W| per layer (HYDRA's scaled
+    # init: |W| rescaled to the kaiming-uniform bound; see tscnc.pruning.init_scores_).
     score_init_scale: float = Field(default=1.0, gt=0.0, le=1e3)
     # Layers never pruned (e.g. the first conv); names as in model.named_modules().
     skip_layers: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=100)

@@ -1,0 +1,311 @@
+"""Data: the digits split is fixed and stratified; the torchvision-format readers load tiny files
+this test writes (cross-checked against torchvision's own classes) and fail clearly when files
+are missing or corrupt."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+import torchvision
+
+from tscnc.data import (
+    DATASETS,
+    EXPECTED_FILES,
+    check_dataset,
+    data_dir_hint,
+    dataset_info,
+    load_data,
+    make_loaders,
+    to_tensors,
+)
+from tscnc.errors import DatasetError, InvalidInput
+from tscnc.records import FailureCategory
+from tscnc.spec import NUM_CLASSES, DatasetName, DatasetSpec
+
+N_TRAIN, N_TEST = 12, 6
+
+
+# ---- writers for torchvision's on-disk formats --------------------------------------------------
+
+def _idx_bytes(arr: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    return header + arr.astype(np.uint8).tobytes()
+
+
+def write_mnist(root: Path, folder: str, compress: bool = False, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    arrays = {}
+    for split, n in (("train", N_TRAIN), ("t10k", N_TEST)):
+        x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        y = rng.integers(0, 10, n, dtype=np.uint8)
+        for kind, arr in (("images-idx3", x), ("labels-idx1", y)):
+            path = raw / f"{split}-{kind}-ubyte"
+            data = _idx_bytes(arr)
+            if compress:
+                path = path.with_name(path.name + ".gz")
+                data = gzip.compress(data)
+            path.write_bytes(data)
+        arrays[f"{split}_x"], arrays[f"{split}_y"] = x, y
+    return arrays
+
+
+def write_cifar(root: Path, hundred: bool = False, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    folder = root / ("cifar-100-python" if hundred else "cifar-10-batches-py")
+    folder.mkdir(parents=True)
+    n_classes = 100 if hundred else 10
+    label_key = "fine_labels" if hundred else "labels"
+    names = ["train", "test"] if hundred else [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    xs, ys = [], []
+    for name in names:
+        n = 2 if name.startswith("data_batch") or name == "test_batch" else (N_TRAIN if name == "train" else N_TEST)
+        x = rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8)
+        y = rng.integers(0, n_classes, n).tolist()
+        entry = {"data": x, label_key: y}
+        if hundred:
+            entry["coarse_labels"] = [0] * n
+        (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
+        xs.append(x)
+        ys.append(np.asarray(y))
+    # The metadata file torchvision's classes also read (ours do not need it).
+    meta = {"fine_label_names": [str(i) for i in range(100)]} if hundred else \
+        {"label_names": [str(i) for i in range(10)]}
+    (folder / ("meta" if hundred else "batches.meta")).write_bytes(pickle.dumps(meta, protocol=2))
+    return {"train_x": np.concatenate(xs[:-1]), "train_y": np.concatenate(ys[:-1]),
+            "test_x": xs[-1], "test_y": ys[-1]}
+
+
+def write_svhn(root: Path, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split, n in (("train", N_TRAIN), ("test", N_TEST)):
+        x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
+        y = rng.integers(1, 11, (n, 1)).astype(np.uint8)          # SVHN: digit 0 is label 10
+        y[0, 0] = 10
+        scipy.io.savemat(str(root / f"{split}_32x32.mat"), {"X": x, "y": y})
+        out[f"{split}_x"], out[f"{split}_y"] = x, y
+    return out
+
+
+# ---- digits -------------------------------------------------------------------------------------
+
+def test_digits_split_is_fixed_and_stratified() -> None:
+    torch.manual_seed(123)
+    train, test = load_data(DatasetSpec(name=DatasetName.digits))
+    torch.manual_seed(456)
+    train2, test2 = load_data(DatasetSpec(name=DatasetName.digits))
+    assert (len(train), len(test)) == (1257, 540)
+    assert torch.equal(train.images, train2.images) and torch.equal(test.targets, test2.targets)
+    # Stratified: each class's share of the test split is 30% of that class (±1 example).
+    counts = torch.bincount(torch.cat([train.targets, test.targets]), minlength=10)
+    test_counts = torch.bincount(test.targets, minlength=10)
+    assert torch.all((test_counts.float() - 0.3 * counts.float()).abs() <= 1)
+    x, y = train[0]
+    assert x.shape == (1, 8, 8) and x.dtype == torch.float32 and isinstance(y, int)
+    xs, _ = to_tensors(train)
+    assert xs.min() == 0.0 and xs.max() == 1.0                # 0..16 mapped to [0, 1]
+    # Together the splits are the whole data set, each image once.
+    from sklearn.datasets import load_digits
+
+    everything = sorted(r.tobytes() for r in load_digits().images.reshape(1797, -1).astype(np.uint8))
+    both = torch.cat([train.images, test.images]).reshape(1797, -1).numpy()
+    assert sorted(r.tobytes() for r in both) == everything
+
+
+def test_digits_subsets_take_the_first_examples() -> None:
+    full_train, full_test = load_data(DatasetSpec(name=DatasetName.digits))
+    train, test = load_data(DatasetSpec(name=DatasetName.digits, train_subset=100, test_subset=50))
+    assert (len(train), len(test)) == (100, 50)
+    assert torch.equal(train.images, full_train.images[:100])
+    assert torch.equal(test.targets, full_test.targets[:50])
+
+
+def test_make_loaders_seeded_shuffle_and_monitor() -> None:
+    spec = DatasetSpec(name=DatasetName.digits)
+    a = make_loaders(spec, batch_size=64, seed=0, monitor_examples=100)
+    b = make_loaders(spec, batch_size=64, seed=0, monitor_examples=100)
+    c = make_loaders(spec, batch_size=64, seed=1, monitor_examples=100)
+    xa, ya = next(iter(a.train))
+    xb, yb = next(iter(b.train))
+    xc, _ = next(iter(c.train))
+    assert xa.shape == (64, 1, 8, 8) and ya.shape == (64,) and ya.dtype == torch.int64
+    assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert not torch.equal(xa, xc)
+    assert a.monitor is not None
+    assert sum(len(y) for _, y in a.monitor) == 100
+    mx, _ = next(iter(a.monitor))
+    tx, _ = next(iter(a.test))
+    assert torch.equal(mx, tx[: len(mx)])                     # the head of the test split
+    assert sum(len(y) for _, y in a.test) == 540
+    assert make_loaders(spec, 64, 0, monitor_examples=0).monitor is None
+
+
+def test_metadata_agrees_with_spec() -> None:
+    assert set(DATASETS) == set(DatasetName)
+    for name, info in DATASETS.items():
+        assert info.num_classes == NUM_CLASSES[name]
+        assert len(info.mean) == len(info.std) == info.channels
+    assert dataset_info("cifar10").shape == (3, 32, 32)
+    assert dataset_info(DatasetName.mnist).shape == (1, 28, 28)
+    assert "no files" in data_dir_hint("digits")
+    assert "cifar-10-batches-py/data_batch_1" in data_dir_hint("cifar10", "/d")
+
+
+# ---- torchvision-format files -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "folder"), [(DatasetName.mnist, "MNIST"),
+                                              (DatasetName.fashion_mnist, "FashionMNIST")])
+@pytest.mark.parametrize("compress", [False, True], ids=["raw", "gz"])
+def test_mnist_like_loads_tiny_idx_files(tmp_path: Path, name: DatasetName, folder: str,
+                                         compress: bool) -> None:
+    arrays = write_mnist(tmp_path, folder, compress=compress)
+    spec = DatasetSpec(name=name, data_dir=str(tmp_path))
+    check_dataset(spec)
+    train, test = load_data(spec)
+    assert (len(train), len(test)) == (N_TRAIN, N_TEST)
+    assert train.transform is None                             # no augmentation for MNIST-likes
+    x, y = train[3]
+    assert x.shape == (1, 28, 28)
+    assert torch.allclose(x[0], torch.from_numpy(arrays["train_x"][3]).float() / 255)
+    assert y == int(arrays["train_y"][3])
+    assert torch.equal(test.targets, torch.from_numpy(arrays["t10k_y"]).long())
+    if not compress:
+        # torchvision reads the very same files (it checks no checksums for MNIST).
+        cls = torchvision.datasets.MNIST if name == DatasetName.mnist else \
+            torchvision.datasets.FashionMNIST
+        tv = cls(str(tmp_path), train=False, download=False)
+        assert torch.equal(tv.data.unsqueeze(1), test.images)
+        assert torch.equal(tv.targets, test.targets)
+
+
+@pytest.mark.parametrize("hundred", [False, True], ids=["cifar10", "cifar100"])
+def test_cifar_loads_tiny_pickles(tmp_path: Path, hundred: bool,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    arrays = write_cifar(tmp_path, hundred=hundred)
+    name = DatasetName.cifar100 if hundred else DatasetName.cifar10
+    spec = DatasetSpec(name=name, data_dir=str(tmp_path))
+    check_dataset(spec)
+    train, test = load_data(spec)
+    assert (len(train), len(test)) == (len(arrays["train_y"]), len(arrays["test_y"]))
+    assert torch.equal(test.images, torch.from_numpy(arrays["test_x"]).view(-1, 3, 32, 32))
+    assert torch.equal(train.targets, torch.from_numpy(arrays["train_y"]).long())
+    x, _ = test[0]
+    assert x.shape == (3, 32, 32) and x.min() >= 0.0 and x.max() <= 1.0
+    # torchvision's class reads the same files once its MD5 check (full official files only)
+    # is switched off: the format is the same.
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
+    cls = torchvision.datasets.CIFAR100 if hundred else torchvision.datasets.CIFAR10
+    tv = cls(str(tmp_path), train=True, download=False)
+    assert torch.equal(torch.from_numpy(tv.data).permute(0, 3, 1, 2), train.images)
+    assert list(tv.targets) == train.targets.tolist()
+
+
+def test_svhn_loads_tiny_mat_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    arrays = write_svhn(tmp_path)
+    spec = DatasetSpec(name=DatasetName.svhn, data_dir=str(tmp_path))
+    check_dataset(spec)
+    train, test = load_data(spec)
+    assert (len(train), len(test)) == (N_TRAIN, N_TEST)
+    assert train.targets[0] == 0                               # label 10 means the digit 0
+    assert int(train.targets.max()) <= 9
+    monkeypatch.setattr(torchvision.datasets.svhn, "check_integrity", lambda *a, **k: True)
+    tv = torchvision.datasets.SVHN(str(tmp_path), split="train", download=False)
+    assert torch.equal(torch.from_numpy(tv.data), train.images)
+    assert tv.labels.tolist() == train.targets.tolist()
+    assert arrays["train_x"].shape == (32, 32, 3, N_TRAIN)
+
+
+def test_augmentation_only_where_standard(tmp_path: Path) -> None:
+    write_cifar(tmp_path / "c")
+    write_svhn(tmp_path / "s")
+    cifar_train, cifar_test = load_data(DatasetSpec(name=DatasetName.cifar10, data_dir=str(tmp_path / "c")))
+    svhn_train, _ = load_data(DatasetSpec(name=DatasetName.svhn, data_dir=str(tmp_path / "s")))
+    plain, _ = load_data(DatasetSpec(name=DatasetName.cifar10, data_dir=str(tmp_path / "c"),
+                                     augment=False))
+    assert cifar_test.transform is None and plain.transform is None
+    assert "RandomCrop" in repr(cifar_train.transform) and "HorizontalFlip" in repr(cifar_train.transform)
+    assert "RandomCrop" in repr(svhn_train.transform) and "Flip" not in repr(svhn_train.transform)
+    torch.manual_seed(0)
+    xs = torch.stack([cifar_train[0][0] for _ in range(8)])
+    assert xs.shape == (8, 3, 32, 32) and xs.min() >= 0.0 and xs.max() <= 1.0
+    assert not all(torch.equal(xs[0], x) for x in xs[1:])     # random crops differ
+    assert torch.equal(plain[0][0], to_tensors(plain, limit=1)[0][0])
+
+
+def test_subsets_on_torchvision_data(tmp_path: Path) -> None:
+    write_mnist(tmp_path, "MNIST")
+    train, test = load_data(DatasetSpec(name=DatasetName.mnist, data_dir=str(tmp_path),
+                                        train_subset=10, test_subset=10))
+    assert (len(train), len(test)) == (10, N_TEST)
+
+
+# ---- clear failures -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [n for n in DatasetName if n != DatasetName.digits])
+def test_missing_directory_names_the_expected_files(tmp_path: Path, name: DatasetName) -> None:
+    missing = tmp_path / "nowhere"
+    spec = DatasetSpec(name=name, data_dir=str(missing))
+    for call in (check_dataset, load_data):
+        with pytest.raises(DatasetError) as err:
+            call(spec)
+        msg = str(err.value)
+        assert str(missing) in msg and "does not exist" in msg
+        for rel in EXPECTED_FILES[name][0] + EXPECTED_FILES[name][1]:
+            assert str(missing / rel) in msg
+        assert "dataset.data_dir" in msg
+    assert err.value.category == FailureCategory.invalid_input
+    assert isinstance(err.value, InvalidInput)
+
+
+def test_no_data_dir_is_an_error() -> None:
+    with pytest.raises(DatasetError, match="needs a data directory"):
+        check_dataset(DatasetSpec(name=DatasetName.cifar10))
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    write_cifar(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(DatasetError) as err:
+        check_dataset(DatasetSpec(name=DatasetName.cifar10, data_dir=str(tmp_path)))
+    assert f"missing {tmp_path / 'cifar-10-batches-py' / 'data_batch_3'};" in str(err.value)
+
+
+def test_corrupt_files_are_reported_with_their_path(tmp_path: Path) -> None:
+    # Truncated idx file: caught by the cheap check already.
+    write_mnist(tmp_path / "m", "MNIST")
+    img = tmp_path / "m" / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    img.write_bytes(img.read_bytes()[:-100])
+    with pytest.raises(DatasetError, match=str(img)):
+        check_dataset(DatasetSpec(name=DatasetName.mnist, data_dir=str(tmp_path / "m")))
+    # Garbage in a CIFAR pickle: caught when loading.
+    write_cifar(tmp_path / "c")
+    batch = tmp_path / "c" / "cifar-10-batches-py" / "test_batch"
+    batch.write_bytes(b"this is not a pickle")
+    spec = DatasetSpec(name=DatasetName.cifar10, data_dir=str(tmp_path / "c"))
+    check_dataset(spec)                                        # present, so the cheap check passes
+    with pytest.raises(DatasetError, match="corrupt") as err:
+        load_data(spec)
+    assert str(batch) in str(err.value)
+    # A .mat file that is not one.
+    write_svhn(tmp_path / "s")
+    (tmp_path / "s" / "test_32x32.mat").write_bytes(b"\x00" * 200)
+    with pytest.raises(DatasetError, match="test_32x32.mat"):
+        load_data(DatasetSpec(name=DatasetName.svhn, data_dir=str(tmp_path / "s")))
+
+
+def test_labels_out_of_range_are_rejected(tmp_path: Path) -> None:
+    arrays = write_mnist(tmp_path, "MNIST")
+    bad = arrays["train_y"].copy()
+    bad[0] = 42
+    (tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte").write_bytes(_idx_bytes(bad))
+    with pytest.raises(DatasetError, match="labels outside 0..9"):
+        load_data(DatasetSpec(name=DatasetName.mnist, data_dir=str(tmp_path)))
