@@ -92,7 +92,7 @@ class RunPublic(_Schema):
     """One run: a (method, sparsity, seed) point of a sweep, with its live state."""
 
     id: str
-    sweep: str
+    sweep_id: str
     key: str = Field(description="readable name, e.g. tscnc-s0.9-seed0 (unique in a sweep)")
     method: Method
     sparsity: float
@@ -156,7 +156,7 @@ class ResultPublic(RunResult):
 class SweepResults(_Schema):
     """``GET /api/v1/sweeps/{id}/results``: results of the runs that have one."""
 
-    sweep: str
+    sweep_id: str
     items: list[ResultPublic]
     missing: list[str] = Field(description="run ids without a result yet")
 
@@ -165,7 +165,7 @@ class SweepResults(_Schema):
 
 class EventEnvelope(_Schema):
     """One stream entry: the stream id (the SSE id), the run id and the event
-    (a :data:`tscnc.records.Event` as JSON; ``type`` tells which)."""
+    (a :data:`tscnc.records.Event` as JSON; ``type`` tells which; its ``run`` is the run id)."""
 
     id: str
     run_id: str
@@ -184,7 +184,7 @@ class EventPage(_Schema):
 class SweepCancelled(_Schema):
     """``POST /api/v1/sweeps/{id}/cancel``: what happened to each unfinished run."""
 
-    sweep: str
+    sweep_id: str
     cancelled: list[str] = Field(description="queued runs cancelled at once")
     cancel_requested: list[str] = Field(description="running runs asked to stop (the worker "
                                                     "confirms with status cancelled)")

@@ -1,0 +1,239 @@
+"""The FastAPI application: REST under ``/api/v1``, SSE, the dashboard files and Plotly.js.
+
+``create_app(settings)`` builds an app (``uvicorn --factory backend.app:create_app``); the
+module-level ``app`` is built from the environment (``uvicorn backend.app:app``). Importing this
+module never imports torch, Celery tasks or the worker (DESIGN §2.2): runs are handed to the
+workers through ``worker.dispatch`` imported on first use, or through the ``enqueue``/``revoke``
+callables given to :func:`create_app` (tests).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import redis.exceptions
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import tscnc
+from backend.deps import Dispatcher, default_dispatcher
+from backend.routes import access, runs, sweeps, system
+from backend.schemas import Role
+from backend.settings import Settings
+from backend.store import AsyncStore, Store
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+# ---- middleware (pure ASGI, so streaming responses are untouched) --------------------------
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """Answer 413 to a request whose body is over ``max_bytes`` (by Content-Length, or while
+    reading a chunked body)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_large = int(value) > self.max_bytes
+                except ValueError:
+                    too_large = False
+                if too_large:
+                    await self._reject(scope, receive, send)
+                    return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge()
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        resp = JSONResponse({"detail": f"request body is larger than {self.max_bytes} bytes"},
+                            status_code=413)
+        await resp(scope, receive, send)
+
+
+class SecurityHeaders:
+    """No MIME sniffing, no framing, and no Referer (URLs may carry ?token=)."""
+
+    HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+               (b"x-frame-options", b"DENY")]
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def add_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + self.HEADERS
+            await send(message)
+
+        await self.app(scope, receive, add_headers)
+
+
+# ---- errors --------------------------------------------------------------------------------
+
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("Redis unavailable for %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": "the data store (Redis) is unavailable; try again shortly",
+         "error": type(exc).__name__},
+        status_code=503, headers={"Retry-After": "2"})
+
+
+# ---- static files --------------------------------------------------------------------------
+
+def plotly_js_path() -> Path | None:
+    """plotly.min.js from the installed ``plotly`` package (found without importing it)."""
+    spec = importlib.util.find_spec("plotly")
+    for base in (spec.submodule_search_locations or []) if spec else []:
+        p = Path(base) / "package_data" / "plotly.min.js"
+        if p.is_file():
+            return p
+    return None
+
+
+_SHARE_FALLBACK = """<!doctype html><meta charset="utf-8"><title>TSCNC shared dashboard</title>
+<p>The dashboard front end is not installed on this server.
+The data of this link is at <a id="d">/api/v1/share/…</a>.</p>
+<script>const t=location.pathname.split('/').pop();const a=document.getElementById('d');
+a.href='/api/v1/share/'+t;a.textContent=a.href;</script>"""
+
+
+def _static_routes(app: FastAPI, settings: Settings) -> None:
+    frontend = settings.frontend_dir
+
+    @app.get("/static/plotly.min.js", include_in_schema=False)
+    def plotly_js() -> Response:
+        path = plotly_js_path()
+        if path is None:
+            return JSONResponse({"detail": "the plotly package is not installed"}, 404)
+        return FileResponse(path, media_type="text/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/share/{token}", include_in_schema=False)
+    def share_page(token: str) -> Response:
+        for name in ("share.html", "index.html"):
+            page = frontend / name
+            if page.is_file():
+                return FileResponse(page, media_type="text/html",
+                                    headers={"Cache-Control": "no-store"})
+        return HTMLResponse(_SHARE_FALLBACK, headers={"Cache-Control": "no-store"})
+
+    # Mounted last: everything the API does not answer. check_dir=False: the directory may
+    # appear after start-up (404 until then).
+    app.mount("/", StaticFiles(directory=str(frontend), html=True, check_dir=False),
+              name="frontend")
+
+
+# ---- the app -------------------------------------------------------------------------------
+
+def create_app(settings: Settings | None = None, *,
+               enqueue: Callable[[str, list[str] | None], Any] | None = None,
+               revoke: Callable[[str], Any] | None = None,
+               store: Store | None = None) -> FastAPI:
+    """Build the API. ``enqueue(sweep_id, run_ids)`` / ``revoke(task_id)`` default to
+    ``worker.dispatch`` (imported on first use); tests pass recorders."""
+    settings = settings or Settings()
+    dispatcher = default_dispatcher()
+    if enqueue is not None:
+        dispatcher.enqueue = enqueue
+    if revoke is not None:
+        dispatcher.revoke = revoke
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.astore = AsyncStore.from_url(settings.redis_url,
+                                               timeout=settings.sse_keepalive + 10)
+        if settings.bootstrap_token:
+            try:
+                app.state.store.create_token("bootstrap", Role.admin.value,
+                                             secret=settings.bootstrap_token)
+            except redis.exceptions.RedisError as e:
+                log.warning("could not store the bootstrap token yet (%s); it is accepted and "
+                            "stored on first use", e)
+        yield
+        await app.state.astore.close()
+        app.state.store.close()
+
+    app = FastAPI(
+        title="TSCNC job service", version=tscnc.__version__, lifespan=lifespan,
+        description="Run, watch and share TSCNC robustness/compression sweeps. "
+                    "See docs/api.md.",
+        openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.store = store or Store.from_url(settings.redis_url,
+                                              timeout=settings.redis_timeout, retries=1)
+    app.state.dispatcher: Dispatcher = dispatcher
+    app.state.astore = None
+
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(system.router)
+    api.include_router(sweeps.router)
+    api.include_router(runs.router)
+    api.include_router(access.tokens)
+    api.include_router(access.dashboards)
+    api.include_router(access.share)
+    app.include_router(api)
+
+    for exc in (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        app.add_exception_handler(exc, _store_unavailable)
+
+    _static_routes(app, settings)
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key",
+                                          "Last-Event-ID"])
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,204 @@
+"""Runs: list/filter/paginate, get, cancel, retry, events (SSE or JSON), result, checkpoint."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.responses import FileResponse
+
+from backend import sse
+from backend.deps import (
+    AsyncStoreDep,
+    DispatcherDep,
+    PrincipalDep,
+    SettingsDep,
+    StoreDep,
+    WriterDep,
+)
+from backend.routes.sweeps import _ERRORS, Cursor, Limit, cancel_runs
+from backend.schemas import EventEnvelope, EventPage, Page, ResultPublic, RunPublic
+from backend.settings import Settings
+from backend.store import RunRecord, Store
+from backend.views import result_public, run_public
+from tscnc.records import RunStatus
+from tscnc.spec import Method
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+RunId = Annotated[str, "run id"]
+StreamId = Annotated[str | None, Query(pattern=r"^\d{1,20}(-\d{1,20})?$",
+                                       description="a stream id (exclusive)")]
+
+
+def get_run_or_404(store: Store, run_id: str) -> RunRecord:
+    run = store.get_run(run_id) if len(run_id) <= 64 else None
+    if run is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
+    return run
+
+
+@router.get("", response_model=Page[RunPublic], responses=_ERRORS)
+def list_runs(
+    p: PrincipalDep, store: StoreDep, settings: SettingsDep,
+    sweep: Annotated[str | None, Query(max_length=64, description="sweep id")] = None,
+    status_: Annotated[RunStatus | None, Query(alias="status")] = None,
+    method: Method | None = None,
+    order: Literal["desc", "asc"] = "desc",
+    limit: Limit = 50, cursor: Cursor = None,
+) -> Page[RunPublic]:
+    """Runs matching every given filter, newest first (``order=asc``: oldest first).
+    A share link must name one of its sweeps."""
+    if p.sweeps is not None:
+        if sweep is None:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "a share link must filter by sweep")
+        p.require_sweep(sweep)
+    runs, total, nxt = store.list_runs(sweep_id=sweep, status=status_, method=method,
+                                       limit=min(limit, settings.max_page_size), cursor=cursor,
+                                       desc=order == "desc")
+    return Page[RunPublic](items=[run_public(r) for r in runs], total=total, next=nxt)
+
+
+@router.get("/{run_id}", response_model=RunPublic, responses=_ERRORS)
+def get_run(run_id: RunId, p: PrincipalDep, store: StoreDep) -> RunPublic:
+    run = get_run_or_404(store, run_id)
+    p.require_sweep(run.sweep_id)
+    return run_public(run)
+
+
+@router.post("/{run_id}/cancel", response_model=RunPublic,
+             responses={409: {"description": "the run has already finished"}, **_ERRORS})
+def cancel_run(run_id: RunId, p: WriterDep, store: StoreDep,
+               dispatcher: DispatcherDep) -> RunPublic:
+    """Queued: revoked and cancelled at once. Running: asked to stop (``cancel_requested``);
+    the worker saves its checkpoint and confirms with status ``cancelled``."""
+    run = get_run_or_404(store, run_id)
+    p.require_owner(run.owner, "run")
+    if run.terminal:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"run {run_id} has already finished ({run.status.value})")
+    cancel_runs(store, dispatcher, [run_id])
+    return run_public(get_run_or_404(store, run_id))
+
+
+@router.post("/{run_id}/retry", response_model=RunPublic,
+             responses={409: {"description": "only failed or cancelled runs can be retried"},
+                        **_ERRORS})
+def retry_run(run_id: RunId, p: WriterDep, store: StoreDep,
+              dispatcher: DispatcherDep) -> RunPublic:
+    """Queue a failed or cancelled run again (its events are kept; stages resume from their
+    checkpoints)."""
+    run = get_run_or_404(store, run_id)
+    p.require_owner(run.owner, "run")
+    if not store.retry_run(run_id):
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"run {run_id} is {run.status.value}; only failed or cancelled runs "
+                            "can be retried")
+    try:
+        dispatcher.enqueue(run.sweep_id, [run_id])
+    except Exception as e:
+        log.exception("could not enqueue run %s", run_id)
+        store.set_status(run_id, RunStatus.failed, category="error",
+                         message=f"could not be queued: {type(e).__name__}: {e}")
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"run {run_id} could not be queued ({type(e).__name__}); "
+                            "retry again later") from e
+    return run_public(get_run_or_404(store, run_id))
+
+
+@router.get("/{run_id}/events", response_class=Response,
+            responses={200: {"content": {"text/event-stream": {},
+                                         "application/json": {"schema": {
+                                             "$ref": "#/components/schemas/EventPage"}}},
+                             "description": "SSE stream, or with Accept: application/json a "
+                                            "page of past events (EventPage)"},
+                       204: {"description": "the run has finished; nothing after "
+                                            "Last-Event-ID"},
+                       **_ERRORS})
+async def run_events(
+    run_id: RunId, request: Request, p: PrincipalDep, store: StoreDep, astore: AsyncStoreDep,
+    settings: SettingsDep,
+    last_event_id: Annotated[str | None, Query(
+        max_length=50, description="SSE: resume after this id (EventSource sends the "
+                                   "Last-Event-ID header itself)")] = None,
+    after: StreamId = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="JSON page size")] = 100,
+) -> Response:
+    """Server-Sent Events of the run (history first, then live; ends after the final status),
+    or with ``Accept: application/json`` a page of past events after ``after``."""
+    accept = request.headers.get("accept", "")
+    if "application/json" in accept and "text/event-stream" not in accept:
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(_events_page, store, p, run_id, after, limit)
+    state = await astore.run_state(run_id) if len(run_id) <= 64 else None
+    if state is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
+    p.require_sweep(state[1])
+    start = sse.start_id(request, last_event_id)
+    resp = await sse.run_events(request, astore, run_id, start, settings.sse_keepalive)
+    return resp if resp is not None else Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _events_page(store: Store, p: Any, run_id: str, after: str | None, limit: int) -> Response:
+    run = get_run_or_404(store, run_id)
+    p.require_sweep(run.sweep_id)
+    import json
+
+    entries = store.events(run_id, after, limit)
+    page = EventPage(items=[EventEnvelope(id=e.id, run_id=e.run_id, event=json.loads(e.data))
+                            for e in entries],
+                     next=entries[-1].id if len(entries) == limit else None)
+    return Response(page.model_dump_json(), media_type="application/json")
+
+
+@router.get("/{run_id}/result", response_model=ResultPublic, responses=_ERRORS)
+def get_result(run_id: RunId, p: PrincipalDep, store: StoreDep) -> ResultPublic:
+    run = get_run_or_404(store, run_id)
+    p.require_sweep(run.sweep_id)
+    result = store.get_result(run_id)
+    if result is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"run {run_id} has no result yet ({run.status.value})")
+    return result_public(run_id, result)
+
+
+def checkpoint_path(settings: Settings, stored: str) -> Path | None:
+    """The stored checkpoint path if it names a regular file inside the artifacts directory
+    after resolving every symlink and ``..``; None otherwise (never builds a path from
+    request input)."""
+    root = settings.artifacts_dir.resolve()
+    raw = Path(stored)
+    candidates = [raw] if raw.is_absolute() else [Path.cwd() / raw, root / raw]
+    for c in candidates:
+        try:
+            real = c.resolve(strict=True)
+        except (OSError, RuntimeError):
+            continue
+        if real.is_relative_to(root) and real.is_file():
+            return real
+    return None
+
+
+@router.get("/{run_id}/checkpoint", response_class=FileResponse,
+            responses={200: {"content": {"application/octet-stream": {}}}, **_ERRORS})
+def get_checkpoint(run_id: RunId, p: PrincipalDep, store: StoreDep,
+                   settings: SettingsDep) -> FileResponse:
+    """Download the run's latest checkpoint (a torch file; load it with
+    ``torch.load(..., weights_only=True)``)."""
+    run = get_run_or_404(store, run_id)
+    p.require_sweep(run.sweep_id)
+    if not run.checkpoint:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no checkpoint yet")
+    path = checkpoint_path(settings, run.checkpoint)
+    if path is None:
+        log.warning("refused checkpoint path %r of run %s (missing or outside %s)",
+                    run.checkpoint, run_id, settings.artifacts_dir)
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"the checkpoint of run {run_id} is not available")
+    return FileResponse(path, media_type="application/octet-stream",
+                        filename=f"{run.key or run_id}-{path.name}")

@@ -1,0 +1,240 @@
+"""Sweeps: submit, list, get, cancel, delete, results (JSON/CSV), events (SSE)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from backend import sse
+from backend.deps import (
+    AsyncStoreDep,
+    DispatcherDep,
+    PrincipalDep,
+    ReaderDep,
+    SettingsDep,
+    StoreDep,
+    WriterDep,
+)
+from backend.schemas import (
+    ErrorBody,
+    Page,
+    SweepCancelled,
+    SweepCreate,
+    SweepDetail,
+    SweepPublic,
+    SweepResults,
+)
+from backend.settings import Settings
+from backend.store import Store, SweepRecord
+from backend.views import result_public, results_csv, sweep_detail, sweep_public
+from tscnc.records import TERMINAL_STATUSES, RunStatus
+from tscnc.spec import PRESETS, SweepSpec, preset
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+
+SweepId = Annotated[str, "sweep id"]
+Limit = Annotated[int, Query(ge=1, le=10_000, description="page size (capped by the server)")]
+Cursor = Annotated[str | None, Query(pattern=r"^\d{1,20}$", description="`next` of the "
+                                                                         "previous page")]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody},
+    503: {"model": ErrorBody}}
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _invalid(loc: tuple[Any, ...], msg: str, typ: str = "value_error") -> RequestValidationError:
+    return RequestValidationError([{"loc": loc, "msg": msg, "type": typ}])
+
+
+def resolve_spec(body: SweepCreate, settings: Settings) -> SweepSpec:
+    """Preset (or defaults) deep-merged with ``body.spec``, validated by :class:`SweepSpec`
+    and the server's bounds; errors are 422 naming the field under ``body.spec``."""
+    base: dict[str, Any] = {}
+    if body.preset is not None:
+        if body.preset not in PRESETS:
+            raise _invalid(("body", "preset"),
+                           f"unknown preset {body.preset!r}; known: {', '.join(PRESETS)}")
+        base = preset(body.preset).model_dump(mode="json")
+    try:
+        spec = SweepSpec.model_validate(_deep_merge(base, body.spec))
+    except ValidationError as e:
+        raise RequestValidationError([
+            {"loc": ("body", "spec", *err["loc"]), "msg": err["msg"], "type": err["type"]}
+            for err in e.errors(include_url=False, include_context=False, include_input=False)
+        ]) from None
+    errors = []
+    t = spec.training
+    for name in ("pretrain_epochs", "prune_epochs", "finetune_epochs"):
+        if getattr(t, name) > settings.max_epochs_per_stage:
+            errors.append({"loc": ("body", "spec", "training", name), "type": "less_than_equal",
+                           "msg": f"at most {settings.max_epochs_per_stage} epochs per stage on "
+                                  f"this server (TSCNC_MAX_EPOCHS_PER_STAGE)"})
+    n = len(spec.runs())
+    if n > settings.max_runs_per_sweep:
+        errors.append({"loc": ("body", "spec"), "type": "too_many_runs",
+                       "msg": f"methods × sparsities × seeds expands to {n} runs; this server "
+                              f"allows at most {settings.max_runs_per_sweep} per sweep "
+                              f"(TSCNC_MAX_RUNS_PER_SWEEP)"})
+    if errors:
+        raise RequestValidationError(errors)
+    return spec
+
+
+def get_sweep_or_404(store: Store, sweep_id: str) -> SweepRecord:
+    sweep = store.get_sweep(sweep_id) if len(sweep_id) <= 64 else None
+    if sweep is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sweep {sweep_id!r}")
+    return sweep
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=SweepDetail,
+             responses={200: {"model": SweepDetail,
+                              "description": "the sweep created earlier with this "
+                                             "Idempotency-Key"},
+                        422: {"description": "invalid spec (loc names the field)"},
+                        **_ERRORS})
+def create_sweep(
+    body: SweepCreate, response: Response, p: WriterDep, store: StoreDep,
+    settings: SettingsDep, dispatcher: DispatcherDep,
+    idempotency_key: Annotated[str | None, Header(
+        max_length=200, description="makes a retried POST return the same sweep")] = None,
+) -> SweepDetail:
+    """Submit a sweep: validate, store one queued run per (method, sparsity, seed), enqueue."""
+    spec = resolve_spec(body, settings)
+    sweep, created = store.create_sweep(spec, p.id, idempotency_key or None, owner_name=p.name,
+                                        preset=body.preset,
+                                        idempotency_ttl=settings.idempotency_ttl)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    if created or not sweep.enqueued:
+        try:
+            dispatcher.enqueue(sweep.id, None)
+        except Exception as e:
+            log.exception("could not enqueue sweep %s", sweep.id)
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"sweep {sweep.id} was stored but could not be queued ({type(e).__name__}: "
+                f"{e}); repeat the request with the same Idempotency-Key to queue it") from e
+        store.mark_enqueued(sweep.id)
+    return sweep_detail(sweep, store.sweep_runs(sweep.id))
+
+
+@router.get("", response_model=Page[SweepPublic], responses=_ERRORS)
+def list_sweeps(p: ReaderDep, store: StoreDep, settings: SettingsDep, limit: Limit = 50,
+                cursor: Cursor = None) -> Page[SweepPublic]:
+    """Sweeps, newest first."""
+    sweeps, total, nxt = store.list_sweeps(limit=min(limit, settings.max_page_size),
+                                           cursor=cursor)
+    summaries = store.sweep_summaries([s.id for s in sweeps])
+    return Page[SweepPublic](items=[sweep_public(s, summaries.get(s.id)) for s in sweeps],
+                             total=total, next=nxt)
+
+
+@router.get("/{sweep_id}", response_model=SweepDetail, responses=_ERRORS)
+def get_sweep(sweep_id: SweepId, p: PrincipalDep, store: StoreDep) -> SweepDetail:
+    p.require_sweep(sweep_id)
+    sweep = get_sweep_or_404(store, sweep_id)
+    return sweep_detail(sweep, store.sweep_runs(sweep_id))
+
+
+def cancel_runs(store: Store, dispatcher: Any, run_ids: list[str]) -> tuple[list[str], list[str]]:
+    """Queued runs: cancel flag + revoke + status cancelled (the only terminal status the API
+    sets). Running runs: cancel flag only; the worker stops and confirms. Returns
+    (cancelled, cancel_requested)."""
+    cancelled, requested = [], []
+    for run in store.get_runs(run_ids):
+        if run.terminal:
+            continue
+        store.request_cancel(run.id)
+        if run.status == RunStatus.queued:
+            if run.task_id:
+                try:
+                    dispatcher.revoke(run.task_id)
+                except Exception:
+                    log.warning("could not revoke task %s of run %s", run.task_id, run.id,
+                                exc_info=True)
+            if store.set_status(run.id, RunStatus.cancelled, message="cancelled while queued",
+                                expect={RunStatus.queued}):
+                cancelled.append(run.id)
+                continue
+        requested.append(run.id)
+    return cancelled, requested
+
+
+@router.post("/{sweep_id}/cancel", response_model=SweepCancelled, responses=_ERRORS)
+def cancel_sweep(sweep_id: SweepId, p: WriterDep, store: StoreDep,
+                 dispatcher: DispatcherDep) -> SweepCancelled:
+    """Cancel every unfinished run of the sweep."""
+    sweep = get_sweep_or_404(store, sweep_id)
+    p.require_owner(sweep.owner)
+    cancelled, requested = cancel_runs(store, dispatcher, sweep.run_ids)
+    return SweepCancelled(sweep_id=sweep_id, cancelled=cancelled, cancel_requested=requested)
+
+
+@router.delete("/{sweep_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
+def delete_sweep(sweep_id: SweepId, p: WriterDep, store: StoreDep,
+                 dispatcher: DispatcherDep) -> Response:
+    """Cancel unfinished runs, then remove the sweep, its runs, events and results
+    (checkpoints on disk are kept)."""
+    sweep = get_sweep_or_404(store, sweep_id)
+    p.require_owner(sweep.owner)
+    cancel_runs(store, dispatcher, sweep.run_ids)
+    store.delete_sweep(sweep_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{sweep_id}/results", response_model=SweepResults,
+            responses={200: {"content": {"text/csv": {}}}, **_ERRORS})
+def sweep_results(sweep_id: SweepId, p: PrincipalDep, store: StoreDep,
+                  format: Annotated[Literal["json", "csv"], Query(
+                      description="json (default) or csv (one flat row per run)")] = "json",
+                  ) -> Any:
+    """Final results of the sweep's finished runs (runs without one are listed in
+    ``missing``)."""
+    p.require_sweep(sweep_id)
+    sweep = get_sweep_or_404(store, sweep_id)
+    results = store.get_results(sweep.run_ids)
+    ordered = [(rid, results[rid]) for rid in sweep.run_ids if rid in results]
+    if format == "csv":
+        return Response(results_csv(ordered), media_type="text/csv; charset=utf-8", headers={
+            "Content-Disposition": f'attachment; filename="sweep-{sweep_id}-results.csv"'})
+    return SweepResults(sweep_id=sweep_id, items=[result_public(r, x) for r, x in ordered],
+                        missing=[r for r in sweep.run_ids if r not in results])
+
+
+@router.get("/{sweep_id}/events", response_class=Response,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "SSE: every event of every run of the sweep"},
+                       204: {"description": "all runs finished; nothing after Last-Event-ID"},
+                       **_ERRORS})
+async def sweep_events(
+    sweep_id: SweepId, request: Request, p: PrincipalDep, astore: AsyncStoreDep,
+    settings: SettingsDep,
+    last_event_id: Annotated[str | None, Query(
+        max_length=50, description="resume after this id (EventSource sends the "
+                                   "Last-Event-ID header itself)")] = None,
+) -> Response:
+    p.require_sweep(sweep_id)
+    after = sse.start_id(request, last_event_id)
+    if await astore.sweep_statuses(sweep_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sweep {sweep_id!r}")
+    resp = await sse.sweep_events(request, astore, sweep_id, after, settings.sse_keepalive)
+    return resp if resp is not None else Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+__all__ = ["router", "resolve_spec", "cancel_runs", "TERMINAL_STATUSES"]

@@ -1,0 +1,125 @@
+"""Store records → public schemas (the only mapping between the two families)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Mapping
+
+from backend.schemas import (
+    DashboardPublic,
+    ResultPublic,
+    RunPublic,
+    SweepDetail,
+    SweepPublic,
+    SweepStatus,
+    TokenPublic,
+)
+from backend.store import (
+    DashboardRecord,
+    RunRecord,
+    SweepRecord,
+    SweepSummary,
+    TokenRecord,
+)
+from tscnc.records import RunResult, RunStatus
+from tscnc.spec import AttackName
+
+
+def run_public(r: RunRecord) -> RunPublic:
+    return RunPublic(
+        id=r.id, sweep_id=r.sweep_id, key=r.key, method=r.method, sparsity=r.sparsity,
+        seed=r.seed, status=r.status, stage=r.stage, epoch=r.epoch, progress=r.progress,
+        total_epochs=r.total_epochs, category=r.category, message=r.message, created=r.created,
+        started=r.started, finished=r.finished, worker=r.worker, device=r.device,
+        attempts=r.attempts, task_id=r.task_id, cancel_requested=r.cancel_requested,
+        owner=r.owner, clean_accuracy=r.clean_accuracy, robust_accuracy=r.robust_accuracy,
+        kappa_median=r.kappa_median, sparsity_actual=r.sparsity_actual,
+        has_result=r.has_result, has_checkpoint=bool(r.checkpoint),
+    )
+
+
+def sweep_status(counts: Mapping[RunStatus, int]) -> SweepStatus:
+    n = sum(counts.values())
+    queued, running = counts.get(RunStatus.queued, 0), counts.get(RunStatus.running, 0)
+    if n == 0 or queued == n:
+        return SweepStatus.queued
+    if queued or running:
+        return SweepStatus.running
+    if counts.get(RunStatus.failed, 0):
+        return SweepStatus.failed
+    if counts.get(RunStatus.cancelled, 0):
+        return SweepStatus.cancelled
+    return SweepStatus.succeeded
+
+
+def sweep_public(s: SweepRecord, summary: SweepSummary | None) -> SweepPublic:
+    counts = dict(summary.counts) if summary else {st: 0 for st in RunStatus}
+    return SweepPublic(
+        id=s.id, name=s.name, preset=s.preset, owner=s.owner, owner_name=s.owner_name,
+        created=s.created, status=sweep_status(counts), counts=counts,
+        progress=summary.progress if summary else 0.0, run_ids=s.run_ids, spec=s.sweep_spec(),
+    )
+
+
+def sweep_detail(s: SweepRecord, runs: Iterable[RunRecord]) -> SweepDetail:
+    runs = list(runs)
+    counts = {st: 0 for st in RunStatus}
+    total = 0.0
+    for r in runs:
+        counts[r.status] += 1
+        total += 1.0 if r.terminal else (r.progress if r.status == RunStatus.running else 0.0)
+    summary = SweepSummary(counts=counts, progress=min(1.0, total / len(runs)) if runs else 0.0)
+    base = sweep_public(s, summary)
+    return SweepDetail(**base.model_dump(), runs=[run_public(r) for r in runs])
+
+
+def result_public(run_id: str, result: RunResult) -> ResultPublic:
+    return ResultPublic(**result.model_dump(), run_id=run_id)
+
+
+def token_public(t: TokenRecord) -> TokenPublic:
+    return TokenPublic(id=t.id, name=t.name, role=t.role, created=t.created, expires=t.expires,
+                       revoked=t.revoked)
+
+
+def dashboard_public(d: DashboardRecord) -> DashboardPublic:
+    return DashboardPublic(id=d.id, name=d.name, owner=d.owner, sweep_ids=d.sweep_ids,
+                           state=d.state, created=d.created, revoked=d.revoked)
+
+
+# ---- CSV -----------------------------------------------------------------------------------
+
+_ATTACK_ORDER = [a.value for a in AttackName]
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return ""
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if math.isnan(x):
+        return "nan"
+    return repr(float(x))
+
+
+def results_csv(results: Iterable[tuple[str, RunResult]]) -> str:
+    """Flat table, one row per run: run, method, sparsity, sparsity_actual, seed,
+    clean_accuracy, robust_<attack>..., kappa_median, kappa_max, lipschitz_upper, flags
+    (flags joined with ';'; infinite κ written as inf)."""
+    rows = list(results)
+    attacks = sorted({a for _, r in rows for a in r.robust_accuracy},
+                     key=lambda a: (_ATTACK_ORDER.index(a) if a in _ATTACK_ORDER else 99, a))
+    header = ["run", "method", "sparsity", "sparsity_actual", "seed", "clean_accuracy",
+              *[f"robust_{a}" for a in attacks], "kappa_median", "kappa_max", "lipschitz_upper",
+              "flags"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    for run_id, r in rows:
+        w.writerow([run_id, r.method.value, _num(r.sparsity), _num(r.sparsity_actual), r.seed,
+                    _num(r.clean_accuracy), *[_num(r.robust_accuracy.get(a)) for a in attacks],
+                    _num(r.condition_number.median), _num(r.condition_number.max),
+                    _num(r.lipschitz_upper), ";".join(f.value for f in r.flags)])
+    return buf.getvalue()
