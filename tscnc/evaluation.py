@@ -1,0 +1,620 @@
+"""Robustness evaluation (DESIGN §3.6): torchattacks attacks, security curve, sanity flags.
+
+Threat model: L∞ ball of radius ε around inputs in [0, 1]. Attacks (names as in
+:class:`tscnc.spec.AttackName`), all from torchattacks (its version is recorded as :data:`LIBRARY`):
+
+=============  ==============================================================================
+``fgsm``       ``torchattacks.FGSM``: x' = clamp(x + ε·sign ∇CE, 0, 1).
+``pgd``        ``torchattacks.PGD``: k steps (default 20) of size 2.5ε/k on CE, uniform random
+               start (Madry et al.).
+``cw``         :class:`CWLinf`: ``torchattacks.PGD`` with CE replaced by the Carlini–Wagner
+               margin min(max_{j≠y} z_j − z_y, κ) (the "CW∞" of TRADES/HYDRA evaluations);
+               torchattacks' own ``CW`` is the L2 attack, so the loss is swapped here.
+``autoattack`` ``torchattacks.AutoAttack(norm="Linf", version="standard")``: APGD-CE, APGD-T,
+               FAB-T, Square (5000 queries). torchattacks defaults the iterative parts to 10
+               iterations and targets all C−1 classes; we set the reference budget of Croce &
+               Hein (fra31/auto-attack "standard"): 100 iterations, min(9, C−1) target classes.
+=============  ==============================================================================
+
+Robust accuracy counts an example as robust only if it is classified correctly both clean and
+after the attack (x itself lies in the ball); attacks run only on the clean-correct examples.
+
+Every function
+
+- evaluates in eval mode and restores the train/eval flag of every submodule afterwards;
+- freezes the parameters while attacking (``requires_grad`` off, restored after), so attacks that
+  call ``.backward()`` (FAB) never touch ``param.grad``;
+- is deterministic given ``seed``: the torch RNG is seeded inside ``torch.random.fork_rng``, so the
+  caller's RNG state is left as it was (bitwise on CPU; on CUDA up to non-deterministic kernels);
+- sends batches to the model's device (or ``device``) and never calls ``.cuda()``.
+
+Data is either a pair of tensors ``(x, y)`` — ``x`` of shape ``(N, ...)`` in [0, 1], ``y`` of
+shape ``(N,)`` — or an iterable of such batches (a ``DataLoader``); ``examples`` keeps the first N.
+
+Example::
+
+    >>> ev = evaluate(model, (x_test, y_test), spec)          # spec: a SweepSpec
+    >>> ev.clean_accuracy, [(a.attack, a.accuracy) for a in ev.attacks], ev.flags
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeAlias
+
+import torch
+import torch.nn.functional as F
+import torchattacks
+from torch import Tensor, nn
+from torchattacks.attack import Attack
+
+from tscnc import metrics
+from tscnc.adversarial import eval_mode
+from tscnc.errors import InvalidInput
+from tscnc.records import AttackResult, Evaluation, Flag
+from tscnc.spec import AttackName, EvaluationSpec, SweepSpec
+
+__all__ = [
+    "LIBRARY",
+    "CWLinf",
+    "Data",
+    "attack_step_size",
+    "clean_accuracy",
+    "cw_margin",
+    "empirical_lipschitz_pgd",
+    "evaluate",
+    "make_attack",
+    "monitor_accuracy",
+    "perturb",
+    "robust_accuracy",
+    "sanity_flags",
+    "security_curve",
+]
+
+LIBRARY = f"torchattacks {torchattacks.__version__}"
+
+Data: TypeAlias = tuple[Tensor, Tensor] | Iterable[Any]
+
+# Steps when the caller gives none: PGD-20 (§3.6), CW-30, AutoAttack's reference 100 iterations.
+DEFAULT_STEPS: dict[AttackName, int] = {
+    AttackName.fgsm: 1,
+    AttackName.pgd: 20,
+    AttackName.cw: 30,
+    AttackName.autoattack: 100,
+}
+# Step size of PGD-k and CW-k: 2.5·ε/k (Madry et al.): the k steps can travel 2.5ε, more than
+# the ball's diameter 2ε, so any point of the ball is reachable from the random start.
+STEP_FACTOR = 2.5
+# CW margin cap κ ("confidence"): large, so the margin is still pushed past misclassification.
+CW_KAPPA = 50.0
+# AutoAttack "standard" targets at most this many classes (fra31/auto-attack).
+AUTOATTACK_TARGETS = 9
+# Sanity-check knobs (§3.6): slack for sampling noise, and "large ε" thresholds.
+FLAG_TOLERANCE = 0.01          # accuracy slack before PGD>FGSM or a rising curve is flagged
+CHANCE_MARGIN = 0.1            # flag when accuracy at a large ε exceeds 1/C + this
+LARGE_EPSILON_FACTOR = 4.0     # a curve point is "large" at >= 4x the training epsilon ...
+LARGE_EPSILON_ABSOLUTE = 0.5   # ... or at >= 0.5 (half the input range) whatever epsilon is
+
+
+def attack_step_size(epsilon: float, steps: int) -> float:
+    """Step of PGD-k / CW-k: 2.5·ε/k."""
+    return STEP_FACTOR * epsilon / steps
+
+
+# ---- attacks -----------------------------------------------------------------------------
+
+class CWLinf(torchattacks.PGD):
+    """CW-L∞: PGD-k maximising the Carlini–Wagner margin instead of CE.
+
+    Loss per example: min(max_{j≠y} z_j(x') − z_y(x'), κ), summed over the batch; steps and
+    random start as ``torchattacks.PGD`` (whose mode handling, device and normalisation it
+    inherits: only the loss differs). Inputs ``(N, ...)`` in [0, 1], labels ``(N,)``.
+
+    Example::
+
+        >>> atk = CWLinf(model, eps=0.1, alpha=2.5 * 0.1 / 30, steps=30)
+        >>> x_adv = atk(x, y)
+    """
+
+    def __init__(self, model: nn.Module, eps: float = 8 / 255, alpha: float = 2 / 255,
+                 steps: int = 30, random_start: bool = True, kappa: float = CW_KAPPA) -> None:
+        super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)
+        self.attack = "CWLinf"
+        self.kappa = kappa
+        self.supported_mode = ["default"]
+
+    def forward(self, images: Tensor, labels: Tensor) -> Tensor:
+        images = images.clone().detach().to(self.device)
+        labels = labels.clone().detach().to(self.device)
+        adv = images.clone()
+        if self.random_start:
+            adv = (adv + torch.empty_like(adv).uniform_(-self.eps, self.eps)).clamp(0, 1)
+        for _ in range(self.steps):
+            adv.requires_grad_(True)
+            cost = cw_margin(self.get_logits(adv), labels).clamp(max=self.kappa).sum()
+            (grad,) = torch.autograd.grad(cost, adv)
+            adv = adv.detach() + self.alpha * grad.sign()
+            delta = torch.clamp(adv - images, min=-self.eps, max=self.eps)
+            adv = torch.clamp(images + delta, min=0, max=1).detach()
+        return adv
+
+
+def cw_margin(logits: Tensor, labels: Tensor) -> Tensor:
+    """max_{j≠y} z_j − z_y per example, shape ``(N,)``; > 0 exactly when misclassified."""
+    correct = logits.gather(1, labels[:, None]).squeeze(1)
+    others = logits.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), -math.inf)
+    return others.amax(dim=1) - correct
+
+
+class _ImageView(nn.Module):
+    """Show a model of non-image inputs ``(N, *shape)`` to AutoAttack as ``(N, 1, h, w)``.
+
+    AutoAttack's APGD and Square index inputs as ``(N, C, H, W)``. The ``training`` flag is the
+    wrapped model's own, so torchattacks' save/restore of ``model.training`` sees the truth.
+    """
+
+    def __init__(self, model: nn.Module, shape: Sequence[int]) -> None:
+        super().__init__()
+        self.inner = model
+        self.shape = tuple(shape)
+        d = math.prod(self.shape)
+        h = max(k for k in range(1, math.isqrt(d) + 1) if d % k == 0)
+        self.image_shape = (1, h, d // h)
+
+    @property  # type: ignore[override]
+    def training(self) -> bool:
+        inner = self.__dict__.get("_modules", {}).get("inner")
+        return bool(inner.training) if inner is not None else True
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        # nn.Module.__init__ and .train() assign the flag; the wrapped model keeps the truth.
+        pass
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.inner(x.reshape(x.shape[0], *self.shape))
+
+    def to_image(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], *self.image_shape)
+
+    def from_image(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], *self.shape)
+
+
+class _AutoAttack(torchattacks.AutoAttack):
+    """``torchattacks.AutoAttack`` that accepts inputs of any shape through :class:`_ImageView`."""
+
+    def __init__(self, model: nn.Module, view: _ImageView | None, **kwargs: Any) -> None:
+        super().__init__(view if view is not None else model, **kwargs)
+        self.view = view
+
+    def forward(self, images: Tensor, labels: Tensor) -> Tensor:
+        if self.view is None:
+            return super().forward(images, labels)
+        return self.view.from_image(super().forward(self.view.to_image(images), labels))
+
+
+def make_attack(name: AttackName | str, model: nn.Module, epsilon: float, *,
+                steps: int | None = None, step_size: float | None = None, seed: int = 0,
+                num_classes: int = 10,
+                input_shape: Sequence[int] | None = None) -> Attack:
+    """Build attack ``name`` on ``model`` at L∞ radius ``epsilon`` (inputs in [0, 1]).
+
+    ``steps`` defaults to :data:`DEFAULT_STEPS` (FGSM ignores it), ``step_size`` to 2.5ε/steps;
+    ``seed`` seeds AutoAttack's internal restarts (the other attacks use the torch RNG, seeded by
+    :func:`robust_accuracy`); ``num_classes`` sets AutoAttack's targets; ``input_shape`` (one
+    example, e.g. ``(64,)``) lets AutoAttack run on non-image inputs.
+
+    The returned object is a torchattacks ``Attack``: ``atk(x, y) -> x_adv`` of ``x``'s shape.
+    It switches the model to eval mode and back (top-level flag); :func:`robust_accuracy` adds
+    the exact per-submodule restore, seeding and parameter freezing.
+    """
+    attack = _attack_name(name)
+    if not 0 < epsilon <= 1:
+        raise InvalidInput(f"epsilon must be in (0, 1] for inputs in [0, 1], got {epsilon}")
+    k = steps if steps is not None else DEFAULT_STEPS[attack]
+    if k < 1:
+        raise InvalidInput(f"steps must be >= 1, got {k}")
+    alpha = step_size if step_size is not None else attack_step_size(epsilon, k)
+    if attack == AttackName.fgsm:
+        return torchattacks.FGSM(model, eps=epsilon)
+    if attack == AttackName.pgd:
+        return torchattacks.PGD(model, eps=epsilon, alpha=alpha, steps=k, random_start=True)
+    if attack == AttackName.cw:
+        return CWLinf(model, eps=epsilon, alpha=alpha, steps=k, random_start=True)
+    view = None
+    if input_shape is not None and len(input_shape) != 3:
+        view = _ImageView(model, input_shape)
+    atk = _AutoAttack(model, view, norm="Linf", eps=epsilon, version="standard",
+                      n_classes=num_classes, seed=seed, verbose=False)
+    # Reference "standard" budget (see module docstring); the sub-attacks read these at run time.
+    for sub in atk._autoattack.attacks:
+        if isinstance(sub, torchattacks.APGD | torchattacks.APGDT | torchattacks.FAB):
+            sub.steps = k
+        if isinstance(sub, torchattacks.APGDT | torchattacks.FAB):
+            sub.n_target_classes = max(1, min(AUTOATTACK_TARGETS, num_classes - 1))
+    return atk
+
+
+def _attack_name(name: AttackName | str) -> AttackName:
+    try:
+        return AttackName(name)
+    except ValueError:
+        known = ", ".join(a.value for a in AttackName)
+        raise InvalidInput(f"unknown attack {name!r}; known: {known}") from None
+
+
+# ---- context helpers ---------------------------------------------------------------------
+
+def _model_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed the torch RNG for the block and put the caller's RNG state back afterwards."""
+    # fork_rng covers CPU and the CUDA devices listed; torchattacks' APGD/FAB reseed through
+    # torch.manual_seed, which touches every CUDA device, so all of them are forked on CUDA.
+    devices = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type="cuda"):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
+def _attacking(model: nn.Module) -> Iterator[None]:
+    """Eval mode, gradients enabled, parameters frozen; everything restored on exit."""
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    try:
+        for p in frozen:
+            p.requires_grad_(False)
+        with eval_mode(model), torch.enable_grad():
+            yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+# ---- data --------------------------------------------------------------------------------
+
+def _materialize(data: Data, examples: int | None) -> tuple[Tensor, Tensor]:
+    """The first ``examples`` examples of ``data`` as two tensors (on their original device)."""
+    if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], Tensor):
+        x, y = data[0], data[1]
+    else:
+        xs: list[Tensor] = []
+        ys: list[Tensor] = []
+        n = 0
+        for batch in data:
+            bx, by = batch[0], batch[1]
+            xs.append(bx)
+            ys.append(by)
+            n += len(by)
+            if examples is not None and n >= examples:
+                break
+        if not xs:
+            raise InvalidInput("evaluation data is empty")
+        x, y = torch.cat(xs), torch.cat(ys)
+    if examples is not None:
+        x, y = x[:examples], y[:examples]
+    if len(x) == 0 or len(x) != len(y):
+        raise InvalidInput(f"evaluation data needs N > 0 inputs and N labels; got {len(x)} "
+                           f"inputs and {len(y)} labels")
+    return x, y
+
+
+def _batches(x: Tensor, y: Tensor, batch_size: int,
+             device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
+    for i in range(0, len(x), batch_size):
+        yield (x[i:i + batch_size].to(device, non_blocking=True),
+               y[i:i + batch_size].to(device, non_blocking=True))
+
+
+def _infer_num_classes(model: nn.Module, x: Tensor, device: torch.device) -> int:
+    with eval_mode(model), torch.no_grad():
+        return int(model(x[:1].to(device)).shape[1])
+
+
+# ---- accuracies --------------------------------------------------------------------------
+
+def clean_accuracy(model: nn.Module, data: Data, *, examples: int | None = None,
+                   batch_size: int = 256, device: torch.device | str | None = None) -> float:
+    """Fraction of ``data`` classified correctly, argmax_j f(x)_j = y, in eval mode.
+
+    Example::
+
+        >>> clean_accuracy(model, (x, y))
+        0.97
+    """
+    x, y = _materialize(data, examples)
+    dev = _model_device(model, device)
+    correct = 0
+    with eval_mode(model), torch.no_grad():
+        for bx, by in _batches(x, y, batch_size, dev):
+            correct += int((model(bx).argmax(1) == by).sum())
+    return correct / len(y)
+
+
+def robust_accuracy(model: nn.Module, data: Data,
+                    attack: AttackName | str | Attack = AttackName.pgd, *,
+                    epsilon: float | None = None, steps: int | None = None,
+                    step_size: float | None = None, seed: int = 0, examples: int | None = None,
+                    batch_size: int = 256, num_classes: int | None = None,
+                    device: torch.device | str | None = None) -> AttackResult:
+    """Robust accuracy under ``attack``: mean_i 1[f(x_i) = y_i and f(x'_i) = y_i].
+
+    ``attack`` is a name (built with :func:`make_attack`; ``epsilon`` required) or a ready
+    torchattacks ``Attack`` on ``model`` (its ``eps``/``steps`` are recorded). Returns an
+    :class:`~tscnc.records.AttackResult` recording attack, ε, steps, seed, number of examples and
+    library version. Deterministic given ``seed``; the model's mode and the caller's RNG state
+    are restored.
+
+    Example::
+
+        >>> r = robust_accuracy(model, (x, y), "pgd", epsilon=0.1, seed=0)
+        >>> r.attack, r.steps, r.library
+        ('pgd', 20, 'torchattacks 3.5.1')
+    """
+    x, y = _materialize(data, examples)
+    dev = _model_device(model, device)
+    if isinstance(attack, Attack):
+        atk = attack
+        name = _name_of(atk)
+        eps = float(atk.eps)  # type: ignore[attr-defined]
+        k = int(getattr(atk, "steps", 1))
+    else:
+        name = _attack_name(attack)
+        if epsilon is None:
+            raise InvalidInput(f"robust_accuracy({name.value!r}) needs epsilon")
+        if num_classes is None and name == AttackName.autoattack:
+            num_classes = _infer_num_classes(model, x, dev)
+        k = steps if steps is not None else DEFAULT_STEPS[name]
+        if name == AttackName.fgsm:
+            k = 1
+        atk = make_attack(name, model, epsilon, steps=k, step_size=step_size, seed=seed,
+                          num_classes=num_classes or 10, input_shape=tuple(x.shape[1:]))
+        eps = float(epsilon)
+    atk.set_device(dev)
+    correct = 0
+    with _seeded(seed, dev), _attacking(model):
+        for bx, by in _batches(x, y, batch_size, dev):
+            with torch.no_grad():
+                ok = model(bx).argmax(1) == by
+            if ok.any():
+                x_adv = atk(bx[ok], by[ok])
+                with torch.no_grad():
+                    correct += int((model(x_adv).argmax(1) == by[ok]).sum())
+    return AttackResult(attack=str(name), epsilon=eps, steps=k, accuracy=correct / len(y),
+                        examples=len(y), seed=seed, library=LIBRARY)
+
+
+def perturb(model: nn.Module, data: Data, attack: AttackName | str = AttackName.pgd, *,
+            epsilon: float, steps: int | None = None, step_size: float | None = None,
+            seed: int = 0, examples: int | None = None, batch_size: int = 256,
+            num_classes: int | None = None,
+            device: torch.device | str | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Adversarial examples of every input: ``(x, x_adv, y)``, all on the evaluation device.
+
+    Same attack construction, seeding and mode/parameter restoration as
+    :func:`robust_accuracy`, but every example is attacked (not only the clean-correct ones).
+    ``x_adv`` has ``x``'s shape with ‖x_adv − x‖_∞ ≤ ε and values in [0, 1].
+
+    Example::
+
+        >>> x, x_adv, y = perturb(model, (x_test, y_test), "pgd", epsilon=0.1, seed=0)
+        >>> float((x_adv - x).abs().max()) <= 0.1 + 1e-6
+        True
+    """
+    x, y = _materialize(data, examples)
+    dev = _model_device(model, device)
+    name = _attack_name(attack)
+    if num_classes is None and name == AttackName.autoattack:
+        num_classes = _infer_num_classes(model, x, dev)
+    atk = make_attack(name, model, epsilon, steps=steps, step_size=step_size, seed=seed,
+                      num_classes=num_classes or 10, input_shape=tuple(x.shape[1:]))
+    atk.set_device(dev)
+    xs, advs, ys = [], [], []
+    with _seeded(seed, dev), _attacking(model):
+        for bx, by in _batches(x, y, batch_size, dev):
+            xs.append(bx)
+            advs.append(atk(bx, by))
+            ys.append(by)
+    return torch.cat(xs), torch.cat(advs), torch.cat(ys)
+
+
+def _name_of(atk: Attack) -> str:
+    if isinstance(atk, CWLinf):
+        return AttackName.cw.value
+    if isinstance(atk, torchattacks.AutoAttack):
+        return AttackName.autoattack.value
+    if isinstance(atk, torchattacks.PGD):
+        return AttackName.pgd.value
+    if isinstance(atk, torchattacks.FGSM):
+        return AttackName.fgsm.value
+    return str(atk.attack).lower()
+
+
+def security_curve(model: nn.Module, data: Data, epsilons: Iterable[float], *,
+                   steps: int = DEFAULT_STEPS[AttackName.pgd], seed: int = 0,
+                   examples: int | None = None, batch_size: int = 256,
+                   device: torch.device | str | None = None) -> list[tuple[float, float]]:
+    """Robust accuracy under PGD-``steps`` (step 2.5ε/steps) at each ε, in the order given.
+
+    ε = 0 gives the clean accuracy. Returns ``[(ε, accuracy), ...]``.
+
+    Example::
+
+        >>> security_curve(model, (x, y), [0.0, 0.05, 0.1, 0.4])
+        [(0.0, 0.97), (0.05, 0.81), (0.1, 0.55), (0.4, 0.0)]
+    """
+    x, y = _materialize(data, examples)
+    out: list[tuple[float, float]] = []
+    for eps in epsilons:
+        if eps == 0:
+            acc = clean_accuracy(model, (x, y), batch_size=batch_size, device=device)
+        else:
+            acc = robust_accuracy(model, (x, y), AttackName.pgd, epsilon=eps, steps=steps,
+                                  seed=seed, batch_size=batch_size, device=device).accuracy
+        out.append((float(eps), acc))
+    return out
+
+
+def monitor_accuracy(model: nn.Module, x: Tensor, y: Tensor, epsilon: float, steps: int,
+                     step_size: float | None = None, *, seed: int = 0,
+                     batch_size: int = 512) -> tuple[float, float]:
+    """Cheap per-epoch check: ``(clean accuracy, PGD-steps robust accuracy)`` on ``(x, y)``.
+
+    PGD from a random start with ``step_size`` (default 2.5ε/steps); a fixed ``seed`` makes
+    epochs comparable. Mode, parameters' ``requires_grad`` and the caller's RNG are restored.
+    """
+    dev = _model_device(model, None)
+    clean = clean_accuracy(model, (x, y), batch_size=batch_size, device=dev)
+    robust = robust_accuracy(model, (x, y), AttackName.pgd, epsilon=epsilon, steps=steps,
+                             step_size=step_size, seed=seed, batch_size=batch_size, device=dev)
+    return clean, robust.accuracy
+
+
+# ---- sanity flags ------------------------------------------------------------------------
+
+def sanity_flags(clean: float, results: Sequence[AttackResult],
+                 curve: Sequence[tuple[float, float]], num_classes: int, *,
+                 epsilon: float | None = None, tolerance: float = FLAG_TOLERANCE,
+                 chance_margin: float = CHANCE_MARGIN) -> list[Flag]:
+    """Signs of gradient masking (DESIGN §3.6), flagged, never hidden.
+
+    - ``pgd_weaker_than_fgsm``: at the same ε, acc_PGD > acc_FGSM + ``tolerance`` (an iterative
+      attack that does worse than its own first step is not following the gradient);
+    - ``not_monotone_in_epsilon``: along the curve sorted by ε (with (0, ``clean``) prepended when
+      absent), some acc(ε_{i+1}) > acc(ε_i) + ``tolerance``;
+    - ``above_chance_at_large_epsilon``: at the curve's largest ε, when that ε is large
+      (≥ 4·``epsilon``, the training radius, or ≥ 0.5), accuracy > 1/``num_classes`` +
+      ``chance_margin``. Not checked when the curve never reaches a large ε.
+
+    Example::
+
+        >>> sanity_flags(0.9, [], [(0.0, 0.9), (0.1, 0.5), (0.2, 0.6)], 10)
+        [<Flag.not_monotone_in_epsilon: 'not_monotone_in_epsilon'>]
+    """
+    flags: list[Flag] = []
+    by_attack: dict[tuple[str, float], float] = {(r.attack, r.epsilon): r.accuracy
+                                                 for r in results}
+    for (name, eps), acc in by_attack.items():
+        if name == AttackName.pgd.value:
+            fgsm = by_attack.get((AttackName.fgsm.value, eps))
+            if fgsm is not None and acc > fgsm + tolerance:
+                flags.append(Flag.pgd_weaker_than_fgsm)
+                break
+    points = sorted(curve)
+    if points and all(e > 0 for e, _ in points):
+        points.insert(0, (0.0, clean))
+    if any(b[1] > a[1] + tolerance for a, b in zip(points, points[1:], strict=False)):
+        flags.append(Flag.not_monotone_in_epsilon)
+    if points:
+        eps_max, acc_max = points[-1]
+        large = LARGE_EPSILON_ABSOLUTE
+        if epsilon is not None:
+            large = min(large, LARGE_EPSILON_FACTOR * epsilon)
+        if eps_max >= large * (1 - 1e-9) and acc_max > 1.0 / num_classes + chance_margin:
+            flags.append(Flag.above_chance_at_large_epsilon)
+    return flags
+
+
+# ---- entry point -------------------------------------------------------------------------
+
+def evaluate(model: nn.Module, data: Data | Tensor, spec_or_y: SweepSpec | EvaluationSpec | Tensor,
+             spec: SweepSpec | EvaluationSpec | None = None, *, epsilon: float | None = None,
+             seed: int = 0, device: torch.device | str | None = None,
+             num_classes: int | None = None, train_epsilon: float | None = None,
+             batch_size: int = 256, structure: bool = True) -> Evaluation:
+    """Full robustness evaluation of ``model`` on the first ``examples`` of the data.
+
+    Call as ``evaluate(model, data, spec)`` (``data``: ``(x, y)`` or a loader) or
+    ``evaluate(model, x, y, spec)``. With a :class:`SweepSpec`, ε is ``spec.eval_epsilon``, the
+    training ε ``spec.epsilon`` and the class count ``spec.num_classes``; with an
+    :class:`EvaluationSpec`, ε is ``epsilon`` (or ``spec.epsilon``), the training ε
+    ``train_epsilon`` (default: ε) and the class count is inferred from the model's output.
+
+    Computes the clean accuracy, every attack of ``spec.attacks`` (each seeded with ``seed``, so
+    their order does not matter), the PGD security curve at ``spec.security_curve`` multiples of
+    ε, and the sanity flags; with ``structure`` also the per-layer spectra (largest
+    ``spectrum_max`` singular values), the Lipschitz upper bound Π σ_max and the empirical local
+    Lipschitz constant at the PGD perturbations (:mod:`tscnc.metrics`), flagging
+    ``rank_deficient_layer`` when some layer's κ is infinite.
+
+    Example::
+
+        >>> ev = evaluate(model, x_test, y_test, preset("digits-quick"), seed=0)
+        >>> ev.attacks[0].library
+        'torchattacks 3.5.1'
+    """
+    if isinstance(spec_or_y, Tensor):
+        if not isinstance(data, Tensor) or spec is None:
+            raise InvalidInput("evaluate(model, x, y, spec): x must be a tensor and spec given")
+        data, spec = (data, spec_or_y), spec
+    else:
+        if spec is not None:
+            raise InvalidInput("evaluate(model, data, spec): give the spec once")
+        spec = spec_or_y
+    if isinstance(spec, SweepSpec):
+        ev = spec.evaluation
+        eps = epsilon if epsilon is not None else spec.eval_epsilon
+        train_eps = train_epsilon if train_epsilon is not None else spec.epsilon
+        num_classes = num_classes or spec.num_classes
+    else:
+        ev = spec
+        maybe = epsilon if epsilon is not None else ev.epsilon
+        if maybe is None:
+            raise InvalidInput("evaluate(): give epsilon (or set EvaluationSpec.epsilon)")
+        eps = maybe
+        train_eps = train_epsilon if train_epsilon is not None else eps
+    x, y = _materialize(data, ev.examples)
+    dev = _model_device(model, device)
+    if num_classes is None:
+        num_classes = _infer_num_classes(model, x, dev)
+    common: dict[str, Any] = {"seed": seed, "batch_size": batch_size, "device": dev}
+    clean = clean_accuracy(model, (x, y), batch_size=batch_size, device=dev)
+    steps = {AttackName.pgd: ev.pgd_steps, AttackName.cw: ev.cw_steps}
+    results = [robust_accuracy(model, (x, y), a, epsilon=eps, steps=steps.get(a),
+                               num_classes=num_classes, **common)
+               for a in ev.attacks]
+    curve = security_curve(model, (x, y), [m * eps for m in ev.security_curve],
+                           steps=ev.pgd_steps, **common)
+    flags = sanity_flags(clean, results, curve, num_classes, epsilon=train_eps)
+    evaluation = Evaluation(clean_accuracy=clean, attacks=results, security_curve=curve,
+                            flags=flags)
+    if not structure:
+        return evaluation
+    spectra = metrics.layer_spectra(model, max_values=ev.spectrum_max)
+    if any(math.isinf(s.condition_number) for s in spectra):
+        flags.append(Flag.rank_deficient_layer)
+    return evaluation.model_copy(update={
+        "spectra": spectra,
+        "flags": flags,
+        "lipschitz_upper": metrics.lipschitz_upper(model),
+        "lipschitz_empirical": empirical_lipschitz_pgd(
+            model, (x, y), epsilon=eps, steps=ev.pgd_steps, **common),
+    })
+
+
+def empirical_lipschitz_pgd(model: nn.Module, data: Data, *, epsilon: float,
+                            steps: int = DEFAULT_STEPS[AttackName.pgd], seed: int = 0,
+                            examples: int | None = None, batch_size: int = 256,
+                            device: torch.device | str | None = None) -> float:
+    """max_i ‖f(x_i + δ_i) − f(x_i)‖₂ / ‖δ_i‖₂ with δ_i the PGD-``steps`` perturbation at ε.
+
+    DESIGN §3.5's empirical local Lipschitz constant (logits, eval mode), over every example;
+    the ratio itself is :func:`tscnc.metrics.empirical_local_lipschitz`.
+    """
+    x, x_adv, _ = perturb(model, data, AttackName.pgd, epsilon=epsilon, steps=steps, seed=seed,
+                          examples=examples, batch_size=batch_size, device=device)
+    best = 0.0
+    for i in range(0, len(x), batch_size):
+        bx = x[i:i + batch_size]
+        best = max(best, metrics.empirical_local_lipschitz(model, bx, x_adv[i:i + batch_size] - bx))
+    return best
