@@ -180,8 +180,11 @@ class Data:
 
 def _loader(ds: Dataset[Any], spec: SweepSpec, seed: int) -> DataLoader[Any]:
     g = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=spec.training.batch_size, shuffle=True, generator=g,
-                      num_workers=spec.training.num_workers, drop_last=False)
+    bs = spec.training.batch_size
+    # A last batch of one example breaks BatchNorm in training mode: drop only that one.
+    return DataLoader(ds, batch_size=bs, shuffle=True, generator=g,
+                      num_workers=spec.training.num_workers,
+                      drop_last=len(ds) % bs == 1)  # type: ignore[arg-type]
 
 
 def _epoch_seed(seed: int, stage: Stage, epoch: int) -> int:
@@ -253,7 +256,7 @@ def train_stage(model: nn.Module, cfg: StageConfig, spec: SweepSpec, seed: int,
                                     resumed_from_epoch=done))
     t0 = time.monotonic()
     adv = spec.adversarial
-    batches = math.ceil(len(data_.train) / spec.training.batch_size)  # type: ignore[arg-type]
+    batches = len(_loader(data_.train, spec, 0))
     for epoch in range(done + 1, cfg.epochs + 1):
         torch.manual_seed(_epoch_seed(seed, cfg.stage, epoch))
         lr = _lr_at(spec, cfg.lr, epoch, cfg.epochs)
