@@ -143,6 +143,16 @@ The data of this link is at <a id="d">/api/v1/share/…</a>.</p>
 a.href='/api/v1/share/'+t;a.textContent=a.href;</script>"""
 
 
+class FrontendFiles(StaticFiles):
+    """The dashboard directory; 404 (not an error) while it does not exist."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not Path(str(self.directory)).is_dir():
+            await JSONResponse({"detail": "Not Found"}, status_code=404)(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def _static_routes(app: FastAPI, settings: Settings) -> None:
     frontend = settings.frontend_dir
 
@@ -165,7 +175,7 @@ def _static_routes(app: FastAPI, settings: Settings) -> None:
 
     # Mounted last: everything the API does not answer. check_dir=False: the directory may
     # appear after start-up (404 until then).
-    app.mount("/", StaticFiles(directory=str(frontend), html=True, check_dir=False),
+    app.mount("/", FrontendFiles(directory=str(frontend), html=True, check_dir=False),
               name="frontend")
 
 

@@ -111,9 +111,7 @@ def retry_run(run_id: RunId, p: WriterDep, store: StoreDep,
 
 
 @router.get("/{run_id}/events", response_class=Response,
-            responses={200: {"content": {"text/event-stream": {},
-                                         "application/json": {"schema": {
-                                             "$ref": "#/components/schemas/EventPage"}}},
+            responses={200: {"model": EventPage, "content": {"text/event-stream": {}},
                              "description": "SSE stream, or with Accept: application/json a "
                                             "page of past events (EventPage)"},
                        204: {"description": "the run has finished; nothing after "
