@@ -1,0 +1,154 @@
+// Start-up: pick the credential (login token, or the share token of a /share/ page), draw the
+// top bar and route the hash to a view. A view is render(root, ctx) → cleanup function.
+
+import * as api from "./api.js";
+import { h, mount, notify, errorText } from "./dom.js";
+import { match } from "./router.js";
+import * as login from "./views/login.js";
+import * as sweeps from "./views/sweeps.js";
+import * as runs from "./views/runs.js";
+import * as form from "./views/form.js";
+import * as sweep from "./views/sweep.js";
+import * as run from "./views/run.js";
+import * as compare from "./views/compare.js";
+import * as queue from "./views/queue.js";
+import * as dashboards from "./views/dashboards.js";
+import * as share from "./views/share.js";
+
+const TOKEN_KEY = "tscnc.token";
+
+const ROUTES = {
+  "/": sweeps,
+  "/sweeps": sweeps,
+  "/runs": runs,
+  "/new": form,
+  "/sweep/:id": sweep,
+  "/run/:id": run,
+  "/compare": compare,
+  "/queue": queue,
+  "/dashboards": dashboards,
+};
+// A share page shows its dashboard and lets the reader drill into the runs; nothing else.
+const SHARE_ROUTES = { "/": share, "/run/:id": run };
+
+const NAV = [
+  ["#/sweeps", "Sweeps"], ["#/runs", "Runs"], ["#/new", "New experiment", "write"], ["#/compare", "Compare"],
+  ["#/queue", "Queue"], ["#/dashboards", "Dashboards"],
+];
+
+const root = document.getElementById("view");
+const topbar = document.getElementById("topbar");
+let cleanup = null;
+
+/** Shared state handed to every view. */
+const ctx = {
+  readOnly: false, // no write controls (share pages, viewer tokens)
+  share: null, // {token, dashboard} on a share page
+  me: null,
+  logout,
+};
+
+function takeTokenFromUrl() {
+  const url = new URL(window.location.href);
+  const t = url.searchParams.get("token");
+  if (!t) return;
+  localStorage.setItem(TOKEN_KEY, t);
+  url.searchParams.delete("token");
+  history.replaceState(null, "", url.pathname + url.search + url.hash);
+}
+
+export function logout(message) {
+  localStorage.removeItem(TOKEN_KEY);
+  api.configure({ token: null });
+  ctx.me = null;
+  drawTopbar();
+  showLogin(message);
+}
+
+function showLogin(message) {
+  if (cleanup) cleanup();
+  cleanup = login.render(root, { message, onToken: start });
+}
+
+function drawTopbar() {
+  const here = window.location.hash || "#/sweeps";
+  const brand = h("a", { class: "brand", href: ctx.share ? "#/" : "#/sweeps" }, "TSCNC");
+  if (ctx.share) {
+    mount(topbar, brand, h("span", { class: "share-title" }, "Shared dashboard: ", h("b", {}, ctx.share.dashboard?.name || "…")),
+      h("span", { class: "spacer" }), h("span", { class: "readonly-tag" }, "read-only"));
+    return;
+  }
+  if (!ctx.me) {
+    mount(topbar, brand);
+    return;
+  }
+  const links = NAV.filter(([, , w]) => !(w && ctx.readOnly)).map(([href, label]) =>
+    h("a", { href, class: here.startsWith(href) ? "active" : null }, label));
+  mount(topbar, brand, h("nav", {}, links), h("span", { class: "spacer" }),
+    h("span", { class: "who", title: `token ${ctx.me.id}` }, `${ctx.me.name} (${ctx.me.role})`),
+    h("button", { class: "btn small", id: "logout", onclick: () => logout("Logged out.") }, "Log out"));
+}
+
+function route() {
+  const routes = ctx.share ? SHARE_ROUTES : ROUTES;
+  const m = match(window.location.hash, Object.keys(routes));
+  if (cleanup) cleanup();
+  cleanup = null;
+  drawTopbar();
+  window.scrollTo(0, 0);
+  if (!m) {
+    mount(root, h("div", { class: "card" }, h("h2", {}, "Not found"), h("p", {}, "No such page. "), h("a", { href: "#/" }, "Go home")));
+    return;
+  }
+  try {
+    cleanup = routes[m.pattern].render(root, { ...ctx, params: m.params, query: m.query, path: m.pattern });
+  } catch (e) {
+    mount(root, h("div", { class: "card error" }, errorText(e)));
+  }
+}
+
+async function start(token) {
+  api.configure({ token, unauthorized: () => logout("Your token was not accepted (expired or revoked); log in again.") });
+  try {
+    ctx.me = await api.me();
+  } catch (e) {
+    if (e.status === 401) return; // logout() already showed the login form
+    showLogin(`Cannot check the token: ${errorText(e)}`);
+    return;
+  }
+  if (token !== localStorage.getItem(TOKEN_KEY)) localStorage.setItem(TOKEN_KEY, token);
+  ctx.readOnly = ctx.me.role === "viewer";
+  window.onhashchange = route;
+  route();
+}
+
+async function startShare(shareToken) {
+  ctx.readOnly = true;
+  ctx.share = { token: shareToken, dashboard: null, data: null };
+  api.configure({ token: shareToken, unauthorized: () => mount(root, h("div", { class: "card error" }, "This share link is no longer valid.")) });
+  try {
+    ctx.share.data = await api.shared(shareToken);
+    ctx.share.dashboard = ctx.share.data.dashboard;
+  } catch (e) {
+    drawTopbar();
+    mount(root, h("div", { class: "card error", id: "share-error" },
+      e.status === 404 ? "This share link was revoked or never existed." : errorText(e)));
+    return;
+  }
+  document.title = `${ctx.share.dashboard.name} · TSCNC`;
+  window.onhashchange = route;
+  route();
+}
+
+function boot() {
+  document.body.classList.toggle("share-page", Boolean(api.shareTokenFromLocation()));
+  const shareToken = api.shareTokenFromLocation();
+  if (shareToken) return startShare(shareToken);
+  takeTokenFromUrl();
+  const token = localStorage.getItem(TOKEN_KEY);
+  if (!token) return showLogin();
+  return start(token);
+}
+
+window.addEventListener("unhandledrejection", (e) => notify(errorText(e.reason), "error"));
+boot();

@@ -1,0 +1,226 @@
+// Pure helpers of the experiment form: the field list, bounds and choices read from the API's
+// OpenAPI schema (so the form is validated like the API without copying its numbers), value
+// parsing/checking, and mapping a 422 `loc` back to a form field. No DOM here.
+
+/**
+ * The fields the form shows, by section. path: the SweepSpec path; kind: text | int | float |
+ * enum | enums (checkboxes) | floats | ints (comma-separated lists). nullable fields take blank
+ * as null (the server then applies its default, named in `blank`).
+ */
+export const SECTIONS = [
+  { title: "Experiment", fields: [
+    { path: "name", kind: "text", label: "Name" },
+  ] },
+  { title: "Grid", fields: [
+    { path: "methods", kind: "enums", label: "Methods" },
+    { path: "sparsities", kind: "floats", label: "Sparsities", hint: "comma-separated, each in (0, 1); dense runs once at 0" },
+    { path: "seeds", kind: "ints", label: "Seeds", hint: "comma-separated" },
+  ] },
+  { title: "Data and model", fields: [
+    { path: "dataset.name", kind: "enum", label: "Dataset" },
+    { path: "dataset.train_subset", kind: "int", label: "Train subset", blank: "all" },
+    { path: "dataset.test_subset", kind: "int", label: "Test subset", blank: "all" },
+    { path: "model.name", kind: "enum", label: "Model" },
+    { path: "model.width", kind: "int", label: "Width", hint: "mlp: hidden units; cnn: base channels" },
+  ] },
+  { title: "Training", fields: [
+    { path: "training.pretrain_epochs", kind: "int", label: "Pretrain epochs" },
+    { path: "training.prune_epochs", kind: "int", label: "Prune epochs", hint: "hydra score training; lwm prunes in one shot" },
+    { path: "training.finetune_epochs", kind: "int", label: "Finetune epochs" },
+    { path: "training.batch_size", kind: "int", label: "Batch size" },
+    { path: "training.lr", kind: "float", label: "Learning rate" },
+    { path: "training.prune_lr", kind: "float", label: "Score learning rate" },
+    { path: "training.finetune_lr", kind: "float", label: "Finetune learning rate" },
+    { path: "training.monitor_examples", kind: "int", label: "Monitor examples", hint: "held-out examples for per-epoch accuracy" },
+    { path: "training.device", kind: "enum", label: "Device" },
+  ] },
+  { title: "Adversarial training", fields: [
+    { path: "adversarial.objective", kind: "enum", label: "Objective" },
+    { path: "adversarial.epsilon", kind: "float", label: "ε (L∞)", blank: "the dataset's preset" },
+    { path: "adversarial.steps", kind: "int", label: "Attack steps" },
+    { path: "adversarial.beta", kind: "float", label: "TRADES β" },
+  ] },
+  { title: "Constraints", fields: [
+    { path: "constraints.lambda_tsc", kind: "float", label: "λ TSC" },
+    { path: "constraints.a", kind: "float", label: "TSC a", hint: "ρ_a shape: small → ℓ0, large → ℓ1" },
+    { path: "constraints.tsc_variant", kind: "enum", label: "TSC variant" },
+    { path: "constraints.lambda_cnc", kind: "float", label: "λ CNC" },
+    { path: "constraints.cnc_kind", kind: "enum", label: "CNC kind" },
+    { path: "constraints.cnc_layers", kind: "enum", label: "CNC layers" },
+    { path: "constraints.lambda_lcc", kind: "float", label: "λ Lipschitz" },
+  ] },
+  { title: "Evaluation", fields: [
+    { path: "evaluation.attacks", kind: "enums", label: "Attacks" },
+    { path: "evaluation.examples", kind: "int", label: "Examples" },
+    { path: "evaluation.epsilon", kind: "float", label: "ε", blank: "the training ε" },
+    { path: "evaluation.pgd_steps", kind: "int", label: "PGD steps" },
+    { path: "evaluation.cw_steps", kind: "int", label: "CW steps" },
+    { path: "evaluation.security_curve", kind: "floats", label: "Security curve", hint: "multiples of ε, comma-separated" },
+  ] },
+];
+
+export const FIELDS = SECTIONS.flatMap((s) => s.fields);
+
+// ---- the OpenAPI schema ----------------------------------------------------------------------
+
+const SPEC_NAMES = ["SweepSpec", "SweepSpec-Input", "SweepSpec-Output"];
+
+function deref(openapi, schema) {
+  let s = schema;
+  for (let i = 0; s && s.$ref && i < 10; i += 1) {
+    const name = s.$ref.split("/").pop();
+    s = { ...openapi.components.schemas[name], ...Object.fromEntries(Object.entries(s).filter(([k]) => k !== "$ref")) };
+  }
+  return s;
+}
+
+/**
+ * The JSON schema of a SweepSpec field, with $refs resolved and `anyOf [X, null]` unwrapped:
+ * {schema, nullable}, or null when the schema does not have the field.
+ */
+export function fieldSchema(openapi, path) {
+  const schemas = openapi?.components?.schemas || {};
+  const rootName = SPEC_NAMES.find((n) => schemas[n]);
+  if (!rootName) return null;
+  let s = schemas[rootName];
+  for (const part of path.split(".")) {
+    s = deref(openapi, s);
+    s = s?.properties?.[part];
+    if (!s) return null;
+  }
+  s = deref(openapi, s);
+  let nullable = false;
+  if (s.anyOf) {
+    const rest = s.anyOf.filter((x) => x.type !== "null");
+    nullable = rest.length < s.anyOf.length;
+    s = { ...deref(openapi, rest[0] || {}), ...Object.fromEntries(Object.entries(s).filter(([k]) => k !== "anyOf")) };
+  }
+  if (s.items) s = { ...s, items: deref(openapi, s.items) };
+  return { schema: s, nullable };
+}
+
+/** Choices of an enum or list-of-enum field. */
+export function choices(fs) {
+  if (!fs) return [];
+  return fs.schema.enum || fs.schema.items?.enum || [];
+}
+
+/** "0 ≤ x ≤ 1000" style description of a numeric schema's bounds ("" when unbounded). */
+export function boundsText(s) {
+  if (!s) return "";
+  const lo = s.minimum !== undefined ? `${s.minimum} ≤ ` : s.exclusiveMinimum !== undefined ? `${s.exclusiveMinimum} < ` : "";
+  const hi = s.maximum !== undefined ? ` ≤ ${s.maximum}` : s.exclusiveMaximum !== undefined ? ` < ${s.exclusiveMaximum}` : "";
+  return lo || hi ? `${lo}x${hi}` : "";
+}
+
+// ---- values ----------------------------------------------------------------------------------
+
+export function getPath(obj, path) {
+  return path.split(".").reduce((o, k) => (o === null || o === undefined ? undefined : o[k]), obj);
+}
+
+export function setPath(obj, path, value) {
+  const keys = path.split(".");
+  let o = obj;
+  for (const k of keys.slice(0, -1)) {
+    if (typeof o[k] !== "object" || o[k] === null) o[k] = {};
+    o = o[k];
+  }
+  o[keys[keys.length - 1]] = value;
+  return obj;
+}
+
+/** Deep merge (objects key by key; lists and scalars replace), as the API merges specs. */
+export function deepMerge(base, over) {
+  if (typeof base !== "object" || base === null || Array.isArray(base) ||
+      typeof over !== "object" || over === null || Array.isArray(over)) return over;
+  const out = { ...base };
+  for (const [k, v] of Object.entries(over)) out[k] = k in base ? deepMerge(base[k], v) : v;
+  return out;
+}
+
+/** Text shown in an input for a spec value. */
+export function formatValue(field, v) {
+  if (v === null || v === undefined) return "";
+  if (field.kind === "floats" || field.kind === "ints") return v.join(", ");
+  return String(v);
+}
+
+function checkNumber(s, x, integer) {
+  if (!Number.isFinite(x)) return "must be a number";
+  if (integer && !Number.isInteger(x)) return "must be a whole number";
+  if (!s) return null;
+  if (s.minimum !== undefined && x < s.minimum) return `must be ≥ ${s.minimum}`;
+  if (s.exclusiveMinimum !== undefined && x <= s.exclusiveMinimum) return `must be > ${s.exclusiveMinimum}`;
+  if (s.maximum !== undefined && x > s.maximum) return `must be ≤ ${s.maximum}`;
+  if (s.exclusiveMaximum !== undefined && x >= s.exclusiveMaximum) return `must be < ${s.exclusiveMaximum}`;
+  return null;
+}
+
+/**
+ * Parse the raw input of a field (a string, or for `enums` an array of checked values) and
+ * check it against the field's schema: {value, error} (error null when fine).
+ */
+export function parseField(field, raw, fs) {
+  const s = fs?.schema;
+  const text = typeof raw === "string" ? raw.trim() : raw;
+  if (field.kind === "text") {
+    if (s?.minLength && text.length < s.minLength) return { value: text, error: "required" };
+    if (s?.maxLength && text.length > s.maxLength) return { value: text, error: `at most ${s.maxLength} characters` };
+    return { value: text, error: null };
+  }
+  if (field.kind === "enum") return { value: text, error: null };
+  if (field.kind === "enums") {
+    const n = raw.length;
+    if (s?.minItems && n < s.minItems) return { value: raw, error: `choose at least ${s.minItems}` };
+    return { value: raw, error: null };
+  }
+  if (field.kind === "int" || field.kind === "float") {
+    if (text === "") return fs?.nullable ? { value: null, error: null } : { value: null, error: "required" };
+    const x = Number(text);
+    return { value: x, error: checkNumber(s, x, field.kind === "int") };
+  }
+  // floats / ints: comma- or space-separated lists
+  const parts = text === "" ? [] : text.split(/[\s,;]+/).filter(Boolean);
+  const values = parts.map(Number);
+  if (s?.minItems && values.length < s.minItems) return { value: values, error: `give at least ${s.minItems} value(s)` };
+  if (s?.maxItems && values.length > s.maxItems) return { value: values, error: `at most ${s.maxItems} values` };
+  for (let i = 0; i < values.length; i += 1) {
+    const e = checkNumber(s?.items, values[i], field.kind === "ints");
+    if (e) return { value: values, error: `“${parts[i]}” ${e}` };
+  }
+  return { value: values, error: null };
+}
+
+/**
+ * Where a 422 error belongs: {path, message} with path a form field's path, "preset", or null
+ * (a whole-spec error such as "sweep expands to 1200 runs"). loc is the API's list, e.g.
+ * ["body", "spec", "sparsities", 0]; list indices go into the message.
+ */
+export function locateError(err, paths = FIELDS.map((f) => f.path)) {
+  let loc = [...(err.loc || [])];
+  if (loc[0] === "body") loc = loc.slice(1);
+  if (loc[0] === "preset") return { path: "preset", message: err.msg };
+  if (loc[0] === "spec") loc = loc.slice(1);
+  const names = [];
+  const indices = [];
+  for (const part of loc) {
+    if (typeof part === "number" || /^\d+$/.test(String(part))) indices.push(Number(part));
+    else if (!indices.length) names.push(String(part));
+  }
+  for (let n = names.length; n > 0; n -= 1) {
+    const p = names.slice(0, n).join(".");
+    if (paths.includes(p)) {
+      const where = indices.length ? `value ${indices[0] + 1}: ` : "";
+      return { path: p, message: where + err.msg };
+    }
+  }
+  const where = loc.length ? `${loc.join(".")}: ` : "";
+  return { path: null, message: where + err.msg };
+}
+
+/** Number of runs a grid expands to (dense once per seed at sparsity 0), for the form's hint. */
+export function runCount(methods, sparsities, seeds) {
+  const pruning = methods.filter((m) => m !== "dense").length;
+  return seeds.length * ((methods.includes("dense") ? 1 : 0) + pruning * sparsities.length);
+}

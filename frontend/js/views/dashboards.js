@@ -1,0 +1,61 @@
+// Team dashboards: a saved view (sweeps + chart settings) behind a read-only share link.
+// The list shows your dashboards (all of them for an admin) and revokes links.
+
+import * as api from "../api.js";
+import { h, mount, ago, dateTime, notify, action, errorText } from "../dom.js";
+import { PagedTable } from "../table.js";
+import { href } from "../router.js";
+
+/**
+ * Show a small form in `area` that saves the current view as a dashboard and then shows its
+ * read-only link (the share token is shown once by the API, so copy it now).
+ */
+export function shareDialog(area, { name, sweepIds, state }) {
+  const nameInput = h("input", { id: "dashboard-name", value: name, size: 40, maxlength: 200 });
+  const result = h("div", { class: "share-result" });
+  const save = action(async () => {
+    const d = await api.createDashboard({ name: nameInput.value.trim() || name, sweep_ids: sweepIds, state });
+    const link = api.sharePageUrl(d.share_url);
+    const box = h("input", { id: "share-link", value: link, readonly: true, size: 70, onfocus: (e) => e.target.select() });
+    mount(result,
+      h("p", {}, "Anyone with this link can see these sweeps (read-only, no login). It is shown once: copy it now."),
+      h("div", { class: "inline" }, box,
+        h("button", { class: "btn small", onclick: () => navigator.clipboard?.writeText(link).then(() => notify("Link copied", "ok")) }, "Copy"),
+        h("a", { class: "btn small", href: link, target: "_blank", rel: "noopener" }, "Open")));
+    saveBtn.disabled = true;
+  });
+  const saveBtn = h("button", { class: "btn primary", "data-action": "save-dashboard", onclick: save }, "Create share link");
+  mount(area, h("div", { class: "card share-dialog", id: "share-dialog" },
+    h("h3", {}, "Share this view"),
+    h("p", { class: "muted" }, `Saves ${sweepIds.length} sweep(s) with the chart settings and selection as a team dashboard.`),
+    h("label", { for: "dashboard-name" }, "Dashboard name "), nameInput, " ", saveBtn,
+    h("button", { class: "btn small", onclick: () => mount(area) }, "Close"), result));
+  nameInput.focus();
+}
+
+export function render(root, ctx) {
+  const columns = [
+    { key: "name", label: "Dashboard", value: (d) => d.name, render: (d) => h("span", { class: "strong" }, d.name) },
+    { key: "sweeps", label: "Sweeps", value: (d) => d.sweep_ids.join(" "),
+      render: (d) => d.sweep_ids.map((s, i) => [i ? ", " : "", h("a", { href: href(`/sweep/${s}`) }, s.slice(0, 8))]) },
+    { key: "view", label: "View", value: (d) => d.state?.view || "sweep" },
+    { key: "created", label: "Created", value: (d) => d.created, render: (d) => h("span", { title: dateTime(d.created) }, ago(d.created)) },
+    { key: "revoked", label: "Link", value: (d) => (d.revoked ? "revoked" : "active") },
+  ];
+  if (!ctx.readOnly) {
+    columns.push({ key: "actions", label: "", sortable: false, export: false, render: (d) => !d.revoked && h("button", {
+      class: "btn small danger", "data-action": "delete", onclick: action(async () => {
+        if (!window.confirm(`Delete dashboard ${d.name}? Its share link stops working.`)) return;
+        await api.deleteDashboard(d.id);
+        notify(`${d.name} deleted`, "ok");
+        await table.load();
+      }) }, "Delete") });
+  }
+  const table = new PagedTable({ columns, name: "dashboards", fetchPage: api.listDashboards,
+    emptyText: "No dashboards yet: use Share… on a sweep or comparison." });
+  mount(root, h("div", { class: "toolbar" }, h("h2", {}, "Dashboards")),
+    h("p", { class: "muted" }, "Share links are shown once, when a dashboard is created; deleting a dashboard revokes its link."),
+    table.el);
+  table.load().catch((e) => notify(errorText(e), "error"));
+  return () => {};
+}

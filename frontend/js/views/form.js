@@ -1,0 +1,198 @@
+// New experiment: a form over the sweep spec. Starts from a preset; bounds and choices come
+// from the API's schema; the server's 422 errors appear next to the field they name.
+
+import * as api from "../api.js";
+import { h, mount, notify, errorText } from "../dom.js";
+import { navigate } from "../router.js";
+import {
+  SECTIONS, FIELDS, fieldSchema, choices, boundsText, getPath, setPath, deepMerge, formatValue,
+  parseField, locateError, runCount,
+} from "../specform.js";
+
+function newKey() {
+  if (window.crypto?.randomUUID) return window.crypto.randomUUID();
+  const b = window.crypto.getRandomValues(new Uint8Array(16));
+  return [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+export function render(root, ctx) {
+  if (ctx.readOnly) {
+    mount(root, h("div", { class: "card" }, "Your token is read-only (viewer): it cannot submit experiments."));
+    return () => {};
+  }
+  mount(root, h("div", { class: "card" }, "Loading presets…"));
+  let alive = true;
+  Promise.all([api.presets(), api.openapi().catch(() => null)]).then(([presets, openapi]) => {
+    if (alive) build(root, presets, openapi, ctx.query.preset);
+  }, (e) => mount(root, h("div", { class: "card error" }, errorText(e))));
+  return () => { alive = false; };
+}
+
+function build(root, presets, openapi, wanted) {
+  const schemas = Object.fromEntries(FIELDS.map((f) => [f.path, fieldSchema(openapi, f.path)]));
+  const inputs = {}; // path → {get(), set(value), row, error, hint}
+  let preset = presets.find((p) => p.name === wanted) || presets[0] || { name: null, spec: {}, description: "" };
+  let lastBody = null;
+  let lastKey = null;
+
+  const presetSelect = h("select", { id: "preset", name: "preset", "data-input": "preset", onchange: (e) => {
+    preset = presets.find((p) => p.name === e.target.value) || preset;
+    fill(preset.spec);
+  } }, presets.map((p) => h("option", { value: p.name, selected: p === preset }, p.name)));
+  const presetHint = h("small", { class: "hint" });
+  const presetError = h("div", { class: "field-error", role: "alert" });
+  const formError = h("div", { class: "form-error", id: "form-error", role: "alert" });
+  const summary = h("p", { class: "summary", id: "run-summary" });
+  const extra = h("textarea", { id: "extra-json", name: "extra", rows: 4, spellcheck: "false",
+    placeholder: '{"pruning": {"skip_layers": ["fc1"]}}' }, "");
+  const extraError = h("div", { class: "field-error", role: "alert" });
+  inputs.preset = { error: presetError };
+  inputs.extra = { error: extraError };
+
+  function widget(field) {
+    const fs = schemas[field.path];
+    const id = `f-${field.path.replace(/\./g, "-")}`;
+    const opts = choices(fs);
+    let get;
+    let set;
+    let el;
+    if (field.kind === "enums") {
+      const boxes = opts.map((o) => h("label", { class: "check-option" },
+        h("input", { type: "checkbox", name: field.path, value: o, "data-option": o }), ` ${o}`));
+      el = h("div", { class: "checks", id, "data-input": field.path }, boxes);
+      get = () => [...el.querySelectorAll("input:checked")].map((i) => i.value);
+      set = (v) => el.querySelectorAll("input").forEach((i) => { i.checked = (v || []).includes(i.value); });
+    } else if (field.kind === "enum" && opts.length) {
+      el = h("select", { id, name: field.path, "data-input": field.path }, opts.map((o) => h("option", { value: o }, o)));
+      get = () => el.value;
+      set = (v) => { el.value = v ?? opts[0]; };
+    } else {
+      const numeric = field.kind === "int" || field.kind === "float";
+      el = h("input", { id, name: field.path, "data-input": field.path, type: "text", inputmode: numeric ? "decimal" : null,
+        autocomplete: "off", size: field.kind === "text" ? 30 : numeric ? 10 : 24 });
+      get = () => el.value;
+      set = (v) => { el.value = formatValue(field, v); };
+    }
+    const bits = [field.hint, boundsText(field.kind === "floats" || field.kind === "ints" ? fs?.schema.items : fs?.schema),
+      fs?.nullable && field.blank ? `blank = ${field.blank}` : null].filter(Boolean);
+    const hint = h("small", { class: "hint" }, bits.join(" · "));
+    const error = h("div", { class: "field-error", role: "alert" });
+    const row = h("div", { class: "field", "data-field": field.path },
+      h("label", { for: id }, field.label), el, hint, error);
+    el.addEventListener("change", () => { check(field); update(); });
+    el.addEventListener("input", () => { error.textContent = ""; row.classList.remove("invalid"); });
+    inputs[field.path] = { get, set, row, error, hint, field, fs };
+    return row;
+  }
+
+  function check(field) {
+    const inp = inputs[field.path];
+    const { value, error } = parseField(field, inp.get(), inp.fs);
+    showError(field.path, error, "client");
+    return { value, error };
+  }
+
+  function showError(path, message, source) {
+    const inp = inputs[path];
+    if (!inp) return;
+    inp.error.textContent = message || "";
+    inp.error.dataset.source = message ? source : "";
+    if (inp.row) inp.row.classList.toggle("invalid", Boolean(message));
+  }
+
+  function clearErrors() {
+    for (const path of Object.keys(inputs)) showError(path, null);
+    formError.textContent = "";
+  }
+
+  function fill(spec) {
+    clearErrors();
+    for (const f of FIELDS) inputs[f.path].set(getPath(spec, f.path));
+    presetHint.textContent = preset.description || "";
+    update();
+  }
+
+  function update() {
+    const list = (path) => parseField(inputs[path].field, inputs[path].get(), inputs[path].fs).value || [];
+    const methods = list("methods");
+    const n = runCount(methods, list("sparsities"), list("seeds"));
+    summary.textContent = `This sweep expands to ${n} run${n === 1 ? "" : "s"} (${methods.join(", ") || "no methods"}).`;
+  }
+
+  function collect() {
+    clearErrors();
+    const spec = {};
+    let bad = 0;
+    for (const f of FIELDS) {
+      const { value, error } = check(f);
+      if (error) bad += 1;
+      else setPath(spec, f.path, value);
+    }
+    let more = {};
+    const text = extra.value.trim();
+    if (text) {
+      try {
+        more = JSON.parse(text);
+        if (typeof more !== "object" || Array.isArray(more) || more === null) throw new Error("must be a JSON object");
+      } catch (e) {
+        showError("extra", `not valid JSON: ${e.message}`, "client");
+        bad += 1;
+      }
+    }
+    if (bad) {
+      formError.textContent = `Fix the ${bad} highlighted field${bad === 1 ? "" : "s"} first.`;
+      return null;
+    }
+    return { preset: preset.name, spec: deepMerge(spec, more) };
+  }
+
+  async function submit(ev) {
+    ev.preventDefault();
+    const body = collect();
+    if (!body) return;
+    const text = JSON.stringify(body);
+    if (text !== lastBody) {
+      lastBody = text;
+      lastKey = newKey(); // same body again (double click, retry) → same key → same sweep
+    }
+    submitBtn.disabled = true;
+    try {
+      const sweep = await api.createSweep(body, lastKey);
+      notify(`Sweep ${sweep.name} submitted: ${sweep.run_ids.length} runs queued.`, "ok");
+      navigate(`/sweep/${sweep.id}`);
+    } catch (e) {
+      const errs = e.fieldErrors;
+      if (!errs.length) {
+        formError.textContent = errorText(e);
+        return;
+      }
+      const general = [];
+      for (const err of errs) {
+        const { path, message } = locateError(err);
+        if (path && inputs[path]) {
+          const prev = inputs[path].error.dataset.source === "server" ? `${inputs[path].error.textContent}; ` : "";
+          showError(path, prev + message, "server");
+        } else general.push(message);
+      }
+      formError.textContent = general.length ? general.join("; ") : "The server rejected some fields (see below).";
+      const first = root.querySelector(".field.invalid");
+      if (first) first.scrollIntoView({ block: "center" });
+    } finally {
+      submitBtn.disabled = false;
+    }
+  }
+
+  const submitBtn = h("button", { class: "btn primary", type: "submit", id: "submit-sweep" }, "Submit sweep");
+  const form = h("form", { id: "sweep-form", class: "sweep-form", novalidate: true, onsubmit: submit },
+    h("div", { class: "toolbar" }, h("h2", {}, "New experiment"), h("span", { class: "spacer" }),
+      h("button", { class: "btn", type: "button", onclick: () => fill(preset.spec) }, "Reset to preset")),
+    h("div", { class: "card preset-row" },
+      h("div", { class: "field", "data-field": "preset" }, h("label", { for: "preset" }, "Preset"), presetSelect, presetHint, presetError),
+      h("p", { class: "muted" }, "Fields start from the preset; anything not shown keeps the preset's value.")),
+    h("div", { class: "sections" }, SECTIONS.map((s) => h("fieldset", { class: "card" }, h("legend", {}, s.title), s.fields.map(widget)))),
+    h("details", { class: "card" }, h("summary", {}, "Other settings (JSON merged over the fields above)"),
+      h("div", { class: "field", "data-field": "extra" }, extra, extraError)),
+    h("div", { class: "card submit-row" }, summary, formError, h("div", { class: "actions" }, submitBtn)));
+  mount(root, form);
+  fill(preset.spec);
+}

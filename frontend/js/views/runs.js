@@ -1,0 +1,125 @@
+// Runs table: filters (sweep, status, method) go to the API; one page rendered at a time;
+// live progress; bulk cancel and retry.
+
+import * as api from "../api.js";
+import { h, mount, statusBadge, progressBar, ago, dateTime, notify, action, TERMINAL, STATUSES } from "../dom.js";
+import { PagedTable } from "../table.js";
+import { href, replaceQuery } from "../router.js";
+import { fmtAcc, fmtKappa, fmtSparsity, num, METHOD_ORDER } from "../charts.js";
+
+const REFRESH_MS = 2000;
+
+/**
+ * Dataset and model of a run come from its sweep's spec (RunPublic does not carry them):
+ * a cache of sweep id → {name, dataset, model}, filled from the sweeps list and, for sweeps
+ * not on its first page, one GET per sweep.
+ */
+const sweepInfo = new Map();
+
+function remember(s) {
+  sweepInfo.set(s.id, { name: s.name, dataset: s.spec.dataset.name, model: `${s.spec.model.name}-${s.spec.model.width}` });
+}
+
+async function ensureSweeps(ids) {
+  const missing = [...new Set(ids)].filter((id) => !sweepInfo.has(id));
+  if (!missing.length) return;
+  if (missing.length > 3) {
+    const page = await api.listSweeps({ limit: 100 });
+    page.items.forEach(remember);
+  }
+  await Promise.all(missing.filter((id) => !sweepInfo.has(id)).map((id) => api.getSweep(id).then(remember, () => {})));
+}
+
+export function render(root, ctx) {
+  const filters = { sweep: ctx.query.sweep || "", status: ctx.query.status || "", method: ctx.query.method || "" };
+  const info = (r) => sweepInfo.get(r.sweep_id) || {};
+
+  const columns = [
+    { key: "key", label: "Run", value: (r) => r.key, render: (r) => h("a", { href: href(`/run/${r.id}`), class: "strong" }, r.key) },
+    { key: "sweep", label: "Sweep", value: (r) => info(r).name || r.sweep_id,
+      render: (r) => h("a", { href: href(`/sweep/${r.sweep_id}`) }, info(r).name || r.sweep_id.slice(0, 8)) },
+    { key: "status", label: "Status", value: (r) => r.status,
+      render: (r) => statusBadge(r.status, r.message || (r.cancel_requested && !TERMINAL.has(r.status) ? "cancel requested" : null)) },
+    { key: "progress", label: "Progress", value: (r) => r.progress, render: (r) => h("div", {},
+      progressBar(r.progress, r.status),
+      h("small", { class: "muted" }, r.stage ? `${r.stage}${r.epoch ? ` ${r.epoch}` : ""}` : "")) },
+    { key: "method", label: "Method", value: (r) => r.method },
+    { key: "dataset", label: "Dataset", value: (r) => info(r).dataset ?? null, render: (r) => info(r).dataset || "…" },
+    { key: "model", label: "Model", value: (r) => info(r).model ?? null, render: (r) => info(r).model || "…" },
+    { key: "sparsity", label: "Sparsity", class: "num", value: (r) => r.sparsity, render: (r) => fmtSparsity(r.sparsity) },
+    { key: "clean_accuracy", label: "Clean", class: "num", value: (r) => r.clean_accuracy, render: (r) => fmtAcc(r.clean_accuracy) },
+    { key: "robust_accuracy", label: "Robust", class: "num", value: (r) => r.robust_accuracy, render: (r) => fmtAcc(r.robust_accuracy) },
+    { key: "kappa_median", label: "κ median", class: "num", value: (r) => num(r.kappa_median), render: (r) => fmtKappa(r.kappa_median) },
+    { key: "worker", label: "Worker", value: (r) => r.worker, render: (r) => r.worker ? h("span", { title: r.device || "" }, r.worker) : "–" },
+    { key: "created", label: "Created", value: (r) => r.created, render: (r) => h("span", { title: dateTime(r.created) }, ago(r.created)) },
+  ];
+  if (!ctx.readOnly) {
+    columns.push({ key: "actions", label: "", sortable: false, export: false, render: (r) => h("span", { class: "row-actions" },
+      !TERMINAL.has(r.status) && h("button", { class: "btn small", "data-action": "cancel", onclick: action(async () => {
+        await api.cancelRun(r.id);
+        notify(`${r.key}: cancel requested`, "ok");
+        await table.load();
+      }) }, "Cancel"),
+      (r.status === "failed" || r.status === "cancelled") && h("button", { class: "btn small", "data-action": "retry", onclick: action(async () => {
+        await api.retryRun(r.id);
+        notify(`${r.key}: queued again`, "ok");
+        await table.load();
+      }) }, "Retry")) });
+  }
+
+  const table = new PagedTable({
+    columns, name: "runs", selectable: true,
+    fetchPage: async (page) => {
+      const res = await api.listRuns({ ...filters, ...page });
+      await ensureSweeps(res.items.map((r) => r.sweep_id));
+      return res;
+    },
+    emptyText: "No runs match these filters.",
+  });
+
+  const select = (name, options, label) => h("label", { class: "filter" }, label,
+    h("select", { name, "data-filter": name, onchange: (e) => { filters[name] = e.target.value; applyFilters(); } },
+      h("option", { value: "" }, "all"), options.map((o) => h("option", { value: o, selected: filters[name] === o }, o))));
+  const sweepInput = h("input", { name: "sweep", "data-filter": "sweep", placeholder: "sweep id", value: filters.sweep, size: 34,
+    onchange: (e) => { filters.sweep = e.target.value.trim(); applyFilters(); } });
+  function applyFilters() {
+    replaceQuery("/runs", filters);
+    table.reset();
+  }
+
+  const bulk = (fn, verb, allowed) => action(async () => {
+    const chosen = table.rows.filter((r) => table.selected.has(r.id));
+    const ok = chosen.filter(allowed);
+    if (!ok.length) return notify(`None of the selected runs can be ${verb}ed.`);
+    const res = await Promise.allSettled(ok.map((r) => fn(r.id)));
+    const failed = res.filter((r) => r.status === "rejected");
+    notify(`${verb}: ${ok.length - failed.length} of ${chosen.length} selected` +
+      (failed.length ? `; ${failed.length} failed (${failed[0].reason.message})` : ""), failed.length ? "error" : "ok");
+    await table.load();
+  });
+
+  const selectionInfo = h("span", { class: "muted selection-info" });
+  table.el.addEventListener("selection", (e) => { selectionInfo.textContent = e.detail.length ? `${e.detail.length} selected` : ""; });
+
+  mount(root,
+    h("div", { class: "toolbar" }, h("h2", {}, "Runs"), h("span", { class: "spacer" }),
+      selectionInfo,
+      !ctx.readOnly && h("button", { class: "btn", "data-action": "cancel-selected",
+        onclick: bulk(api.cancelRun, "cancel", (r) => !TERMINAL.has(r.status)) }, "Cancel selected"),
+      !ctx.readOnly && h("button", { class: "btn", "data-action": "retry-selected",
+        onclick: bulk(api.retryRun, "retry", (r) => r.status === "failed" || r.status === "cancelled") }, "Retry selected"),
+      h("button", { class: "btn", "data-action": "compare-selected", onclick: () => {
+        if (!table.selected.size) return notify("Select runs to compare.");
+        window.location.hash = href("/compare", { runs: [...table.selected].join(",") });
+      } }, "Compare selected")),
+    h("div", { class: "filters" }, h("label", { class: "filter" }, "Sweep ", sweepInput),
+      select("status", STATUSES, "Status "), select("method", METHOD_ORDER, "Method ")),
+    table.el);
+  table.load();
+
+  const timer = setInterval(() => {
+    if (document.hidden || !table.rows.some((r) => !TERMINAL.has(r.status))) return;
+    table.load({ quiet: true }).catch(() => {});
+  }, REFRESH_MS);
+  return () => clearInterval(timer);
+}

@@ -1,0 +1,227 @@
+// The sweep view: clean accuracy, robust accuracy (attack selectable) and κ against sparsity,
+// one trace per method, filling in live over the sweep's event stream. Hover shows the run,
+// clicking a point opens it, and a box/lasso selection (or the checkboxes of the run list) is
+// shared by all three charts. Also used, read-only, by the share page.
+
+import * as api from "../api.js";
+import { h, mount, statusBadge, progressBar, notify, action, errorText, TERMINAL } from "../dom.js";
+import { href, navigate } from "../router.js";
+import { listen, liveIndicator, runOf } from "../live.js";
+import { draw, purge, chartCard } from "../plot.js";
+import {
+  sweepPoints, sweepFigure, attackNames, defaultAttack, pointRows, fmtAcc, fmtKappa, fmtSparsity, WORST_ATTACK,
+} from "../charts.js";
+import { shareDialog } from "./dashboards.js";
+
+const METRICS = ["clean", "robust", "kappa"];
+const REFRESH_MS = 1500;
+
+export function render(root, ctx) {
+  mount(root, h("div", { class: "card" }, "Loading sweep…"));
+  let panel = null;
+  let alive = true;
+  api.getSweep(ctx.params.id).then((sweep) => {
+    if (!alive) return;
+    panel = sweepPanel(root, sweep, ctx, { attack: ctx.query.attack, selected: (ctx.query.selected || "").split(",").filter(Boolean) });
+  }, (e) => mount(root, h("div", { class: "card error" }, errorText(e))));
+  return () => {
+    alive = false;
+    if (panel) panel.close();
+  };
+}
+
+/**
+ * Draw the sweep view for `sweep` (a SweepDetail) into `container` and keep it live.
+ * state: {attack, selected: [run ids]}. Returns {close(), state()}.
+ */
+export function sweepPanel(container, sweep, ctx, state = {}) {
+  const runs = new Map(sweep.runs.map((r) => [r.id, r]));
+  const results = new Map();
+  const fetching = new Set();
+  const selected = new Set(state.selected || []);
+  let attack = state.attack || null;
+  let attackChosen = Boolean(state.attack); // else follow the default (PGD) as results arrive
+  let closed = false;
+  let latest = sweep; // the last SweepDetail fetched: aggregate status and progress
+
+  const live = liveIndicator();
+  const headerInfo = h("div", { class: "sweep-meta" });
+  const attackSelect = h("select", { id: "attack", "data-control": "attack", onchange: (e) => { attack = e.target.value; attackChosen = true; redraw(); } });
+  const selectionInfo = h("span", { class: "muted", "data-selection": "" });
+  const charts = Object.fromEntries(METRICS.map((m) => [m, chartCard(`chart-${m}`, `${sweep.name}-${m}`, () => pointRows(points()))]));
+  const runList = h("tbody");
+
+  const points = () => sweepPoints([...runs.values()], results, { [sweep.id]: sweep.name });
+
+  // ---- drawing ----------------------------------------------------------------------------
+  let pending = false;
+  function redraw() {
+    if (pending || closed) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      if (closed) return;
+      const pts = points();
+      const names = attackNames(pts);
+      if (!attackChosen || (attack !== WORST_ATTACK && names.length && !names.includes(attack))) attack = defaultAttack(pts);
+      mount(attackSelect, [...names, WORST_ATTACK].map((n) =>
+        h("option", { value: n, selected: n === attack }, n === WORST_ATTACK ? "worst over attacks" : n)));
+      for (const m of METRICS) draw(charts[m].graph, sweepFigure(pts, { metric: m, attack, selected }));
+      drawHeader();
+      drawRuns();
+    });
+  }
+
+  function drawHeader() {
+    const all = [...runs.values()];
+    const counts = {};
+    for (const r of all) counts[r.status] = (counts[r.status] || 0) + 1;
+    if (cancelBtn) cancelBtn.hidden = TERMINAL.has(latest.status);
+    mount(headerInfo,
+      statusBadge(latest.status), progressBar(latest.progress, latest.status),
+      h("span", { class: "muted", "data-counts": "" }, Object.entries(counts).map(([s, n]) => `${n} ${s}`).join(" · ")),
+      h("span", { class: "muted" }, `${sweep.spec.dataset.name} · ${sweep.spec.model.name}-${sweep.spec.model.width} · ` +
+        `${sweep.spec.adversarial.objective} · ${results.size}/${all.length} evaluated`));
+    selectionInfo.textContent = selected.size ? `${selected.size} run(s) selected` : "drag a box on a chart to select runs";
+  }
+
+  function drawRuns() {
+    const order = [...runs.values()].sort((a, b) => a.method.localeCompare(b.method) || a.sparsity - b.sparsity || a.seed - b.seed);
+    mount(runList, order.map((r) => {
+      const res = results.get(r.id);
+      const robust = res ? Math.min(...Object.values(res.robust_accuracy)) : r.robust_accuracy;
+      return h("tr", { "data-id": r.id, class: selected.has(r.id) ? "selected" : null },
+        h("td", { class: "check" }, h("input", { type: "checkbox", checked: selected.has(r.id), "data-select": r.id,
+          onchange: (e) => { if (e.target.checked) selected.add(r.id); else selected.delete(r.id); redraw(); } })),
+        h("td", {}, h("a", { href: href(`/run/${r.id}`) }, r.key)),
+        h("td", {}, statusBadge(r.status, r.message)),
+        h("td", {}, progressBar(r.progress, r.status), h("small", { class: "muted" }, r.stage ? ` ${r.stage} ${r.epoch || ""}` : "")),
+        h("td", { class: "num" }, fmtSparsity(r.sparsity)),
+        h("td", { class: "num" }, fmtAcc(res ? res.clean_accuracy : r.clean_accuracy)),
+        h("td", { class: "num" }, fmtAcc(robust)),
+        h("td", { class: "num" }, fmtKappa(res ? res.condition_number.median : r.kappa_median)),
+        !ctx.readOnly && h("td", {}, !TERMINAL.has(r.status) && h("button", { class: "btn small", "data-action": "cancel",
+          onclick: action(async () => { runs.set(r.id, await api.cancelRun(r.id)); redraw(); }) }, "Cancel")));
+    }));
+  }
+
+  // ---- data ---------------------------------------------------------------------------------
+  async function fetchResult(runId) {
+    if (results.has(runId) || fetching.has(runId)) return;
+    fetching.add(runId);
+    try {
+      results.set(runId, await api.runResult(runId));
+      redraw();
+    } catch (e) {
+      if (e.status !== 404) notify(`result of ${runId}: ${errorText(e)}`, "error");
+    } finally {
+      fetching.delete(runId);
+    }
+  }
+
+  // Run rows (progress, stage, status) are refreshed from the API while events arrive.
+  let refreshTimer = null;
+  function refreshSoon() {
+    if (refreshTimer || closed) return;
+    refreshTimer = setTimeout(async () => {
+      refreshTimer = null;
+      try {
+        const fresh = await api.getSweep(sweep.id);
+        latest = fresh;
+        for (const r of fresh.runs) runs.set(r.id, r);
+        for (const r of fresh.runs) if (r.has_result && !results.has(r.id)) fetchResult(r.id);
+        redraw();
+      } catch { /* next event retries */ }
+    }, REFRESH_MS);
+  }
+
+  function onStatus(ev) {
+    const r = runs.get(runOf(ev));
+    if (r) runs.set(runOf(ev), { ...r, status: ev.status, message: ev.message ?? r.message });
+    if (ev.status === "succeeded") fetchResult(runOf(ev));
+    redraw();
+    refreshSoon();
+  }
+
+  const stop = listen(api.sweepEvents(sweep.id), {
+    status: onStatus,
+    evaluation: (ev) => fetchResult(runOf(ev)),
+    epoch: (ev) => {
+      const r = runs.get(runOf(ev));
+      if (r) runs.set(runOf(ev), { ...r, stage: ev.stage, epoch: ev.epoch, status: r.status === "queued" ? "running" : r.status });
+      refreshSoon();
+    },
+    stage_started: () => refreshSoon(),
+    onState: (s) => {
+      live.set(s);
+      if (s === "closed") refreshSoon();
+    },
+  });
+
+  api.sweepResults(sweep.id).then((res) => {
+    for (const r of res.items) results.set(r.run_id, r);
+    redraw();
+  }, (e) => notify(errorText(e), "error"));
+
+  // ---- layout -------------------------------------------------------------------------------
+  const shareState = () => ({ view: "sweep", attack, selected: [...selected] });
+  const cancelBtn = !ctx.readOnly && h("button", { class: "btn danger", "data-action": "cancel-sweep", onclick: action(async () => {
+    if (!window.confirm(`Cancel every unfinished run of ${sweep.name}?`)) return;
+    const res = await api.cancelSweep(sweep.id);
+    notify(`${res.cancelled.length} cancelled, ${res.cancel_requested.length} asked to stop`, "ok");
+    refreshSoon();
+  }) }, "Cancel sweep");
+  const toolbar = h("div", { class: "toolbar" },
+    h("h2", {}, sweep.name), live.el, h("span", { class: "spacer" }),
+    h("a", { class: "btn", href: href("/runs", { sweep: sweep.id }), "data-action": "runs" }, "Runs table"),
+    h("a", { class: "btn", href: api.sweepResultsCsvUrl(sweep.id), download: `${sweep.name}-results.csv`, "data-action": "results-csv",
+      title: "all results as the API writes them" }, "Results CSV"),
+    !ctx.share && h("button", { class: "btn", "data-action": "compare", onclick: () => {
+      navigate("/compare", selected.size ? { runs: [...selected].join(",") } : { sweeps: sweep.id });
+    } }, "Compare"),
+    !ctx.readOnly && h("button", { class: "btn", "data-action": "share", onclick: () =>
+      shareDialog(shareArea, { name: sweep.name, sweepIds: [sweep.id], state: shareState() }) }, "Share…"),
+    cancelBtn);
+  const shareArea = h("div", { class: "share-area" });
+  const controls = h("div", { class: "chart-controls" },
+    h("label", {}, "Robust accuracy under ", attackSelect), selectionInfo,
+    h("button", { class: "btn small", "data-action": "clear-selection", onclick: () => { selected.clear(); redraw(); } }, "Clear selection"));
+
+  const head = ["", "Run", "Status", "Progress", "Sparsity", "Clean", "Robust (worst)", "κ median"];
+  if (!ctx.readOnly) head.push("");
+  const panel = h("section", { class: "sweep-panel", "data-sweep": sweep.id },
+    toolbar, headerInfo, shareArea, controls,
+    h("div", { class: "chart-grid three" }, METRICS.map((m) => charts[m].card)),
+    h("div", { class: "card" }, h("h3", {}, "Runs"),
+      h("div", { class: "table-scroll" }, h("table", { class: "data compact", id: "sweep-runs" },
+        h("thead", {}, h("tr", {}, head.map((t) => h("th", {}, t)))), runList))));
+  mount(container, panel);
+
+  for (const m of METRICS) {
+    const gd = charts[m].graph;
+    draw(gd, sweepFigure([], { metric: m })).then(() => {
+      gd.on("plotly_click", (ev) => {
+        const id = ev?.points?.[0]?.customdata;
+        if (id) navigate(`/run/${id}`);
+      });
+      gd.on("plotly_selected", (ev) => {
+        if (!ev) return;
+        selected.clear();
+        for (const p of ev.points || []) if (p.customdata) selected.add(p.customdata);
+        redraw();
+      });
+      gd.on("plotly_deselect", () => { selected.clear(); redraw(); });
+    });
+  }
+  redraw();
+
+  return {
+    state: shareState,
+    close() {
+      closed = true;
+      stop();
+      clearTimeout(refreshTimer);
+      for (const m of METRICS) purge(charts[m].graph);
+    },
+  };
+}

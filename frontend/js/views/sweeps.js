@@ -1,0 +1,62 @@
+// Sweeps table: one page at a time, live progress, bulk cancel/delete.
+
+import * as api from "../api.js";
+import { h, mount, statusBadge, progressBar, ago, dateTime, notify, action, TERMINAL } from "../dom.js";
+import { PagedTable } from "../table.js";
+import { href } from "../router.js";
+
+const REFRESH_MS = 3000;
+
+function countsText(counts) {
+  return Object.entries(counts || {}).filter(([, n]) => n).map(([s, n]) => `${n} ${s}`).join(", ") || "–";
+}
+
+export function render(root, ctx) {
+  const columns = [
+    { key: "name", label: "Sweep", value: (s) => s.name,
+      render: (s) => h("a", { href: href(`/sweep/${s.id}`), class: "strong" }, s.name) },
+    { key: "status", label: "Status", value: (s) => s.status, render: (s) => statusBadge(s.status) },
+    { key: "progress", label: "Progress", value: (s) => s.progress, render: (s) => progressBar(s.progress, s.status) },
+    { key: "dataset", label: "Dataset", value: (s) => s.spec.dataset.name },
+    { key: "model", label: "Model", value: (s) => `${s.spec.model.name}-${s.spec.model.width}` },
+    { key: "methods", label: "Methods", value: (s) => s.spec.methods.join(" "), render: (s) => s.spec.methods.join(", ") },
+    { key: "sparsities", label: "Sparsities", value: (s) => s.spec.sparsities.join(" "), render: (s) => s.spec.sparsities.join(", ") },
+    { key: "runs", label: "Runs", value: (s) => s.run_ids.length,
+      render: (s) => h("a", { href: href("/runs", { sweep: s.id }), title: countsText(s.counts) }, `${s.run_ids.length} runs`) },
+    { key: "owner", label: "Owner", value: (s) => s.owner_name },
+    { key: "created", label: "Created", value: (s) => s.created, render: (s) => h("span", { title: dateTime(s.created) }, ago(s.created)) },
+    { key: "id", label: "Id", value: (s) => s.id, render: (s) => h("code", { class: "id" }, s.id.slice(0, 8)) },
+  ];
+  const table = new PagedTable({ columns, name: "sweeps", selectable: !ctx.readOnly, fetchPage: api.listSweeps,
+    emptyText: "No sweeps yet: start one with New experiment." });
+
+  const bulk = (fn, verb) => action(async () => {
+    const ids = [...table.selected];
+    if (!ids.length) return notify("Select sweeps first.");
+    if (verb === "delete" && !window.confirm(`Delete ${ids.length} sweep(s) with their runs, events and results?`)) return;
+    const res = await Promise.allSettled(ids.map(fn));
+    const failed = res.filter((r) => r.status === "rejected");
+    notify(`${verb}: ${ids.length - failed.length} done${failed.length ? `, ${failed.length} failed (${failed[0].reason.message})` : ""}`,
+      failed.length ? "error" : "ok");
+    await table.load();
+  });
+
+  const toolbar = h("div", { class: "toolbar" },
+    h("h2", {}, "Sweeps"), h("span", { class: "spacer" }),
+    !ctx.readOnly && h("button", { class: "btn", "data-action": "cancel-selected", onclick: bulk(api.cancelSweep, "cancel") }, "Cancel selected"),
+    !ctx.readOnly && h("button", { class: "btn danger", "data-action": "delete-selected", onclick: bulk(api.deleteSweep, "delete") }, "Delete selected"),
+    h("button", { class: "btn", "data-action": "compare-selected", onclick: () => {
+      const ids = [...table.selected];
+      if (!ids.length) return notify("Select sweeps to compare.");
+      window.location.hash = href("/compare", { sweeps: ids.join(",") });
+    } }, "Compare selected"),
+    !ctx.readOnly && h("a", { class: "btn primary", href: "#/new" }, "New experiment"));
+  mount(root, toolbar, table.el);
+  table.load();
+
+  const timer = setInterval(() => {
+    if (document.hidden || !table.rows.some((s) => !TERMINAL.has(s.status))) return;
+    table.load({ quiet: true }).catch(() => {});
+  }, REFRESH_MS);
+  return () => clearInterval(timer);
+}
