@@ -10,11 +10,14 @@ export const runOf = (ev) => ev.run_id || ev.run;
 
 /**
  * Listen to an EventSource: handlers maps event type → fn(eventJson, streamId), and may have
- * onState(state) with state in connecting | live | reconnecting | closed.
+ * onState(state) with state in connecting | live | reconnecting | closed, and finished() →
+ * true once everything watched has ended (then a dropped connection is the stream's normal
+ * end: it is closed instead of reconnected).
  * Returns a function that closes the connection.
  */
 export function listen(source, handlers) {
   const state = handlers.onState || (() => {});
+  const finished = handlers.finished || (() => false);
   state("connecting");
   for (const type of EVENT_TYPES) {
     if (!handlers[type]) continue;
@@ -29,7 +32,10 @@ export function listen(source, handlers) {
     });
   }
   source.onopen = () => state("live");
-  source.onerror = () => state(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
+  source.onerror = () => {
+    if (source.readyState !== EventSource.CLOSED && finished()) source.close();
+    state(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
+  };
   return () => {
     source.close();
     state("closed");

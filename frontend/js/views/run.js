@@ -172,6 +172,7 @@ export function render(root, ctx) {
       },
       log: (ev) => { log(ev, ev.message, ev.level); redraw(); },
       onState: (s) => live.set(s),
+      finished: () => Boolean(run && TERMINAL.has(run.status)),
     });
   }
 

@@ -1,0 +1,157 @@
+"""Fixtures for the browser tests: the real stack (a private redis-server, the API under
+uvicorn, one Celery worker) and Debian's Chromium driven by Playwright.
+
+Chromium comes from ``apt-get install -y chromium`` (``playwright install`` cannot download
+here); without it the browser tests are skipped with that hint.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `pytest` run without `python -m`: make tests.support importable
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.services import (  # noqa: E402
+    process_output,
+    remove_log,
+    start_redis,
+    start_uvicorn,
+    stop_process,
+)
+
+CHROMIUM = os.environ.get("TSCNC_CHROMIUM", "/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps trying to reach the internet.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TOKEN = "frontend-tests-admin-token-0123456789"
+FRONTEND = ROOT / "frontend"
+
+
+@dataclass
+class Stack:
+    base: str
+    redis_url: str
+    token: str
+    artifacts: Path
+    worker: subprocess.Popen
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        return httpx.request(method, f"{self.base}/api/v1{path}", headers=self.headers,
+                             timeout=10, **kw)
+
+    def login_url(self, route: str = "#/sweeps") -> str:
+        return f"{self.base}/?token={self.token}{route}"
+
+
+def start_worker(redis_url: str, artifacts: Path) -> subprocess.Popen:
+    """A real Celery worker on the cpu queue (prefork, one process, one torch thread)."""
+    fd, log_path = tempfile.mkstemp(prefix="tscnc-worker-", suffix=".log")
+    env = {**os.environ, "REDIS_URL": redis_url, "ARTIFACTS_DIR": str(artifacts),
+           "TSCNC_TORCH_THREADS": "1", "TSCNC_HEARTBEAT_INTERVAL": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    with os.fdopen(fd, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "cpu",
+             "--pool=prefork", "-c", "1", "--without-gossip", "--without-mingle",
+             "--loglevel=INFO", "-n", "test-frontend@%h"],
+            env=env, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT)
+    proc.log_path = log_path  # type: ignore[attr-defined]
+    return proc
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("stack")
+    artifacts = tmp / "artifacts"
+    artifacts.mkdir()
+    redis_url, redis_proc = start_redis(tmp / "redis")
+    base, api_proc = start_uvicorn("backend.app:create_app", {
+        "REDIS_URL": redis_url, "TSCNC_ARTIFACTS_DIR": str(artifacts),
+        "TSCNC_BOOTSTRAP_TOKEN": TOKEN, "TSCNC_SSE_KEEPALIVE": "1"}, factory=True)
+    worker = start_worker(redis_url, artifacts)
+    s = Stack(base=base, redis_url=redis_url, token=TOKEN, artifacts=artifacts, worker=worker)
+    try:
+        deadline = time.monotonic() + 90
+        while not s.api("GET", "/queue").json()["workers"]:
+            assert worker.poll() is None, f"the worker died:\n{process_output(worker)}"
+            assert time.monotonic() < deadline, f"no worker heartbeat:\n{process_output(worker)}"
+            time.sleep(0.2)
+        yield s
+        assert worker.poll() is None, f"the worker died during the tests:\n{process_output(worker)}"
+    finally:
+        stop_process(worker, timeout=15)
+        stop_process(api_proc)
+        stop_process(redis_proc)
+        for p in (worker, api_proc, redis_proc):
+            remove_log(p)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def context(browser: Any) -> Iterator[Any]:
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1000}, accept_downloads=True)
+    ctx.set_default_timeout(20_000)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def page(context: Any) -> Iterator[Any]:
+    """A page that fails the test on any uncaught JavaScript error."""
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+@pytest.fixture(scope="session")
+def static_frontend() -> Iterator[str]:
+    """The frontend/ files on a plain static server: for unit tests of the pure modules."""
+    handler = functools.partial(_QuietHandler, directory=str(FRONTEND))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript"}
+
+    def log_message(self, *args: Any) -> None:
+        pass
+

@@ -1,0 +1,193 @@
+"""Unit tests of the front end's pure modules (charts.js, specform.js, export.js, router.js),
+run in Chromium on a plain static server: data in, figure/value out, no API involved."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+INF = "Infinity"
+
+
+@pytest.fixture
+def js(page: Any, static_frontend: str) -> Any:
+    """Evaluate `body` (an async function body with the modules in scope) in the page."""
+    page.goto(static_frontend + "/js/")
+
+    def run(body: str, arg: Any = None) -> Any:
+        return page.evaluate(f"""async (arg) => {{
+            const charts = await import('/js/charts.js');
+            const specform = await import('/js/specform.js');
+            const exp = await import('/js/export.js');
+            const router = await import('/js/router.js');
+            {body}
+        }}""", arg)
+    return run
+
+
+def run(rid: str, method: str, sparsity: float, seed: int = 0) -> dict[str, Any]:
+    return {"id": rid, "key": f"{method}-s{sparsity:g}-seed{seed}", "sweep_id": "sw1",
+            "method": method, "sparsity": sparsity, "seed": seed, "status": "succeeded"}
+
+
+def result(clean: float, robust: dict[str, float], med: Any, mx: Any) -> dict[str, Any]:
+    return {"clean_accuracy": clean, "robust_accuracy": robust, "sparsity_actual": 0.5,
+            "condition_number": {"median": med, "max": mx, "per_layer": {}}, "flags": []}
+
+
+RUNS = [run("a", "tscnc", 0.9), run("b", "hydra", 0.5), run("c", "dense", 0.0),
+        run("d", "tscnc", 0.5), run("e", "hydra", 0.9)]
+RESULTS = {
+    "a": result(0.7, {"fgsm": 0.5, "pgd": 0.4}, 12.0, 30.0),
+    "b": result(0.8, {"fgsm": 0.6, "pgd": 0.45}, 8.0, INF),
+    "c": result(0.9, {"fgsm": 0.55, "pgd": 0.5}, 5.0, 9.0),
+    "d": result(0.85, {"fgsm": 0.65, "pgd": 0.55}, INF, INF),
+    # "e" has no result yet: it is not a point
+}
+
+
+def test_sweep_figures_one_trace_per_method_sorted_by_sparsity(js: Any) -> None:
+    figs = js("""
+        const pts = charts.sweepPoints(arg.runs, arg.results);
+        return ['clean', 'robust', 'kappa'].map((m) => charts.sweepFigure(pts, {metric: m, attack: 'pgd', selected: ['a']}));
+    """, {"runs": RUNS, "results": RESULTS})
+    clean, robust, kappa = figs
+    assert [t["name"] for t in clean["data"]] == ["dense", "hydra", "tscnc"]  # method order
+    tscnc = clean["data"][2]
+    assert tscnc["x"] == ["0.5", "0.9"] and tscnc["y"] == [0.85, 0.7]
+    assert tscnc["customdata"] == ["d", "a"]
+    assert clean["layout"]["xaxis"]["categoryarray"] == ["0", "0.5", "0.9"]
+    assert robust["data"][2]["y"] == [0.55, 0.4]
+    assert "pgd" in robust["layout"]["title"]["text"]
+    # the selection is drawn in every chart, by point index within each trace
+    for fig in figs:
+        assert [t.get("selectedpoints") for t in fig["data"]] == [[], [], [1]]
+    # κ: log axis, max as an upward error bar, ∞ drawn at a cap above every finite value
+    assert kappa["layout"]["yaxis"]["type"] == "log"
+    cap = 30.0 * 10
+    hydra, tsc = kappa["data"][1], kappa["data"][2]
+    assert hydra["y"] == [8.0] and hydra["error_y"]["array"] == [cap - 8.0]
+    assert tsc["y"] == [cap, 12.0] and tsc["error_y"]["array"] == [0, 18.0]
+    assert tsc["marker"]["symbol"] == ["triangle-up", "circle"]
+    assert "∞" in tsc["text"][0]
+
+
+def test_robust_value_worst_attack_and_default_attack(js: Any) -> None:
+    out = js("""
+        const pts = charts.sweepPoints(arg.runs, arg.results);
+        const p = pts.find((x) => x.run_id === 'b');
+        return [charts.robustValue(p, charts.WORST_ATTACK), charts.robustValue(p, 'fgsm'),
+                charts.robustValue(p, 'cw'), charts.attackNames(pts), charts.defaultAttack(pts),
+                charts.defaultAttack([])];
+    """, {"runs": RUNS, "results": RESULTS})
+    assert out == [0.45, 0.6, None, ["fgsm", "pgd"], "pgd", "worst"]
+
+
+def test_point_rows_and_csv_follow_the_api_csv(js: Any) -> None:
+    text = js("""
+        const pts = charts.sweepPoints(arg.runs, arg.results);
+        return exp.toCSV(charts.pointRows(pts));
+    """, {"runs": RUNS, "results": RESULTS})
+    lines = text.strip().split("\n")
+    assert lines[0] == ("run,key,sweep,method,sparsity,sparsity_actual,seed,clean_accuracy,"
+                        "robust_fgsm,robust_pgd,kappa_median,kappa_max,flags")
+    assert len(lines) == 5
+    assert lines[2].startswith("b,hydra-s0.5-seed0,sw1,hydra,0.5,0.5,0,0.8,0.6,0.45,8,inf,")
+    assert js("""return exp.toCSV([{a: 'x,"y"', b: null, c: [1, 2]}]);""") == 'a,b,c\n"x,""y""",,"[1,2]"\n'
+    assert js("return exp.toJSON({k: Infinity});") == '{\n  "k": "Infinity"\n}'
+
+
+def test_epoch_series_dedupes_resumed_epochs_and_lays_stages_end_to_end(js: Any) -> None:
+    def ev(stage: str, epoch: int, epochs: int, loss: float) -> dict[str, Any]:
+        return {"type": "epoch", "stage": stage, "epoch": epoch, "epochs": epochs, "loss": loss,
+                "clean_accuracy": 0.5, "robust_accuracy": 0.3, "lr": 0.1, "sparsity": 0.0,
+                "condition_numbers": {"fc1": 3.0, "fc2": INF}, "penalties": {}}
+    events = [ev("pretrain", 1, 3, 2.0), ev("pretrain", 2, 3, 1.5), ev("pretrain", 2, 3, 1.4),
+              {"type": "progress"}, ev("finetune", 1, 2, 1.0), ev("prune", 1, 1, 1.2)]
+    rows, heat, loss = js("""
+        const s = charts.epochSeries(arg);
+        return [s.map((r) => [r.stage, r.epoch, r.x, r.loss]), charts.kappaHeatmapFigure(s),
+                charts.trainingFigure(s, 'loss')];
+    """, events)
+    assert rows == [["pretrain", 1, 1, 2.0], ["pretrain", 2, 2, 1.4], ["prune", 1, 4, 1.2],
+                    ["finetune", 1, 5, 1.0]]
+    z = heat["data"][0]["z"]
+    assert heat["data"][0]["y"] == ["fc1", "fc2"]
+    assert z[0] == [pytest.approx(math.log10(3.0))] * 4
+    assert z[1] == [pytest.approx(math.log10(3.0) + 1)] * 4  # ∞ drawn at the top of the scale
+    assert "∞" in heat["data"][0]["text"][1][0]
+    assert [t["name"] for t in loss["data"]] == ["pretrain", "prune", "finetune"]
+
+
+def test_spectra_and_security_figures(js: Any) -> None:
+    spec, sec, count = js("""
+        const sp = charts.spectraFigure([{layer: 'fc1', shape: [4, 3], singular_values: [3, 2, 1],
+                                         condition_number: 3, sparsity: 0.5}]);
+        const se = charts.securityFigure([{name: 'r', points: [[0, 0.9], [0.1, 0.5]]}]);
+        return [sp, se, charts.pointCount(se)];
+    """)
+    assert spec["data"][0]["x"] == [1, 2, 3] and spec["layout"]["yaxis"]["type"] == "log"
+    assert sec["data"][0]["y"] == [0.9, 0.5] and count == 2
+
+
+def test_spec_form_reads_bounds_from_the_openapi_schema_and_places_422s(js: Any) -> None:
+    schema = {"components": {"schemas": {
+        "SweepSpec": {"properties": {
+            "training": {"$ref": "#/components/schemas/TrainingSpec"},
+            "methods": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Method"}},
+            "sparsities": {"type": "array", "minItems": 1, "maxItems": 3,
+                           "items": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}},
+        }},
+        "TrainingSpec": {"properties": {"pretrain_epochs": {"type": "integer", "minimum": 0, "maximum": 1000}}},
+        "AdversarialSpec": {"properties": {}},
+        "Method": {"type": "string", "enum": ["dense", "tscnc"]},
+    }}}
+    out = js("""
+        const f = (p) => specform.FIELDS.find((x) => x.path === p);
+        const fs = (p) => specform.fieldSchema(arg, p);
+        return [
+            specform.choices(fs('methods')),
+            specform.parseField(f('training.pretrain_epochs'), '1001', fs('training.pretrain_epochs')).error,
+            specform.parseField(f('training.pretrain_epochs'), '2.5', fs('training.pretrain_epochs')).error,
+            specform.parseField(f('training.pretrain_epochs'), '12', fs('training.pretrain_epochs')),
+            specform.parseField(f('sparsities'), '0.5, 1', fs('sparsities')).error,
+            specform.parseField(f('sparsities'), '0.5 0.9', fs('sparsities')),
+            specform.parseField(f('methods'), [], fs('methods')).error,
+            specform.boundsText(fs('training.pretrain_epochs').schema),
+            specform.locateError({loc: ['body', 'spec', 'sparsities', 1], msg: 'bad'}),
+            specform.locateError({loc: ['body', 'spec', 'training', 'pretrain_epochs'], msg: 'too many'}),
+            specform.locateError({loc: ['body', 'spec'], msg: 'expands to 2000 runs'}),
+            specform.locateError({loc: ['body', 'preset'], msg: 'unknown preset'}),
+            specform.locateError({loc: ['body', 'spec', 'pruning', 'skip_layers'], msg: 'x'}),
+            specform.runCount(['dense', 'hydra', 'tscnc'], [0.5, 0.9], [0, 1]),
+            specform.deepMerge({a: {b: 1, c: [1]}, d: 1}, {a: {c: [2]}, e: 2}),
+        ];
+    """, schema)
+    assert out[0] == ["dense", "tscnc"]
+    assert out[1] == "must be ≤ 1000" and out[2] == "must be a whole number"
+    assert out[3] == {"value": 12, "error": None}
+    assert out[4] == "“1” must be < 1"
+    assert out[5] == {"value": [0.5, 0.9], "error": None}
+    assert out[6] == "choose at least 1"
+    assert out[7] == "0 ≤ x ≤ 1000"
+    assert out[8] == {"path": "sparsities", "message": "value 2: bad"}
+    assert out[9] == {"path": "training.pretrain_epochs", "message": "too many"}
+    assert out[10] == {"path": None, "message": "expands to 2000 runs"}
+    assert out[11] == {"path": "preset", "message": "unknown preset"}
+    assert out[12] == {"path": None, "message": "pruning.skip_layers: x"}
+    assert out[13] == 10
+    assert out[14] == {"a": {"b": 1, "c": [2]}, "d": 1, "e": 2}
+
+
+def test_router_matches_and_builds_hashes(js: Any) -> None:
+    out = js("""
+        const pats = ['/', '/sweeps', '/sweep/:id', '/run/:id'];
+        return [router.match('#/sweep/abc?attack=pgd', pats), router.match('', pats),
+                router.match('#/nope/x/y', pats), router.href('/runs', {sweep: 'a b', status: ''})];
+    """)
+    assert out[0] == {"pattern": "/sweep/:id", "params": {"id": "abc"}, "query": {"attack": "pgd"}}
+    assert out[1]["pattern"] == "/"
+    assert out[2] is None
+    assert out[3] == "#/runs?sweep=a+b"
