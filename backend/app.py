@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import redis.exceptions
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -115,6 +117,32 @@ class SecurityHeaders:
 
 
 # ---- errors --------------------------------------------------------------------------------
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, str):
+        return v.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(v, int | float | bool) or v is None:
+        return v
+    return _json_safe(str(v))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each bad field: ``{"detail": [{"loc", "msg", "type"}]}``. The offending
+    input is not echoed (it may be huge, non-finite or not valid Unicode)."""
+    errors = getattr(exc, "errors", list)()
+    detail = [{"loc": [_json_safe(x) for x in e.get("loc", ())],
+               "msg": _json_safe(str(e.get("msg", ""))),
+               "type": _json_safe(str(e.get("type", "value_error")))} for e in errors]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _bad_text(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": [{"loc": ["body"], "type": "unicode_error",
+                                     "msg": "text must be valid Unicode (no lone surrogates)"}]},
+                        status_code=422)
+
 
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("Redis unavailable for %s %s: %s", request.method, request.url.path, exc)
@@ -233,6 +261,8 @@ def create_app(settings: Settings | None = None, *,
 
     for exc in (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
         app.add_exception_handler(exc, _store_unavailable)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(UnicodeError, _bad_text)
 
     _static_routes(app, settings)
 

@@ -25,6 +25,16 @@ from tscnc.records import TERMINAL_STATUSES, RunStatus
 log = logging.getLogger(__name__)
 
 _STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+_U64 = 2**64
+
+
+def valid_stream_id(value: str) -> bool:
+    """A Redis stream id ``ms[-seq]`` with both parts below 2**64."""
+    if not _STREAM_ID.match(value):
+        return False
+    return all(int(part) < _U64 for part in value.split("-"))
+
+
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 RETRY_MS = 2000
 
@@ -36,7 +46,7 @@ def start_id(request: Request, query_value: str | None) -> str:
     if not value:
         return "0-0"
     value = value.strip()
-    if not _STREAM_ID.match(value):
+    if not valid_stream_id(value):
         raise HTTPException(status.HTTP_400_BAD_REQUEST,
                             "Last-Event-ID / last_event_id must be a stream id like 1718000000000-0")
     return value

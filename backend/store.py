@@ -249,6 +249,9 @@ class StreamEntry(NamedTuple):
     data: str
 
 
+_MAX_STREAM_ID = f"{2**64 - 1}-{2**64 - 1}"
+
+
 def _entries(raw: Sequence[Any]) -> list[StreamEntry]:
     return [StreamEntry(eid, f.get("run", ""), f.get("type", ""), f.get("data", "{}"))
             for eid, f in raw]
@@ -824,15 +827,19 @@ class Store:
             out.add((stage, int(epoch)))
         return out
 
+    def _range(self, stream: str, after: str | None, limit: int) -> list[StreamEntry]:
+        if after == _MAX_STREAM_ID:
+            return []                      # nothing can follow the largest id
+        lo = f"({after}" if after else "-"
+        return _entries(self.r.xrange(stream, lo, "+", count=limit))
+
     def events(self, run_id: str, after: str | None = None, limit: int = 100) -> list[StreamEntry]:
         """Past events of a run, oldest first, strictly after stream id ``after``."""
-        lo = f"({after}" if after else "-"
-        return _entries(self.r.xrange(self.k.run_stream(run_id), lo, "+", count=limit))
+        return self._range(self.k.run_stream(run_id), after, limit)
 
     def sweep_events(self, sweep_id: str, after: str | None = None,
                      limit: int = 100) -> list[StreamEntry]:
-        lo = f"({after}" if after else "-"
-        return _entries(self.r.xrange(self.k.sweep_stream(sweep_id), lo, "+", count=limit))
+        return self._range(self.k.sweep_stream(sweep_id), after, limit)
 
     # ---- status ----------------------------------------------------------------------------
 

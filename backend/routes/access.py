@@ -7,6 +7,7 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Response, status
+from fastapi.exceptions import RequestValidationError
 
 from backend.deps import AdminDep, ReaderDep, StoreDep, WriterDep
 from backend.routes.sweeps import _ERRORS, Cursor, Limit, get_sweep_or_404
@@ -64,7 +65,13 @@ def revoke_token(token_id: Annotated[str, Path(max_length=64)], p: AdminDep,
                  responses={413: {"description": "state over 64 KiB"}, **_ERRORS})
 def create_dashboard(body: DashboardCreate, p: WriterDep, store: StoreDep) -> DashboardCreated:
     """Save a dashboard and get its read-only share link (shown once)."""
-    if len(json.dumps(body.state)) > MAX_STATE_BYTES:
+    try:
+        size = len(json.dumps(body.state, allow_nan=False).encode())
+    except (ValueError, RecursionError):
+        raise RequestValidationError([{"loc": ("body", "state"), "type": "value_error",
+                                       "msg": "state must be plain JSON (finite numbers, "
+                                              "bounded nesting)"}]) from None
+    if size > MAX_STATE_BYTES:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                             f"state is larger than {MAX_STATE_BYTES} bytes")
     for sid in body.sweep_ids:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 
 from backend import sse
@@ -130,6 +131,9 @@ async def run_events(
     or with ``Accept: application/json`` a page of past events after ``after``."""
     accept = request.headers.get("accept", "")
     if "application/json" in accept and "text/event-stream" not in accept:
+        if after is not None and not sse.valid_stream_id(after):
+            raise RequestValidationError([{"loc": ("query", "after"), "type": "value_error",
+                                           "msg": "not a stream id (each part < 2**64)"}])
         from starlette.concurrency import run_in_threadpool
 
         return await run_in_threadpool(_events_page, store, p, run_id, after, limit)

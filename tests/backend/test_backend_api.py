@@ -455,3 +455,32 @@ def test_openapi_describes_every_route(client):
     schemas = spec["components"]["schemas"]
     assert {"SweepCreate", "SweepDetail", "RunPublic", "SweepSpec", "EventPage"} <= set(schemas)
     assert spec["components"]["securitySchemes"]
+
+
+def test_hostile_inputs_get_4xx_never_5xx(client, tokens):
+    sweep = submit(client, tokens.alice).json()
+    hj = {**h(tokens.admin), "Content-Type": "application/json"}
+    zero = b'"' + b"0" * 32 + b'"'
+    sid = b'"' + sweep["id"].encode() + b'"'
+    bodies = [b'{"name":"x","role":"member","expires_in":NaN}',
+              b'{"spec":{"training":{"lr":NaN}}}', b'{"spec":{"seeds":[1e400]}}',
+              b'{"spec":{"name":"\\ud800"}}', b'{"spec":{"pruning":{"skip_layers":["\\udfff"]}}}',
+              b'{"name":"\\ud800x","sweep_ids":[' + zero + b"]}",
+              b'{"name":"d","sweep_ids":[' + sid + b'],"state":{"a":NaN}}',
+              b'{"name":"d","sweep_ids":[' + sid + b'],"state":' + b"[" * 100_000 + b"]" * 100_000
+              + b"}",
+              b'{"spec":{"name":"a","methods":["dense","dense"]}}', b"null", b'"text"', b"1e999"]
+    for body in bodies:
+        for path in ("/api/v1/tokens", "/api/v1/sweeps", "/api/v1/dashboards"):
+            r = client.post(path, content=body, headers=hj)
+            assert 400 <= r.status_code < 500, (path, body[:50], r.status_code, r.text[:200])
+    rid = sweep["run_ids"][0]
+    hjson = {**h(tokens.viewer), "Accept": "application/json"}
+    for after in ("99999999999999999999-0", "18446744073709551615-18446744073709551615", "1-x"):
+        r = client.get(f"/api/v1/runs/{rid}/events", params={"after": after}, headers=hjson)
+        assert r.status_code in (200, 422), (after, r.status_code)
+    r = client.get(f"/api/v1/runs/{rid}/events", headers={
+        **h(tokens.viewer), "Last-Event-ID": "99999999999999999999-1"})
+    assert r.status_code == 400
+    assert client.get("/api/v1/runs", params={"cursor": "9" * 20},
+                      headers=h(tokens.viewer)).json()["items"] != []
