@@ -26,7 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import tscnc
-from backend.deps import Dispatcher, default_dispatcher
+from backend.deps import default_dispatcher
 from backend.routes import access, runs, sweeps, system
 from backend.schemas import Role
 from backend.settings import Settings
@@ -131,7 +131,7 @@ def _json_safe(v: Any) -> Any:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     """422 naming each bad field: ``{"detail": [{"loc", "msg", "type"}]}``. The offending
     input is not echoed (it may be huge, non-finite or not valid Unicode)."""
-    errors = getattr(exc, "errors", list)()
+    errors: list[dict[str, Any]] = list(getattr(exc, "errors", list)())
     detail = [{"loc": [_json_safe(x) for x in e.get("loc", ())],
                "msg": _json_safe(str(e.get("msg", ""))),
                "type": _json_safe(str(e.get("type", "value_error")))} for e in errors]
@@ -247,7 +247,7 @@ def create_app(settings: Settings | None = None, *,
     app.state.settings = settings
     app.state.store = store or Store.from_url(settings.redis_url,
                                               timeout=settings.redis_timeout, retries=1)
-    app.state.dispatcher: Dispatcher = dispatcher
+    app.state.dispatcher = dispatcher
     app.state.astore = None
 
     api = APIRouter(prefix=API_PREFIX)

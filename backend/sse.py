@@ -85,8 +85,8 @@ async def _stream(request: Request, astore: AsyncStore, stream: str, after: str,
                     yield ": keep-alive\n\n"
                 wait = block_ms
                 continue
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
-            log.warning("event stream: Redis unavailable (%s); retrying", e)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            log.warning("event stream: Redis unavailable (%s); retrying", exc)
             yield ": store unavailable, retrying\n\n"
             await asyncio.sleep(1.0)
             continue

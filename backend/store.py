@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import secrets
 import statistics
 import time
@@ -563,7 +562,8 @@ class Store:
     """Synchronous data layer (redis-py). Thread-safe: one connection pool per instance."""
 
     def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
-        self.r = client
+        # decode_responses=True: every reply is str (redis-py's stubs say bytes | str).
+        self.r: Any = client
         self.k = keys or Keys()
         self._append = client.register_script(_APPEND)
         self._transition = client.register_script(_TRANSITION)
@@ -912,8 +912,9 @@ class Store:
         if run is None:
             return False
         ev = StatusEvent(run=run_id, status=RunStatus.running, time=now)
-        fields = {"status": RunStatus.running, "worker": worker, "device": device,
-                  "finished": None, "category": None, "message": None}
+        fields: dict[str, Any] = {"status": RunStatus.running, "worker": worker,
+                                  "device": device, "finished": None, "category": None,
+                                  "message": None}
         cur = self.r.hget(self.k.run(run_id), "status")
         if cur != RunStatus.running.value:
             fields["started"] = now
@@ -1184,7 +1185,7 @@ class AsyncStore:
     """Asynchronous reads for the Server-Sent Event streams (redis.asyncio)."""
 
     def __init__(self, client: aredis.Redis, keys: Keys | None = None) -> None:
-        self.r = client
+        self.r: Any = client
         self.k = keys or Keys()
 
     @classmethod
@@ -1234,7 +1235,3 @@ class AsyncStore:
     def sweep_stream(self, sweep_id: str) -> str:
         return self.k.sweep_stream(sweep_id)
 
-
-def finite_or_none(x: float | None) -> float | None:
-    """None for NaN (kept for infinities, which the API shows as "Infinity")."""
-    return None if x is None or math.isnan(x) else x

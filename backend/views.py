@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from backend.schemas import (
     DashboardPublic,
     ResultPublic,
+    Role,
     RunPublic,
     SweepDetail,
     SweepPublic,
@@ -80,7 +81,7 @@ def result_public(run_id: str, result: RunResult) -> ResultPublic:
 
 
 def token_public(t: TokenRecord) -> TokenPublic:
-    return TokenPublic(id=t.id, name=t.name, role=t.role, created=t.created, expires=t.expires,
+    return TokenPublic(id=t.id, name=t.name, role=Role(t.role), created=t.created, expires=t.expires,
                        revoked=t.revoked)
 
 

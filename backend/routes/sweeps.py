@@ -31,7 +31,7 @@ from backend.schemas import (
 from backend.settings import Settings
 from backend.store import Store, SweepRecord
 from backend.views import result_public, results_csv, sweep_detail, sweep_public
-from tscnc.records import TERMINAL_STATUSES, RunStatus
+from tscnc.records import RunStatus
 from tscnc.spec import PRESETS, SweepSpec, preset
 
 log = logging.getLogger(__name__)
@@ -236,5 +236,3 @@ async def sweep_events(
     resp = await sse.sweep_events(request, astore, sweep_id, after, settings.sse_keepalive)
     return resp if resp is not None else Response(status_code=status.HTTP_204_NO_CONTENT)
 
-
-__all__ = ["router", "resolve_spec", "cancel_runs", "TERMINAL_STATUSES"]
