@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -119,10 +120,21 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
                 p.kill()
 
 
-def _bootstrap_token(redis_url: str) -> str:
-    from backend.store import Store
-
-    return Store.from_url(redis_url).bootstrap_admin_token(STATE_DIR / "admin-token")
+def _bootstrap_token() -> str:
+    """The admin login token: TSCNC_BOOTSTRAP_TOKEN, else the one kept in .tscnc/admin-token
+    (created on first start, readable by this user only). The API ensures it exists (hashed)."""
+    given = os.environ.get("TSCNC_BOOTSTRAP_TOKEN")
+    if given:
+        return given
+    path = STATE_DIR / "admin-token"
+    if path.exists():
+        return path.read_text().strip()
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    token = "tscnc_" + secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
 
 
 def up(
@@ -143,7 +155,8 @@ def up(
             typer.echo(f"embedded Redis on 127.0.0.1:{rport} (AOF in {STATE_DIR / 'redis'})")
         else:
             _wait_redis(env["REDIS_URL"], None)
-        token = _bootstrap_token(env["REDIS_URL"])
+        token = _bootstrap_token()
+        env["TSCNC_BOOTSTRAP_TOKEN"] = token
         env["TSCNC_HOST"], env["TSCNC_PORT"] = host, str(port)
         for i, q in enumerate(detect_queues()):
             wenv = dict(env, TSCNC_QUEUE=q)

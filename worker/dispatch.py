@@ -53,10 +53,9 @@ def enqueue_runs(sweep_id: str, run_ids: list[str] | None = None, *, store: Any 
     """Queue ``run_ids`` of a sweep (all its runs when None) and record their task ids."""
     st, app = _store(store), _app(celery_app)
     sweep = st.get_sweep(sweep_id)
-    spec = SweepSpec.model_validate_json(sweep.spec) if isinstance(sweep.spec, str) \
-        else SweepSpec.model_validate(sweep.spec)
-    queue = choose_queue(spec, [w if isinstance(w, dict) else w.model_dump()
-                                for w in st.workers()])
+    if sweep is None:
+        raise KeyError(f"unknown sweep {sweep_id}")
+    queue = choose_queue(sweep.sweep_spec(), [w.model_dump() for w in st.workers()])
     ids = list(run_ids) if run_ids is not None else list(sweep.run_ids)
     runs = [st.get_run(r) for r in ids]
     if run_ids is not None:

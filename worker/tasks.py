@@ -112,7 +112,7 @@ def requeue_lost_runs(st: Store, s: WorkerSettings) -> list[str]:
     """Re-queue running runs whose worker stopped beating; fail them after max attempts."""
     from worker.dispatch import enqueue_runs
 
-    alive = {w["name"] if isinstance(w, dict) else w.name for w in st.workers()}
+    alive = {w.name for w in st.workers()}
     moved = []
     for run in st.lost_runs(alive):
         if not st.take_over(run.id, worker_name()):
@@ -134,8 +134,9 @@ def requeue_lost_runs(st: Store, s: WorkerSettings) -> list[str]:
 
 def _spec(st: Store, sweep_id: str) -> SweepSpec:
     sweep = st.get_sweep(sweep_id)
-    return SweepSpec.model_validate_json(sweep.spec) if isinstance(sweep.spec, str) \
-        else SweepSpec.model_validate(sweep.spec)
+    if sweep is None:
+        raise Ignore()  # the sweep was deleted while its tasks were queued
+    return sweep.sweep_spec()
 
 
 def _run_spec(run: Any) -> RunSpec:
