@@ -284,3 +284,16 @@ def test_only_the_data_layer_spells_redis_keys() -> None:
             if re.search(r"""["']tscnc:[a-z]""", text) or ".hset(" in text or ".xadd(" in text:
                 offenders.append(str(py.relative_to(ROOT)))
     assert offenders == []
+
+
+def test_concurrent_retries_with_one_idempotency_key_make_one_sweep(store: Store,
+                                                                   redis_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    stores = [Store.from_url(redis_url) for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        out = list(pool.map(lambda s: s.create_sweep(small_spec(), "tok", "same-key"), stores))
+    assert len({s.id for s, _ in out}) == 1 and sum(created for _, created in out) == 1
+    assert store.list_sweeps()[1] == 1 and store.list_runs()[1] == 5
+    for s in stores:
+        s.close()
