@@ -5,6 +5,8 @@
 // Where a header cannot be set (EventSource, download links) the credential goes in `?token=`.
 
 const BASE = "/api/v1";
+/** Plotly.js as served by the backend from the installed plotly package (no CDN). */
+export const PLOTLY_JS = "/static/plotly.min.js";
 const SHARE_PAGE = /^\/share\/([^/?#]+)/;
 
 let credential = null;

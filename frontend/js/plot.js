@@ -1,6 +1,8 @@
 // The impure side of the charts: draws the pure figures of charts.js with Plotly and puts
-// export buttons (PNG, CSV, JSON) around them.
+// export buttons (PNG, CSV, JSON) around them. Plotly.js (4.8 MB) is loaded on the first
+// draw, so views without charts (tables, form, queue) do not wait for it.
 
+import { PLOTLY_JS } from "./api.js";
 import { h, download } from "./dom.js";
 import { toCSV, toJSON, chartPNG } from "./export.js";
 
@@ -10,9 +12,26 @@ const CONFIG = {
   modeBarButtonsToRemove: ["toImage"], // our own PNG button names the file
 };
 
+let loading = null;
+
+/** Load Plotly.js once (a classic script that defines window.Plotly). */
+export function loadPlotly() {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!loading) {
+    loading = new Promise((resolve, reject) => {
+      const s = h("script", { src: PLOTLY_JS });
+      s.onload = () => resolve(window.Plotly);
+      s.onerror = () => { loading = null; reject(new Error(`could not load ${PLOTLY_JS}`)); };
+      document.head.append(s);
+    });
+  }
+  return loading;
+}
+
 /** Draw (or update in place, keeping zoom and selection UI) a figure into a graph div. */
-export function draw(graphDiv, figure) {
-  return window.Plotly.react(graphDiv, figure.data, figure.layout, CONFIG);
+export async function draw(graphDiv, figure) {
+  const Plotly = await loadPlotly();
+  return Plotly.react(graphDiv, figure.data, figure.layout, CONFIG);
 }
 
 export function purge(graphDiv) {

@@ -28,4 +28,4 @@ def test_nothing_comes_from_another_origin() -> None:
     remote = re.compile(r"""(src|href)\s*=\s*["'](https?:)?//|url\(\s*["']?(https?:)?//|import\s*\(?\s*["']https?:""")
     offenders = [p.name for p in SOURCES if remote.search(p.read_text())]
     assert offenders == []
-    assert '<script src="/static/plotly.min.js">' in (FRONTEND / "index.html").read_text()
+    assert 'PLOTLY_JS = "/static/plotly.min.js"' in (FRONTEND / "js" / "api.js").read_text()

@@ -10,24 +10,29 @@ import { fmtAcc, fmtKappa, fmtSparsity, num, METHOD_ORDER } from "../charts.js";
 const REFRESH_MS = 2000;
 
 /**
- * Dataset and model of a run come from its sweep's spec (RunPublic does not carry them):
- * a cache of sweep id → {name, dataset, model}, filled from the sweeps list and, for sweeps
- * not on its first page, one GET per sweep.
+ * Dataset and model of a run come from its sweep's spec (RunPublic does not carry them): a
+ * cache of sweep id → {name, dataset, model}, filled from the newest page of sweeps and, for
+ * older sweeps, one GET each. The table does not wait for it: rows render at once and these
+ * cells fill in when it arrives.
  */
 const sweepInfo = new Map();
+const unknownSweeps = new Set(); // ids that could not be read (deleted): not asked again
+let sweepPageLoaded = false;
 
 function remember(s) {
   sweepInfo.set(s.id, { name: s.name, dataset: s.spec.dataset.name, model: `${s.spec.model.name}-${s.spec.model.width}` });
 }
 
 async function ensureSweeps(ids) {
-  const missing = [...new Set(ids)].filter((id) => !sweepInfo.has(id));
-  if (!missing.length) return;
-  if (missing.length > 3) {
-    const page = await api.listSweeps({ limit: 100 });
-    page.items.forEach(remember);
+  const missing = () => [...new Set(ids)].filter((id) => !sweepInfo.has(id) && !unknownSweeps.has(id));
+  const before = missing().length;
+  if (!before) return false;
+  if (!sweepPageLoaded) {
+    sweepPageLoaded = true;
+    (await api.listSweeps({ limit: 100 })).items.forEach(remember);
   }
-  await Promise.all(missing.filter((id) => !sweepInfo.has(id)).map((id) => api.getSweep(id).then(remember, () => {})));
+  await Promise.all(missing().map((id) => api.getSweep(id).then(remember, () => unknownSweeps.add(id))));
+  return missing().length < before;
 }
 
 export function render(root, ctx) {
@@ -69,10 +74,9 @@ export function render(root, ctx) {
 
   const table = new PagedTable({
     columns, name: "runs", selectable: true,
-    fetchPage: async (page) => {
-      const res = await api.listRuns({ ...filters, ...page });
-      await ensureSweeps(res.items.map((r) => r.sweep_id));
-      return res;
+    fetchPage: (page) => api.listRuns({ ...filters, ...page }),
+    onRender: (t) => {
+      ensureSweeps(t.rows.map((r) => r.sweep_id)).then((added) => { if (added) t.renderBody(); }, () => {});
     },
     emptyText: "No runs match these filters.",
   });
