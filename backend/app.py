@@ -276,4 +276,14 @@ def create_app(settings: Settings | None = None, *,
     return app
 
 
+def run_server(settings: Settings | None = None) -> None:
+    """Serve the app with uvicorn on ``settings.host:port``; on SIGTERM/Ctrl-C open event
+    streams are closed after ``settings.shutdown_grace`` seconds (``python -m backend``)."""
+    import uvicorn
+
+    settings = settings or Settings()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                timeout_graceful_shutdown=settings.shutdown_grace, log_level="info")
+
+
 app = create_app()

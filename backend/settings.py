@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     bootstrap_token: str | None = Field(default=None, min_length=16, max_length=200, repr=False)
     # Set when tokens already exist in Redis, to allow a non-loopback host without a bootstrap.
     tokens_provisioned: bool = False
+    # Seconds the server waits for open requests (SSE streams never end by themselves) when
+    # asked to stop, before closing them; EventSource clients reconnect with Last-Event-ID.
+    shutdown_grace: float = Field(default=3.0, ge=0, le=600)
     # Seconds between SSE keep-alive comments (also the longest blocking Redis read).
     sse_keepalive: float = Field(default=15.0, gt=0, le=300)
     # How long an Idempotency-Key maps to its sweep.

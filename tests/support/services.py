@@ -125,7 +125,7 @@ def start_uvicorn(app: str, env: Mapping[str, str] | None = None, *, factory: bo
     """
     port = port or free_port()
     cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", "--no-access-log"]
+           "--log-level", "warning", "--no-access-log", "--timeout-graceful-shutdown", "2"]
     if factory:
         cmd.append("--factory")
     full_env = {**os.environ, **(env or {})}
