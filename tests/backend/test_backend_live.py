@@ -151,3 +151,36 @@ def test_importing_the_app_leaves_torch_unloaded():
 @pytest.mark.parametrize("path", ["/api/v1/openapi.json", "/api/v1/docs"])
 def test_live_docs(live: str, path: str):
     assert httpx.get(live + path, timeout=5).status_code == 200
+
+
+def test_python_m_backend_stops_promptly_with_open_streams(redis_url: str, store: Store):
+    """``python -m backend`` serves on TSCNC_HOST/PORT and, on SIGTERM, closes open event
+    streams after TSCNC_SHUTDOWN_GRACE instead of waiting for them forever."""
+    import os
+    import signal
+
+    from tests.support.services import _popen, free_port, process_output
+
+    _, (rid, _) = make_sweep(store)
+    port = free_port()
+    proc = _popen([sys.executable, "-m", "backend"], cwd=str(ROOT), env={
+        **os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": redis_url, "TSCNC_PORT": str(port),
+        "TSCNC_BOOTSTRAP_TOKEN": BOOTSTRAP, "TSCNC_SHUTDOWN_GRACE": "1"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/api/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        with SSEReader(f"{base}/api/v1/runs/{rid}/events", headers=AUTH) as reader:
+            assert reader.get()["event"] == "status"
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+            assert time.monotonic() - t0 < 5, process_output(proc)
+            assert reader.closed.wait(5)
+    finally:
+        stop_process(proc)
