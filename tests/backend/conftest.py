@@ -20,9 +20,10 @@ if str(ROOT) not in sys.path:       # `pytest` run without `python -m`: make tes
 from backend.app import create_app  # noqa: E402
 from backend.settings import Settings  # noqa: E402
 from backend.store import Store  # noqa: E402
+from tests.support.apps import BOOTSTRAP_TOKEN  # noqa: E402
 from tests.support.services import start_redis, start_uvicorn, stop_process  # noqa: E402
 
-BOOTSTRAP = "bootstrap-admin-secret-for-tests-0123456789"
+BOOTSTRAP = BOOTSTRAP_TOKEN
 
 
 @pytest.fixture(scope="session")

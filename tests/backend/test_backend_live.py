@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from backend.store import Store
-from tests.backend.conftest import BOOTSTRAP
+from tests.support.apps import BOOTSTRAP_TOKEN as BOOTSTRAP
 from tests.support.services import start_redis, start_uvicorn, stop_process
 from tests.support.sse import SSEReader
 from tscnc.records import EpochEvent, LogEvent, RunStatus, Stage

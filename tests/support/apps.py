@@ -11,6 +11,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
+# Admin token the backend tests give their servers (TSCNC_BOOTSTRAP_TOKEN).
+BOOTSTRAP_TOKEN = "bootstrap-admin-secret-for-tests-0123456789"
+
 
 def app_without_workers() -> FastAPI:
     from backend.app import create_app
