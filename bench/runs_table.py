@@ -52,9 +52,9 @@ ROWS_JS = """(n) => new Promise((resolve) => {
 GO_JS = """async ([hash, n]) => {
   const t0 = performance.now();
   location.hash = hash;
-  await (%s)(n);
+  await (ROWS)(n);
   return performance.now() - t0;
-}""" % ROWS_JS
+}""".replace("ROWS", ROWS_JS)
 NEXT_JS = """async (n) => {
   const first = document.querySelector('[data-table="runs"] tbody tr[data-id]').dataset.id;
   const t0 = performance.now();

@@ -248,3 +248,44 @@ def test_training_curve_grows_live_and_cancel_from_runs_table(page: Any, stack: 
     # Stop the rest so the worker is free for other tests.
     stack.api("POST", f"/sweeps/{sweep['id']}/cancel")
     finish_all(stack, sweep["id"], 60)
+
+
+# ---- roles and dashboards -------------------------------------------------------------------
+
+def test_viewer_token_sees_no_write_controls(page: Any, stack: Stack) -> None:
+    resp = stack.api("POST", "/tokens", json={"name": "carol", "role": "viewer"})
+    assert resp.status_code == 201, resp.text
+    page.goto(f"{stack.base}/?token={resp.json()['token']}#/runs")
+    page.wait_for_selector('[data-table="runs"] tbody tr')
+    assert "(viewer)" in page.inner_text("#topbar .who")
+    assert page.locator('a[href="#/new"]').count() == 0
+    for route, ready in [("#/runs", '[data-table="runs"] tbody tr'),
+                         ("#/sweeps", '[data-table="sweeps"] tbody tr')]:
+        page.goto(f"{stack.base}/{route}")
+        page.wait_for_selector(ready)
+        assert page.locator('[data-action="cancel"], [data-action="retry"], '
+                            '[data-action="cancel-selected"], [data-action="delete-selected"]'
+                            ).count() == 0
+
+
+def test_dashboards_list_and_revoking_a_share_link(page: Any, context: Any, stack: Stack) -> None:
+    sweep = stack.api("POST", "/sweeps", json={"preset": "digits-quick", "spec": {
+        "name": "to share", "methods": ["dense"], "training": {"pretrain_epochs": 1}}}).json()
+    stack.api("POST", f"/sweeps/{sweep['id']}/cancel")  # only its record is needed
+    resp = stack.api("POST", "/dashboards", json={"name": "to revoke", "sweep_ids": [sweep["id"]]})
+    assert resp.status_code == 201, resp.text
+    link = stack.base + resp.json()["share_url"]
+
+    page.goto(stack.login_url("#/dashboards"))
+    row = page.locator('[data-table="dashboards"] tr', has_text="to revoke")
+    page.once("dialog", lambda d: d.accept())
+    row.locator('[data-action="delete"]').click()
+    page.wait_for_selector('[data-table="dashboards"] tr:has-text("to revoke")', state="detached")
+
+    other = context.browser.new_context()
+    try:
+        shared = other.new_page()
+        shared.goto(link)
+        assert "revoked" in shared.wait_for_selector("#share-error").inner_text()
+    finally:
+        other.close()

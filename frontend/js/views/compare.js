@@ -113,7 +113,9 @@ export function comparePanel(container, what, ctx, state = {}) {
     const withCurve = runs.filter((r) => results.has(r.id)).slice(0, MAX_CURVES);
     draw(securityChart.graph, securityFigure(withCurve.map((r) => ({
       name: `${names()[r.sweep_id] || r.sweep_id.slice(0, 8)} · ${r.key}`, points: results.get(r.id).security_curve }))));
-    status.textContent = `${runs.length} run(s) from ${new Set(runs.map((r) => r.sweep_id)).size} sweep(s), ${results.size} evaluated`;
+    const evaluated = runs.filter((r) => results.has(r.id)).length;
+    status.textContent = `${runs.length} run(s) from ${new Set(runs.map((r) => r.sweep_id)).size} sweep(s), ${evaluated} evaluated` +
+      (runs.length > MAX_CURVES ? ` · curves of the first ${MAX_CURVES} runs` : "");
   }
 
   async function allEvents(runId) {
@@ -141,7 +143,6 @@ export function comparePanel(container, what, ctx, state = {}) {
     }));
     redraw();
     const curveRuns = (picked.length ? picked : runs).slice(0, MAX_CURVES);
-    if (runs.length > MAX_CURVES) status.textContent += ` · training curves of the first ${MAX_CURVES}`;
     for (const r of curveRuns) {
       if (closed) return;
       const events = await allEvents(r.id);

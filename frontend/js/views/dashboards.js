@@ -40,10 +40,9 @@ export function render(root, ctx) {
       render: (d) => d.sweep_ids.map((s, i) => [i ? ", " : "", h("a", { href: href(`/sweep/${s}`) }, s.slice(0, 8))]) },
     { key: "view", label: "View", value: (d) => d.state?.view || "sweep" },
     { key: "created", label: "Created", value: (d) => d.created, render: (d) => h("span", { title: dateTime(d.created) }, ago(d.created)) },
-    { key: "revoked", label: "Link", value: (d) => (d.revoked ? "revoked" : "active") },
   ];
   if (!ctx.readOnly) {
-    columns.push({ key: "actions", label: "", sortable: false, export: false, render: (d) => !d.revoked && h("button", {
+    columns.push({ key: "actions", label: "", sortable: false, export: false, render: (d) => h("button", {
       class: "btn small danger", "data-action": "delete", onclick: action(async () => {
         if (!window.confirm(`Delete dashboard ${d.name}? Its share link stops working.`)) return;
         await api.deleteDashboard(d.id);

@@ -174,7 +174,7 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
   }) }, "Cancel sweep");
   const toolbar = h("div", { class: "toolbar" },
     h("h2", {}, sweep.name), live.el, h("span", { class: "spacer" }),
-    h("a", { class: "btn", href: href("/runs", { sweep: sweep.id }), "data-action": "runs" }, "Runs table"),
+    !ctx.share && h("a", { class: "btn", href: href("/runs", { sweep: sweep.id }), "data-action": "runs" }, "Runs table"),
     h("a", { class: "btn", href: api.sweepResultsCsvUrl(sweep.id), download: `${sweep.name}-results.csv`, "data-action": "results-csv",
       title: "all results as the API writes them" }, "Results CSV"),
     !ctx.share && h("button", { class: "btn", "data-action": "compare", onclick: () => {
