@@ -199,6 +199,9 @@ def test_form_sweep_view_live_share_and_csv(page: Any, context: Any, browser: An
     wait_until(lambda: page.evaluate(COUNT_JS, ["chart-loss"])[0] >= 2, 20, 0.1, "loss curve")
     page.wait_for_selector("#checkpoint")
     shot(page, "run-detail.png")
+    with page.expect_download() as dl:
+        page.click("#checkpoint")
+    assert Path(dl.value.path()).stat().st_size > 0
 
 
 # ---- live training curve, queue, cancel from the table --------------------------------------
@@ -243,7 +246,12 @@ def test_training_curve_grows_live_and_cancel_from_runs_table(page: Any, stack: 
     page.click(f'{row} [data-action="cancel"]')
     page.wait_for_selector(f'{row} [data-status="cancelled"]', timeout=45_000)
     assert stack.api("GET", f"/runs/{cancelled}").json()["status"] == "cancelled"
-    assert page.locator(f'{row} [data-action="retry"]').count() == 1
+
+    # ... and retry it from the same row: it is queued again and resumes.
+    page.click(f'{row} [data-action="retry"]')
+    page.wait_for_selector(f'{row} :is([data-status="queued"], [data-status="running"], '
+                           f'[data-status="succeeded"])')
+    assert stack.api("GET", f"/runs/{cancelled}").json()["status"] != "cancelled"
 
     # Stop the rest so the worker is free for other tests.
     stack.api("POST", f"/sweeps/{sweep['id']}/cancel")

@@ -152,6 +152,7 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
       refreshSoon();
     },
     stage_started: () => refreshSoon(),
+    progress: () => refreshSoon(),
     finished: () => [...runs.values()].every((r) => TERMINAL.has(r.status)),
     onState: (s) => {
       live.set(s);
