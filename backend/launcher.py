@@ -8,6 +8,7 @@ Ctrl-C. These commands join the ``tscnc`` CLI through the ``tscnc.commands`` ent
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -53,7 +54,7 @@ def start_redis(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir",
          str(data_dir.resolve()), "--appendonly", "yes", "--save", "", "--daemonize", "no",
          "--logfile", str((data_dir / "redis.log").resolve())],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     _wait_redis(f"redis://127.0.0.1:{port}/0", proc)
     return proc
 
@@ -108,16 +109,29 @@ def _wait_http(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 
     raise typer.BadParameter(f"API at {url} did not become healthy within {timeout:.0f} s")
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    # Reverse start order: API first, then workers (warm shutdown re-queues their task),
-    # Redis last so the others can still write on the way down.
+def _spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # Own session: a terminal's Ctrl-C reaches only the launcher, which stops the parts in order.
+    return subprocess.Popen(cmd, env=env, start_new_session=True)
+
+
+def _stop(procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    """Stop in reverse start order: API, then workers, Redis last (the others still write).
+
+    SIGTERM goes to each part's whole process group, so a worker's pool child gets it too: the
+    running stage stops at the next batch, its run is re-queued and resumes from its last
+    checkpoint on the next start.
+    """
     for p in reversed(procs):
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        if p.poll() is not None:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
 
 
 def _bootstrap_token() -> str:
@@ -162,10 +176,8 @@ def up(
             wenv = dict(env, TSCNC_QUEUE=q)
             if q == "gpu":
                 wenv["CUDA_VISIBLE_DEVICES"] = str(i)
-            procs.append(subprocess.Popen(worker_command(q, f"{q}-{i}"), env=wenv))
-        procs.append(subprocess.Popen([sys.executable, "-m", "uvicorn", "backend.app:app",
-                                       "--host", host, "--port", str(port),
-                                       "--log-level", "warning"], env=env))
+            procs.append(_spawn(worker_command(q, f"{q}-{i}"), wenv))
+        procs.append(_spawn([sys.executable, "-m", "backend"], env))
         base = f"http://{host}:{port}"
         _wait_http(f"{base}/api/v1/health", procs)
         if demo:
@@ -195,12 +207,9 @@ def serve(
 ) -> None:
     """Run the API alone (REDIS_URL must point at the deployment's Redis)."""
     os.environ["TSCNC_HOST"], os.environ["TSCNC_PORT"] = host, str(port)
-    import uvicorn
+    from backend.app import run_server
 
-    from backend.app import create_app
-    from backend.settings import Settings
-
-    uvicorn.run(create_app(Settings()), host=host, port=port, log_level="info")
+    run_server()
 
 
 def worker(

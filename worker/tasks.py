@@ -8,15 +8,17 @@ from their last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from celery import signals
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject
 
 from backend.store import Store
 from tscnc.records import TERMINAL_STATUSES, Event, RunStatus
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 
 _state: dict[str, Any] = {"run": None}
 _CANCEL_POLL_S = 0.2
+# Set by SIGTERM while a task runs: the stage stops between batches and is re-queued.
+_stopping = threading.Event()
 
 
 def settings() -> WorkerSettings:
@@ -166,6 +170,33 @@ def _throttled(check: Callable[[], bool]) -> Callable[[], bool]:
     return f
 
 
+@contextlib.contextmanager
+def _graceful_stop() -> Iterator[None]:
+    """While a task runs, SIGTERM asks it to stop at the next batch instead of killing it.
+
+    Installed per task because the pool resets signal handlers after process start-up.
+    """
+    _stopping.clear()
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda *_: _stopping.set())
+    except ValueError:  # not the main thread (e.g. threads pool): no graceful stop
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _requeue(st: Store, run_ids: list[str]) -> None:
+    """Hand the message back to the broker; the runs wait, queued, for the next worker."""
+    for r in run_ids:
+        st.set_status(r, RunStatus.queued,
+                      message="worker stopped (SIGTERM); re-queued, resumes from its last "
+                              "checkpoint")
+    raise Reject("worker stopping", requeue=True)
+
+
 def _fail(st: Store, run_id: str, err: BaseException) -> None:
     from tscnc.errors import TSCNCError
 
@@ -204,6 +235,8 @@ def pretrain_task(self: Any, sweep_id: str, run_ids: list[str]) -> None:
             st.record_event(ev.run, ev)
 
     def should_cancel() -> bool:
+        if _stopping.is_set():
+            return True
         # One run of the group cancelled: confirm it and drop it; stop when none is left.
         for r in list(live):
             if st.cancel_requested(r):
@@ -212,9 +245,12 @@ def pretrain_task(self: Any, sweep_id: str, run_ids: list[str]) -> None:
         return not live
 
     try:
-        pipeline.pretrain(spec, first, live, artifacts, emit=emit,
-                          should_cancel=_throttled(should_cancel), device=_device())
+        with _graceful_stop():
+            pipeline.pretrain(spec, first, live, artifacts, emit=emit,
+                              should_cancel=_throttled(should_cancel), device=_device())
     except Cancelled:
+        if _stopping.is_set():
+            _requeue(st, live)
         raise Ignore() from None
     except (TSCNCError, MemoryError, Exception) as e:  # noqa: B014 — every run of the group
         for r in live:
@@ -243,10 +279,15 @@ def complete_task(self: Any, sweep_id: str, run_id: str) -> None:
     artifacts = Path(settings().artifacts_dir) / sweep_id
     _state["run"] = run_id
     try:
-        result = pipeline.complete_run(
-            spec, run, run_id, artifacts, emit=lambda ev: st.record_event(run_id, ev),
-            should_cancel=_throttled(lambda: st.cancel_requested(run_id)), device=_device())
+        with _graceful_stop():
+            result = pipeline.complete_run(
+                spec, run, run_id, artifacts, emit=lambda ev: st.record_event(run_id, ev),
+                should_cancel=_throttled(
+                    lambda: _stopping.is_set() or st.cancel_requested(run_id)),
+                device=_device())
     except Cancelled as e:
+        if _stopping.is_set() and not st.cancel_requested(run_id):
+            _requeue(st, [run_id])
         st.set_status(run_id, RunStatus.cancelled, message=e.message)
         return
     except BaseException as e:
