@@ -9,7 +9,6 @@ export const METHOD_COLORS = {
   dense: "#6b7280", lwm: "#f59e0b", hydra: "#2563eb", tsc: "#16a34a", cnc: "#9333ea", tscnc: "#dc2626",
 };
 export const STAGE_ORDER = ["pretrain", "prune", "finetune"];
-const STAGE_SHORT = { pretrain: "pre", prune: "prn", finetune: "ft" };
 const STAGE_COLORS = { pretrain: "#2563eb", prune: "#f59e0b", finetune: "#16a34a" };
 const EXTRA_COLORS = ["#0891b2", "#be185d", "#65a30d", "#7c3aed", "#ea580c", "#0f766e", "#a16207", "#4338ca"];
 /** Robust accuracy choice meaning "the lowest accuracy over all attacks". */
@@ -301,6 +300,12 @@ export function epochSeries(events, stageEpochs = {}) {
     }));
 }
 
+/** Whole-number epoch ticks: every epoch for short runs, Plotly's choice beyond 15. */
+function epochTicks(series) {
+  const last = Math.max(0, ...series.map((r) => r.x));
+  return last <= 15 ? { dtick: 1, tick0: 0 } : { tickformat: "d" };
+}
+
 function epochHover(r, extra) {
   return `${r.stage} epoch ${r.epoch}<br>${extra}`;
 }
@@ -330,7 +335,7 @@ export function trainingFigure(series, metric = "loss") {
     data,
     layout: {
       title: { text: metric === "loss" ? "Training loss" : "Monitor accuracy (clean solid, robust dashed)", font: { size: 14 } },
-      xaxis: { title: { text: "epoch (all stages)" }, dtick: 1, rangemode: "tozero" },
+      xaxis: { title: { text: "epoch (all stages)" }, rangemode: "tozero", ...epochTicks(series) },
       yaxis: metric === "loss" ? { title: { text: "loss" } } : { title: { text: "accuracy" }, range: [0, 1.02], tickformat: ".0%" },
       margin: { l: 60, r: 10, t: 40, b: 45 },
       legend: { orientation: "h", y: -0.25 },
@@ -356,7 +361,7 @@ export function kappaHeatmapFigure(series) {
   return {
     data: [{
       type: "heatmap",
-      x: series.map((r) => `${STAGE_SHORT[r.stage] || r.stage} ${r.epoch}`),
+      x: series.map((r) => r.x),
       y: layers,
       z,
       text,
@@ -366,7 +371,7 @@ export function kappaHeatmapFigure(series) {
     }],
     layout: {
       title: { text: "Per-layer condition number over epochs", font: { size: 14 } },
-      xaxis: { title: { text: "stage and epoch (pre: pretrain, prn: prune, ft: finetune)" }, type: "category" },
+      xaxis: { title: { text: "epoch (all stages)" }, ...epochTicks(series) },
       yaxis: { automargin: true, type: "category" },
       margin: { l: 80, r: 10, t: 40, b: 45 },
       uirevision: "kappa-heatmap",
@@ -444,7 +449,7 @@ export function compareTrainingFigure(runs, metric = "robust") {
     })),
     layout: {
       title: { text: `Training curves: ${label}`, font: { size: 14 } },
-      xaxis: { title: { text: "epoch (all stages)" }, dtick: 1 },
+      xaxis: { title: { text: "epoch (all stages)" }, ...epochTicks(runs.flatMap((r) => r.series)) },
       yaxis: metric === "loss" ? { title: { text: "loss" } } : { title: { text: "accuracy" }, range: [0, 1.02], tickformat: ".0%" },
       margin: { l: 60, r: 10, t: 40, b: 45 },
       legend: { orientation: "h", y: -0.25 },

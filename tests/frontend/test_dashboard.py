@@ -48,6 +48,8 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1, wha
 
 def shot(page: Any, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("document.getElementById('toasts')?.remove()")  # transient messages
+    page.mouse.move(0, 0)  # no hover label or mode bar in the picture
     page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
 
 
@@ -198,7 +200,6 @@ def test_form_sweep_view_live_share_and_csv(page: Any, context: Any, browser: An
     page.wait_for_selector("#evaluation table")
     wait_until(lambda: page.evaluate(COUNT_JS, ["chart-loss"])[0] >= 2, 20, 0.1, "loss curve")
     page.wait_for_selector("#checkpoint")
-    shot(page, "run-detail.png")
     with page.expect_download() as dl:
         page.click("#checkpoint")
     assert Path(dl.value.path()).stat().st_size > 0
@@ -253,9 +254,16 @@ def test_training_curve_grows_live_and_cancel_from_runs_table(page: Any, stack: 
                            f'[data-status="succeeded"])')
     assert stack.api("GET", f"/runs/{cancelled}").json()["status"] != "cancelled"
 
-    # Stop the rest so the worker is free for other tests.
-    stack.api("POST", f"/sweeps/{sweep['id']}/cancel")
+    # Stop the retried run; the watched one finishes: screenshot its run detail.
+    stack.api("POST", f"/runs/{cancelled}/cancel")
     finish_all(stack, sweep["id"], 60)
+    assert stack.api("GET", f"/runs/{watched}").json()["status"] == "succeeded"
+    page.goto(stack.base + f"/#/run/{watched}")
+    page.wait_for_selector("#evaluation table")
+    page.wait_for_selector('.live-state[data-state="closed"]')
+    wait_until(lambda: page.evaluate(COUNT_JS, ["chart-loss", "chart-spectra"])[1] > 0, 20, 0.1,
+               "the spectra")
+    shot(page, "run-detail.png")
 
 
 # ---- roles and dashboards -------------------------------------------------------------------
