@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from tscnc.spec import PRESETS, SweepSpec, preset
+from tscnc.spec import PRESETS, SweepSpec, deep_merge, preset, resolve
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="TSCNC: robust and compact networks (Lipschitz constant meets condition "
@@ -40,37 +40,24 @@ def load_spec(spec_file: Path | None, preset_name: str | None) -> SweepSpec:
     """Spec from a JSON file, a preset, or a preset overridden by a file (file wins)."""
     if spec_file is None and preset_name is None:
         raise typer.BadParameter("give a SPEC file or --preset NAME (see `tscnc presets`)")
-    base: dict[str, Any] = {}
-    if preset_name is not None:
-        try:
-            base = preset(preset_name).model_dump(mode="json")
-        except KeyError as e:
-            raise typer.BadParameter(str(e.args[0]), param_hint="--preset") from None
+    given: dict[str, Any] = {}
     if spec_file is not None:
         try:
-            text = spec_file.read_text()
+            given = json.loads(spec_file.read_text())
         except OSError as e:
             raise typer.BadParameter(f"cannot read {spec_file}: {e.strerror}") from None
-        try:
-            given = json.loads(text)
         except json.JSONDecodeError as e:
             raise typer.BadParameter(f"{spec_file} is not valid JSON: {e}") from None
         if not isinstance(given, dict):
             raise typer.BadParameter(f"{spec_file} must hold a JSON object")
-        base = _merge(base, given)
     try:
-        return SweepSpec.model_validate(base)
+        return resolve(preset_name, given)
+    except KeyError as e:
+        raise typer.BadParameter(str(e.args[0]), param_hint="--preset") from None
     except ValidationError as e:
         typer.echo(format_validation_error(e, str(spec_file or f"preset {preset_name}")),
                    err=True)
         raise typer.Exit(2) from None
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 @app.command()
@@ -106,8 +93,8 @@ def run(
     spec = load_spec(spec_file, preset_name)
     if device is not None:
         try:
-            spec = SweepSpec.model_validate(_merge(spec.model_dump(mode="json"),
-                                                   {"training": {"device": device}}))
+            spec = SweepSpec.model_validate(deep_merge(spec.model_dump(mode="json"),
+                                                       {"training": {"device": device}}))
         except ValidationError as e:
             typer.echo(format_validation_error(e, "--device"), err=True)
             raise typer.Exit(2) from None

@@ -390,6 +390,25 @@ PRESETS: dict[str, tuple[str, Any]] = {
 }
 
 
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` merged into ``base``: objects merge key by key, lists and scalars replace."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) \
+            else v
+    return out
+
+
+def resolve(preset_name: str | None = None, overrides: dict[str, Any] | None = None) -> SweepSpec:
+    """The spec of ``preset_name`` (or the defaults) with ``overrides`` deep-merged over it.
+
+    Raises KeyError for an unknown preset and pydantic.ValidationError (naming each field) for
+    invalid values. The CLI and the API resolve requests through this one function.
+    """
+    base = preset(preset_name).model_dump(mode="json") if preset_name is not None else {}
+    return SweepSpec.model_validate(deep_merge(base, overrides or {}))
+
+
 def preset(name: str) -> SweepSpec:
     """Return a named preset; raises KeyError listing the known names."""
     try:

@@ -32,7 +32,7 @@ from backend.settings import Settings
 from backend.store import Store, SweepRecord
 from backend.views import result_public, results_csv, sweep_detail, sweep_public
 from tscnc.records import RunStatus
-from tscnc.spec import PRESETS, SweepSpec, preset
+from tscnc.spec import PRESETS, SweepSpec, resolve
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +47,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorBody}}
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
 def _invalid(loc: tuple[Any, ...], msg: str, typ: str = "value_error") -> RequestValidationError:
     return RequestValidationError([{"loc": loc, "msg": msg, "type": typ}])
 
@@ -64,14 +54,11 @@ def _invalid(loc: tuple[Any, ...], msg: str, typ: str = "value_error") -> Reques
 def resolve_spec(body: SweepCreate, settings: Settings) -> SweepSpec:
     """Preset (or defaults) deep-merged with ``body.spec``, validated by :class:`SweepSpec`
     and the server's bounds; errors are 422 naming the field under ``body.spec``."""
-    base: dict[str, Any] = {}
-    if body.preset is not None:
-        if body.preset not in PRESETS:
-            raise _invalid(("body", "preset"),
-                           f"unknown preset {body.preset!r}; known: {', '.join(PRESETS)}")
-        base = preset(body.preset).model_dump(mode="json")
+    if body.preset is not None and body.preset not in PRESETS:
+        raise _invalid(("body", "preset"),
+                       f"unknown preset {body.preset!r}; known: {', '.join(PRESETS)}")
     try:
-        spec = SweepSpec.model_validate(_deep_merge(base, body.spec))
+        spec = resolve(body.preset, body.spec)
     except ValidationError as e:
         raise RequestValidationError([
             {"loc": ("body", "spec", *err["loc"]), "msg": err["msg"], "type": err["type"]}
