@@ -70,7 +70,7 @@ class _TopKStraightThrough(torch.autograd.Function):
 class PrunableMixin:
     """Shared state and behaviour of :class:`PLinear` and :class:`PConv2d`."""
 
-    weight: nn.Parameter
+    weight: Tensor
     mask: Tensor
     scores: nn.Parameter | None
     gate: nn.Module | None
