@@ -36,7 +36,8 @@ async function ensureSweeps(ids) {
 }
 
 export function render(root, ctx) {
-  const filters = { sweep: ctx.query.sweep || "", status: ctx.query.status || "", method: ctx.query.method || "" };
+  const filters = { sweep: ctx.query.sweep || "", status: ctx.query.status || "", method: ctx.query.method || "",
+    order: ctx.query.order || "" };
   const info = (r) => sweepInfo.get(r.sweep_id) || {};
 
   const columns = [
@@ -117,7 +118,10 @@ export function render(root, ctx) {
         window.location.hash = href("/compare", { runs: [...table.selected].join(",") });
       } }, "Compare selected")),
     h("div", { class: "filters" }, h("label", { class: "filter" }, "Sweep ", sweepInput),
-      select("status", STATUSES, "Status "), select("method", METHOD_ORDER, "Method ")),
+      select("status", STATUSES, "Status "), select("method", METHOD_ORDER, "Method "),
+      h("label", { class: "filter", title: "order of all pages (column headers sort the page shown)" }, "Order ",
+        h("select", { name: "order", "data-filter": "order", onchange: (e) => { filters.order = e.target.value; applyFilters(); } },
+          h("option", { value: "" }, "newest first"), h("option", { value: "asc", selected: filters.order === "asc" }, "oldest first")))),
     table.el);
   table.load();
 
