@@ -58,6 +58,7 @@ from tscnc.records import (
     StageStarted,
 )
 from tscnc.spec import (
+    CONSTRAINED,
     USES_CNC,
     USES_TSC,
     DeviceKind,
@@ -199,8 +200,6 @@ class StageConfig:
     stage: Stage
     epochs: int
     lr: float
-    use_tsc: bool
-    use_cnc: bool
     params: Callable[[nn.Module], Iterable[nn.Parameter]]
     # Called on a fresh model before a checkpoint is loaded (e.g. to create hydra scores).
     prepare: Callable[[nn.Module], None] = lambda m: None
@@ -229,15 +228,20 @@ class _Reporter:
     def __init__(self, emit: Emit, run_ids: list[str]) -> None:
         self.emit, self.run_ids, self._last = emit, run_ids, 0.0
 
-    def send(self, make: Callable[[str], Event]) -> None:
-        for rid in self.run_ids:
-            self.emit(make(rid))
+    @property
+    def run(self) -> str:
+        """The run id events are built with; :meth:`send` copies them to the others."""
+        return self.run_ids[0]
 
-    def progress(self, make: Callable[[str], Event]) -> None:
+    def send(self, event: Event) -> None:
+        for rid in self.run_ids:
+            self.emit(event if rid == event.run else event.model_copy(update={"run": rid}))
+
+    def progress(self, event: Event) -> None:
         now = time.monotonic()
         if now - self._last >= PROGRESS_INTERVAL_S:
             self._last = now
-            self.send(make)
+            self.send(event)
 
 
 def train_stage(model: nn.Module, cfg: StageConfig, spec: SweepSpec, seed: int,
@@ -252,8 +256,8 @@ def train_stage(model: nn.Module, cfg: StageConfig, spec: SweepSpec, seed: int,
         state = _load(stage_dir / CHECKPOINT_NAME.format(done), device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-    rep.send(lambda r: StageStarted(run=r, stage=cfg.stage, epochs=cfg.epochs,
-                                    resumed_from_epoch=done))
+    rep.send(StageStarted(run=rep.run, stage=cfg.stage, epochs=cfg.epochs,
+                          resumed_from_epoch=done))
     t0 = time.monotonic()
     adv = spec.adversarial
     batches = len(_loader(data_.train, spec, 0))
@@ -263,7 +267,8 @@ def train_stage(model: nn.Module, cfg: StageConfig, spec: SweepSpec, seed: int,
         for group in opt.param_groups:
             group["lr"] = lr
         model.train()
-        total, count, parts_sum = 0.0, 0, {}
+        total, count = 0.0, 0
+        parts_sum: dict[str, float] = {}
         for i, (x, y) in enumerate(_loader(data_.train, spec, _epoch_seed(seed, cfg.stage, epoch))):
             if should_cancel():
                 raise Cancelled(f"cancelled during {cfg.stage.value} epoch {epoch} "
@@ -273,8 +278,9 @@ def train_stage(model: nn.Module, cfg: StageConfig, spec: SweepSpec, seed: int,
                 loss, _ = adversarial.adversarial_loss(
                     model, x, y, objective=adv.objective, epsilon=spec.epsilon,
                     step_size=spec.step_size, steps=adv.steps, beta=adv.beta)
-                reg, parts = constraints.regularization(model, spec.constraints,
-                                                        use_tsc=cfg.use_tsc, use_cnc=cfg.use_cnc)
+                reg, parts = constraints.regularization(
+                    model, spec.constraints, use_tsc=method in USES_TSC,
+                    use_cnc=method in USES_CNC, use_lcc=method in CONSTRAINED)
                 full = loss + reg
                 if not torch.isfinite(full):
                     raise Diverged(
@@ -291,30 +297,26 @@ def train_stage(model: nn.Module, cfg: StageConfig, spec: SweepSpec, seed: int,
             count += len(y)
             for k, v in parts.items():
                 parts_sum[k] = parts_sum.get(k, 0.0) + v * len(y)
-            rep.progress(lambda r, e=epoch, b=i + 1: ProgressEvent(
-                run=r, stage=cfg.stage, epoch=e, batch=b, batches=batches,
-                progress=((e - 1) * batches + b) / max(1, cfg.epochs * batches)))
+            rep.progress(ProgressEvent(
+                run=rep.run, stage=cfg.stage, epoch=epoch, batch=i + 1, batches=batches,
+                progress=((epoch - 1) * batches + i + 1) / max(1, cfg.epochs * batches)))
         clean, robust = evaluation.monitor_accuracy(
             model, data_.monitor_x, data_.monitor_y, epsilon=spec.epsilon,
             steps=adv.steps, step_size=spec.step_size)
-        kappas = metrics.condition_numbers(model)
-        sp = metrics.sparsity(model)
-        mean_loss = total / max(1, count)
-        parts_mean = {k: v / max(1, count) for k, v in parts_sum.items()}
         # Emit before saving: a crash in between repeats the epoch on resume, and the store
         # drops the repeated (run, stage, epoch) event; the other order could lose the event.
-        rep.send(lambda r, e=epoch: EpochEvent(
-            run=r, stage=cfg.stage, epoch=e, epochs=cfg.epochs, loss=mean_loss,
-            clean_accuracy=clean, robust_accuracy=robust, lr=lr, sparsity=sp,
-            condition_numbers=kappas, penalties=parts_mean))
+        rep.send(EpochEvent(
+            run=rep.run, stage=cfg.stage, epoch=epoch, epochs=cfg.epochs,
+            loss=total / max(1, count), clean_accuracy=clean, robust_accuracy=robust, lr=lr,
+            sparsity=metrics.sparsity(model), condition_numbers=metrics.condition_numbers(model),
+            penalties={k: v / max(1, count) for k, v in parts_sum.items()}))
         _save(stage_dir / CHECKPOINT_NAME.format(epoch),
               {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch})
         # Older epoch checkpoints are not needed to resume; keep only the latest.
         for p in stage_dir.glob("epoch_*.pt"):
             if p.name != CHECKPOINT_NAME.format(epoch):
                 p.unlink(missing_ok=True)
-    rep.send(lambda r: StageFinished(run=r, stage=cfg.stage, seconds=time.monotonic() - t0,
-                                     checkpoint=None))
+    rep.send(StageFinished(run=rep.run, stage=cfg.stage, seconds=time.monotonic() - t0))
     return model
 
 
@@ -341,7 +343,6 @@ def pretrain(spec: SweepSpec, run: RunSpec, run_ids: list[str], artifacts: Path,
     torch.manual_seed(run.seed)   # identical initial weights for every run of the group
     model = build_run_model(spec, run, device)
     cfg = StageConfig(Stage.pretrain, spec.training.pretrain_epochs, spec.training.lr,
-                      use_tsc=run.method in USES_TSC, use_cnc=run.method in USES_CNC,
                       params=_all_params, run_ids=run_ids)
     train_stage(model, cfg, spec, run.seed, out, data_, device, emit, should_cancel, run.method)
     save_final(final, model, spec, run)
@@ -367,8 +368,7 @@ def complete_run(spec: SweepSpec, run: RunSpec, run_id: str, artifacts: Path, *,
     if run.method != Method.dense:
         _prune(model, spec, run, run_id, out, data_, device, emit, should_cancel)
         cfg = StageConfig(Stage.finetune, spec.training.finetune_epochs,
-                          spec.training.finetune_lr, use_tsc=run.method in USES_TSC,
-                          use_cnc=run.method in USES_CNC, params=_all_params, run_ids=[run_id])
+                          spec.training.finetune_lr, params=_all_params, run_ids=[run_id])
         train_stage(model, cfg, spec, run.seed, out / "finetune", data_, device, emit,
                     should_cancel, run.method)
     save_final(final, model, spec, run)
@@ -389,7 +389,6 @@ def _prune(model: nn.Module, spec: SweepSpec, run: RunSpec, run_id: str, out: Pa
         pruning.init_scores_(m, run.sparsity, spec.pruning.score_init_scale, skip=skip)
 
     cfg = StageConfig(Stage.prune, spec.training.prune_epochs, spec.training.prune_lr,
-                      use_tsc=run.method in USES_TSC, use_cnc=run.method in USES_CNC,
                       params=lambda m: pruning.score_parameters(m), prepare=prepare,
                       run_ids=[run_id])
     train_stage(model, cfg, spec, run.seed, out / "prune", data_, device, emit, should_cancel,

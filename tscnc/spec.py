@@ -108,6 +108,8 @@ class AttackName(StrEnum):
 PRUNING_METHODS = frozenset({Method.lwm, Method.hydra, Method.tsc, Method.cnc, Method.tscnc})
 USES_TSC = frozenset({Method.tsc, Method.tscnc})
 USES_CNC = frozenset({Method.cnc, Method.tscnc})
+# Methods that train with any constraint; only these get the optional Lipschitz term too.
+CONSTRAINED = USES_TSC | USES_CNC
 
 
 def pretrain_group(method: Method) -> str:

@@ -110,8 +110,8 @@ def test_nan_loss_fails_only_that_run(tmp_path: Path, monkeypatch) -> None:
     spec = tiny_spec(methods=["hydra", "cnc"], sparsities=[0.5, 0.8])
     orig = constraints.regularization
 
-    def poisoned(model, cspec, use_tsc, use_cnc):
-        total, parts = orig(model, cspec, use_tsc=use_tsc, use_cnc=use_cnc)
+    def poisoned(model, cspec, use_tsc, use_cnc, **kw):
+        total, parts = orig(model, cspec, use_tsc=use_tsc, use_cnc=use_cnc, **kw)
         return (total * float("nan") if use_cnc else total), parts
 
     monkeypatch.setattr(constraints, "regularization", poisoned)
