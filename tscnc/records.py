@@ -104,7 +104,8 @@ class EpochEvent(_EventBase):
 
 
 class ProgressEvent(_EventBase):
-    """Throttled in-epoch progress (fraction of the whole run in [0, 1])."""
+    """Throttled in-epoch progress; ``progress`` is the fraction of the current stage in [0, 1]
+    (the store derives the whole run's progress from the stage and epoch)."""
 
     type: Literal["progress"] = "progress"
     stage: Stage
