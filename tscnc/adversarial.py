@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -53,6 +52,7 @@ import torchattacks
 from torch import Tensor, nn
 
 from tscnc.errors import InvalidInput
+from tscnc.layers import eval_mode, preserved_mode
 from tscnc.spec import Objective, SweepSpec
 
 __all__ = [
@@ -118,30 +118,6 @@ class LossOutput(NamedTuple):
 
 
 # ---- mode and precision helpers (shared with tscnc.evaluation) ----------------------------
-
-@contextlib.contextmanager
-def preserved_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Restore every submodule's ``training`` flag on exit.
-
-    ``model.train()`` alone is not a restore: a caller may keep some submodules (e.g. frozen
-    batch-norm) in eval mode inside a training model, and torchattacks' own restore calls
-    ``model.train()`` on the whole tree. This puts back each flag exactly.
-    """
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        yield model
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Run the block with ``model.eval()``, then restore every submodule's flag."""
-    with preserved_mode(model):
-        model.eval()
-        yield model
-
 
 def autocast_for(x: Tensor, amp: torch.dtype | None) -> contextlib.AbstractContextManager[object]:
     """``torch.autocast`` on CUDA inputs when ``amp`` is given; a no-op otherwise."""

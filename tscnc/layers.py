@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -149,3 +150,29 @@ def apply_masks_(model: nn.Module) -> None:
     for layer in iter_prunable(model):
         if layer.scores is None:
             layer.weight.mul_(layer.mask)
+
+
+# ---- train/eval mode: every attack, constraint and metric restores it exactly -----------
+
+@contextlib.contextmanager
+def preserved_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Restore every submodule's ``training`` flag on exit.
+
+    ``model.train()`` alone is not a restore: a caller may keep some submodules (e.g. frozen
+    batch-norm) in eval mode inside a training model, and torchattacks' own restore calls
+    ``model.train()`` on the whole tree. This puts back each flag exactly.
+    """
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run the block with ``model.eval()``, then restore every submodule's flag."""
+    with preserved_mode(model):
+        model.eval()
+        yield model

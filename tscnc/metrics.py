@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
 from tscnc.constraints import alive_part
 from tscnc.errors import InvalidInput
-from tscnc.layers import PConv2d, PLinear, as_matrix, prunable_layers
+from tscnc.layers import PConv2d, PLinear, as_matrix, preserved_mode, prunable_layers
 from tscnc.records import LayerSpectrum
 
 __all__ = [
@@ -54,20 +53,9 @@ __all__ = [
 _EPS64 = torch.finfo(torch.float64).eps
 
 
-@contextmanager
-def _preserve_mode(module: nn.Module) -> Iterator[None]:
-    """Restore every submodule's ``training`` flag on exit (whatever the body switched)."""
-    modes = [(m, m.training) for m in module.modules()]
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
 def _layer_matrix(layer: PLinear | PConv2d) -> Tensor:
     """The layer's effective m×n matrix with its gate (if any) at the deterministic value."""
-    with _preserve_mode(layer):
+    with preserved_mode(layer):
         if layer.gate is not None:
             layer.gate.eval()
         return layer.matrix().detach()
@@ -262,7 +250,7 @@ def empirical_local_lipschitz(model: nn.Module, x: Tensor, delta: Tensor) -> flo
     """
     if x.shape != delta.shape:
         raise InvalidInput(f"x {tuple(x.shape)} and delta {tuple(delta.shape)} differ in shape")
-    with _preserve_mode(model):
+    with preserved_mode(model):
         model.eval()
         change = (model(x + delta) - model(x)).flatten(1).norm(dim=1)
     size = delta.flatten(1).norm(dim=1)
