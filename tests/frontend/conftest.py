@@ -2,7 +2,7 @@
 uvicorn, one Celery worker) and Debian's Chromium driven by Playwright.
 
 Chromium comes from ``apt-get install -y chromium`` (``playwright install`` cannot download
-here); without it the browser tests are skipped with that hint.
+here; `make install` does it); without it the browser tests fail with that hint.
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
+        pytest.fail(f"no Chromium at {CHROMIUM}: run `make install` (as root it installs it) "
+                    f"or apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -192,7 +192,6 @@ def test_amp_is_ignored_off_cuda(model, batch):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_cuda_autocast(model, batch, objective):
     model = model.cuda().train()
