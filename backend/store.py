@@ -183,6 +183,10 @@ class Keys:
     def tmp(self) -> str:
         return f"{self.p}:tmp:{uuid.uuid4().hex}"
 
+    # Celery's Redis transport: messages delivered but not yet acknowledged (hash by delivery
+    # tag; handed out again after the visibility timeout).
+    CELERY_UNACKED = "unacked"
+
     @staticmethod
     def celery_queue(name: str) -> list[str]:
         """The lists holding a Celery queue's waiting messages (one per priority step)."""
@@ -1066,6 +1070,11 @@ class Store:
             res = p.execute()
         n = 1 + len(_CELERY_PRIORITY_STEPS)
         return {q: int(sum(res[i * n:(i + 1) * n])) for i, q in enumerate(queues)}
+
+    def unacked_messages(self) -> int:
+        """Celery messages delivered to a worker and not yet acknowledged (running stages, or
+        messages of a worker that died, waiting for the visibility timeout)."""
+        return int(self.r.hlen(self.k.CELERY_UNACKED))
 
     # ---- tokens --------------------------------------------------------------------------
 

@@ -29,3 +29,8 @@ class WorkerSettings(BaseSettings):
     # How long the broker waits for an ack before handing an unacknowledged message out again.
     visibility_timeout: int = Field(default=3600, ge=10, le=7 * 86400,
                                     alias="TSCNC_VISIBILITY_TIMEOUT")
+    # Seconds between the broker's scans for messages unacknowledged past visibility_timeout
+    # (a worker killed outright leaves its message there). kombu's own default scans only
+    # every 10 × 10 s; runs of a lost worker are re-queued sooner through the heartbeats anyway.
+    unacked_restore_interval: int = Field(default=60, ge=1, le=3600,
+                                          alias="TSCNC_UNACKED_RESTORE_INTERVAL")

@@ -1,0 +1,145 @@
+"""Issue 6.1 — a worker lost in the middle of a stage never costs a run.
+
+Real redis-server, real uvicorn and real Celery worker processes (prefork, one child). A run is
+caught in the middle of its pretrain stage and its worker's whole process group is signalled:
+
+- SIGKILL (a crash, an OOM kill, a pulled plug): the other worker sees the heartbeat expire,
+  takes the run over and re-queues it; the run resumes from its last epoch checkpoint within
+  60 s, ends ``succeeded`` with every epoch of every stage in its event stream exactly once and
+  a complete result. The dead worker's unacknowledged message comes back after the broker's
+  visibility timeout (set low here) and is a harmless duplicate.
+- SIGTERM (a deploy, a scale-down): the running stage stops at the next batch, its run goes
+  back to ``queued`` with the message handed back to the broker, and the other worker resumes it.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.store import Store
+from tests.reliability.helpers import Probe, kill_group, worker_index
+from tests.support.services import process_output, stop_process
+from tests.support.stack import Stack, service_stack, start_worker, tiny_sweep
+
+# Long enough a pretrain to be caught in the middle (tens of ms per epoch), short overall.
+PRETRAIN, PRUNE, FINETUNE = 40, 2, 3
+EXPECTED_EPOCHS = ({("pretrain", e) for e in range(1, PRETRAIN + 1)}
+                   | {("prune", e) for e in range(1, PRUNE + 1)}
+                   | {("finetune", e) for e in range(1, FINETUNE + 1)})
+# Workers here: heartbeat every 0.5 s, lost after 3 s; unacknowledged broker messages are handed
+# out again after 10 s (the smallest visibility timeout the settings allow) and the broker
+# looks for them every second.
+WORKER_ENV = {"TSCNC_HEARTBEAT_TTL": "3", "TSCNC_VISIBILITY_TIMEOUT": "10",
+              "TSCNC_UNACKED_RESTORE_INTERVAL": "1"}
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    with service_stack(tmp_path, workers=0) as s:
+        s.workers += [start_worker(s.redis_url, s.artifacts, f"test-{i}", WORKER_ENV)
+                      for i in range(2)]
+        s.wait_workers(2)
+        yield s
+
+
+def _long_run(stack: Stack) -> tuple[str, str]:
+    spec = tiny_sweep(methods=["hydra"], sparsities=[0.5], dataset={"train_subset": 600},
+                      training={"pretrain_epochs": PRETRAIN, "prune_epochs": PRUNE,
+                                "finetune_epochs": FINETUNE})
+    r = stack.api("POST", "/sweeps", json={"spec": spec})
+    assert r.status_code == 201, r.text
+    return r.json()["id"], r.json()["run_ids"][0]
+
+
+def _mid_pretrain(run: dict) -> bool:
+    return (run["status"] == "running" and run["stage"] == "pretrain"
+            and 3 <= (run["epoch"] or 0) <= PRETRAIN - 15)
+
+
+def _check_complete(stack: Stack, probe: Probe, run_id: str) -> list[dict]:
+    """Succeeded, every epoch exactly once, final sparsity and metrics present."""
+    run = probe.run(run_id)
+    assert run["status"] == "succeeded", run
+    events = probe.events(run_id)
+    epochs = probe.epochs(events)
+    assert len(epochs) == len(set(epochs)), sorted(epochs)
+    assert set(epochs) == EXPECTED_EPOCHS
+    result = stack.api("GET", f"/runs/{run_id}/result").json()
+    assert abs(result["sparsity_actual"] - 0.5) < 0.05
+    assert 0 <= result["robust_accuracy"]["pgd"] <= result["clean_accuracy"] <= 1
+    assert result["condition_number"]["median"] is not None
+    assert Path(result["checkpoint"]).is_file()
+    return events
+
+
+def test_sigkill_mid_stage_resumes_on_the_other_worker_from_the_checkpoint(stack: Stack):
+    probe = Probe(stack)
+    _, run_id = _long_run(stack)
+    run = probe.wait_run(run_id, _mid_pretrain, timeout=60, interval=0.05)
+    victim = stack.workers.pop(worker_index(stack, run["worker"]))
+    survivor_name = next(n for n in ("test-0", "test-1") if not run["worker"].startswith(n))
+    kill_group(victim, signal.SIGKILL)
+    killed_at = time.monotonic()
+    victim.wait(10)
+    checkpoints = sorted((stack.artifacts).rglob("pretrain/*/epoch_*.pt"))
+    assert checkpoints, "no pretrain checkpoint on disk when the worker died"
+    saved_epoch = int(checkpoints[-1].stem.split("_")[1])
+
+    resumed = probe.wait_run(run_id, lambda r: r["status"] == "running"
+                             and (r["worker"] or "").startswith(survivor_name), timeout=60)
+    assert time.monotonic() - killed_at < 60
+    final = probe.wait_run(run_id, lambda r: r["status"] in ("succeeded", "failed"), timeout=120)
+    assert final["status"] == "succeeded", final
+    assert final["attempts"] == 1 and resumed["worker"] != run["worker"]
+    events = _check_complete(stack, probe, run_id)
+
+    # The stage restarted from the checkpoint the dead worker left, not from scratch.
+    starts = [e for e in events if e["type"] == "stage_started" and e["stage"] == "pretrain"]
+    assert starts[0]["resumed_from_epoch"] == 0
+    assert starts[-1]["resumed_from_epoch"] >= saved_epoch >= 3
+    assert "lost" in " ".join(e.get("message") or "" for e in events if e["type"] == "status")
+
+    # The dead worker's unacknowledged message comes back after the visibility timeout: the
+    # survivor takes it, finds the run finished and drops it (no second run, no new events).
+    store = Store.from_url(stack.redis_url)
+    n_events = len(events)
+    deadline = time.monotonic() + 40
+    while store.unacked_messages() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert store.unacked_messages() == 0, "the lost message never came back"
+    survivor = stack.workers[0]
+    deadline = time.monotonic() + 10
+    while process_output(survivor).count("tscnc.pretrain[") < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    log = process_output(survivor)
+    assert log.count("tscnc.pretrain[") >= 2, log[-3000:]      # received and done (ignored)
+    assert probe.run(run_id)["status"] == "succeeded"
+    assert len(probe.events(run_id)) == n_events
+    store.close()
+
+
+def test_sigterm_requeues_the_run_and_another_worker_finishes_it(stack: Stack):
+    probe = Probe(stack)
+    _, run_id = _long_run(stack)
+    run = probe.wait_run(run_id, _mid_pretrain, timeout=60, interval=0.05)
+    victim = stack.workers.pop(worker_index(stack, run["worker"]))
+    kill_group(victim, signal.SIGTERM)
+    # A graceful stop: the worker exits by itself (warm shutdown), promptly.
+    assert victim.wait(30) == 0, process_output(victim)[-3000:]
+    final = probe.wait_run(run_id, lambda r: r["status"] in ("succeeded", "failed"), timeout=120)
+    assert final["status"] == "succeeded", final
+    events = _check_complete(stack, probe, run_id)
+    statuses = probe.statuses(events)
+    # queued → running → queued (handed back) → running (elsewhere) → succeeded
+    assert statuses == ["queued", "running", "queued", "running", "succeeded"], statuses
+    requeued = [e for e in events if e["type"] == "status" and e["status"] == "queued"][1]
+    assert "SIGTERM" in requeued["message"]
+    starts = [e for e in events if e["type"] == "stage_started" and e["stage"] == "pretrain"]
+    assert starts[-1]["resumed_from_epoch"] >= 3
+    assert final["attempts"] == 0           # a graceful stop is not a lost worker
+    stop_process(victim)
