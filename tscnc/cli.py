@@ -1,6 +1,7 @@
 """The ``tscnc`` command line (also ``python -m tscnc``).
 
-Library commands live here: ``tscnc run`` and ``tscnc presets``. Commands of the job service
+Library commands live here: ``tscnc run`` and ``tscnc presets``; ``tscnc submit`` and
+``tscnc token`` (:mod:`tscnc.cli_client`) talk to a running service over HTTP. Commands of the job service
 (``up``, ``serve``, ``worker``, ...) are contributed by the service packages through the
 ``tscnc.commands`` entry-point group, so this package never imports the web stack.
 """
@@ -102,6 +103,11 @@ def run(
 
     code = run_sweep_with_progress(spec, out, quiet=quiet)
     raise typer.Exit(code)
+
+
+from tscnc import cli_client  # noqa: E402  (submit, token: the service's REST client)
+
+cli_client.register(app)
 
 
 def _load_plugins() -> None:
