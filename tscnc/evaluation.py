@@ -13,7 +13,8 @@ Threat model: L∞ ball of radius ε around inputs in [0, 1]. Attacks (names as 
 ``autoattack`` ``torchattacks.AutoAttack(norm="Linf", version="standard")``: APGD-CE, APGD-T,
                FAB-T, Square (5000 queries). torchattacks defaults the iterative parts to 10
                iterations and targets all C−1 classes; we set the reference budget of Croce &
-               Hein (fra31/auto-attack "standard"): 100 iterations, min(9, C−1) target classes.
+               Hein (fra31/auto-attack "standard"): 100 iterations, min(9, C−1) target classes;
+               a smaller ``steps`` scales Square's queries in proportion (50 per step).
 =============  ==============================================================================
 
 Robust accuracy counts an example as robust only if it is classified correctly both clean and
@@ -91,6 +92,8 @@ STEP_FACTOR = 2.5
 CW_KAPPA = 50.0
 # AutoAttack "standard" targets at most this many classes (fra31/auto-attack).
 AUTOATTACK_TARGETS = 9
+# Square queries per APGD/FAB iteration: 5000 queries at the standard 100 iterations.
+SQUARE_QUERIES_PER_STEP = 50
 # Sanity-check knobs (§3.6): slack for sampling noise, and "large ε" thresholds.
 FLAG_TOLERANCE = 0.01          # accuracy slack before PGD>FGSM or a rising curve is flagged
 CHANCE_MARGIN = 0.1            # flag when accuracy at a large ε exceeds 1/C + this
@@ -235,6 +238,10 @@ def make_attack(name: AttackName | str, model: nn.Module, epsilon: float, *,
             sub.steps = k
         if isinstance(sub, torchattacks.APGDT | torchattacks.FAB):
             sub.n_target_classes = max(1, min(AUTOATTACK_TARGETS, num_classes - 1))
+        if isinstance(sub, torchattacks.Square):
+            # Square's budget is queries: the reference pairs 5000 with 100 iterations, so a
+            # sized-down AutoAttack (fewer steps) shrinks it in the same proportion.
+            sub.n_queries = SQUARE_QUERIES_PER_STEP * k
     return atk
 
 
