@@ -1,13 +1,18 @@
 """The dashboard in a real browser against the real stack (redis-server, uvicorn, a Celery
 worker): login, the experiment form and its 422s, the sweep view filling in live, a training
 curve growing live, cancelling from the runs table, share links, CSV export. Screenshots of
-the sweep view, run detail and queue view go to docs/screenshots/.
+the sweep view, run detail and queue view are taken on every run; they replace the ones in
+docs/screenshots/ when TSCNC_UPDATE_SCREENSHOTS=1 (so a plain `make test` leaves the tree clean):
+
+    TSCNC_UPDATE_SCREENSHOTS=1 .venv/bin/python -m pytest tests/frontend -q
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +21,9 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = (Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+               if os.environ.get("TSCNC_UPDATE_SCREENSHOTS") == "1"
+               else Path(tempfile.gettempdir()) / "tscnc-screenshots")
 Stack = Any  # the `stack` fixture of conftest.py
 CHARTS = ["chart-clean", "chart-robust", "chart-kappa"]
 # Number of plotted (non-null) points in each chart, -1 while a chart is not drawn yet.
