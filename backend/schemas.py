@@ -88,12 +88,30 @@ class SweepCreate(_Schema):
     )
 
 
+class RunSort(StrEnum):
+    """Fields ``GET /api/v1/runs?sort=`` can order by (all matching runs, server side)."""
+
+    sparsity = "sparsity"
+    seed = "seed"
+    progress = "progress"
+    clean_accuracy = "clean_accuracy"
+    robust_accuracy = "robust_accuracy"
+    kappa_median = "kappa_median"
+    sparsity_actual = "sparsity_actual"
+    key = "key"
+    method = "method"
+    status = "status"
+
+
 class RunPublic(_Schema):
     """One run: a (method, sparsity, seed) point of a sweep, with its live state."""
 
     id: str
     sweep_id: str
     key: str = Field(description="readable name, e.g. tscnc-s0.9-seed0 (unique in a sweep)")
+    sweep_name: str = ""
+    dataset: str = ""
+    model: str = ""
     method: Method
     sparsity: float
     seed: int

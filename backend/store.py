@@ -270,6 +270,9 @@ class RunRecord(_Rec):
     id: str
     sweep_id: str
     key: str
+    sweep_name: str = ""
+    dataset: str = ""
+    model: str = ""
     method: Method
     sparsity: float
     seed: int
@@ -307,7 +310,9 @@ def _decode_run(h: Mapping[str, str], cancel: bool = False) -> RunRecord | None:
     if not h or not h.get("id") or not h.get("sweep_id"):
         return None
     return RunRecord(
-        id=h["id"], sweep_id=h["sweep_id"], key=h.get("key", ""), method=Method(h["method"]),
+        id=h["id"], sweep_id=h["sweep_id"], key=h.get("key", ""),
+        sweep_name=h.get("sweep_name", ""), dataset=h.get("dataset", ""),
+        model=h.get("model", ""), method=Method(h["method"]),
         sparsity=float(h["sparsity"]), seed=int(h["seed"]), status=RunStatus(h["status"]),
         stage=Stage(h["stage"]) if h.get("stage") else None, epoch=_opt_int(h.get("epoch")),
         progress=min(1.0, max(0.0, float(h.get("progress") or 0))),
@@ -411,6 +416,12 @@ class WorkerRecord(_Rec):
     queue: str | None = None
     run: str | None = None
     last_seen: float
+
+
+# Run fields a listing can be ordered by (besides creation time); the ALPHA ones sort as text.
+RUN_SORT_FIELDS = frozenset({"sparsity", "seed", "progress", "clean_accuracy", "robust_accuracy",
+                             "kappa_median", "sparsity_actual", "key", "method", "status"})
+RUN_SORT_ALPHA = frozenset({"key", "method", "status"})
 
 
 class Page(NamedTuple):
@@ -628,6 +639,8 @@ class Store:
                         seq = seq0 + 1 + i
                         pipe.hset(k.run(rid), mapping={
                             "id": rid, "sweep_id": sweep_id, "key": rs.key,
+                            "sweep_name": spec.name, "dataset": spec.dataset.name.value,
+                            "model": spec.model.name.value,
                             "method": rs.method.value, "sparsity": _enc(rs.sparsity),
                             "seed": str(rs.seed), "status": RunStatus.queued.value, "stage": "",
                             "epoch": "", "progress": "0",
@@ -766,10 +779,34 @@ class Store:
         nxt = str(int(rows[-1][1])) if more and rows else None
         return Page([m for m, _ in rows], total, nxt)
 
+    def _sorted_page(self, keys: list[str], by: str, limit: int, cursor: str | None,
+                     desc: bool) -> Page:
+        """Offset pagination over the filtered runs ordered by a field of the run hash
+        (Redis SORT ... BY run:*->field; runs without the value sort as 0 / empty)."""
+        off = int(cursor) if cursor else 0
+        with self.r.pipeline(transaction=True) as p:
+            if len(keys) == 1:
+                key = keys[0]
+            else:
+                key = self.k.tmp()
+                p.zinterstore(key, keys, aggregate="MAX")
+            p.sort(key, by=f"{self.k.run('*')}->{by}", start=off, num=limit + 1, desc=desc,
+                   alpha=by in RUN_SORT_ALPHA)
+            p.zcard(key)
+            if len(keys) > 1:
+                p.delete(key)
+            res = p.execute()
+        off_res = 1 if len(keys) > 1 else 0
+        ids, total = list(res[off_res]), int(res[off_res + 1])
+        more = len(ids) > limit
+        return Page(ids[:limit], total, str(off + limit) if more else None)
+
     def list_runs(self, *, sweep_id: str | None = None, status: RunStatus | None = None,
                   method: Method | None = None, limit: int = 50, cursor: str | None = None,
-                  desc: bool = True) -> tuple[list[RunRecord], int, str | None]:
-        """Runs matching all the given filters, newest first; returns (runs, total, next)."""
+                  desc: bool = True, sort: str | None = None
+                  ) -> tuple[list[RunRecord], int, str | None]:
+        """Runs matching all the given filters, newest first, or ordered by ``sort`` (one of
+        :data:`RUN_SORT_FIELDS`); returns (runs, total, next)."""
         keys = []
         if sweep_id is not None:
             keys.append(self.k.sweep_runs(sweep_id))
@@ -777,7 +814,10 @@ class Store:
             keys.append(self.k.runs_by_status(status))
         if method is not None:
             keys.append(self.k.runs_by_method(method))
-        page = self._page(keys or [self.k.runs], limit, cursor, desc)
+        if sort is not None and sort not in RUN_SORT_FIELDS:
+            raise ValueError(f"cannot sort runs by {sort!r}; one of {sorted(RUN_SORT_FIELDS)}")
+        page = (self._sorted_page(keys or [self.k.runs], sort, limit, cursor, desc)
+                if sort is not None else self._page(keys or [self.k.runs], limit, cursor, desc))
         return self.get_runs(page.ids), page.total, page.next
 
     def list_sweeps(self, *, limit: int = 50, cursor: str | None = None,

@@ -30,7 +30,8 @@ from tscnc.spec import AttackName
 
 def run_public(r: RunRecord) -> RunPublic:
     return RunPublic(
-        id=r.id, sweep_id=r.sweep_id, key=r.key, method=r.method, sparsity=r.sparsity,
+        id=r.id, sweep_id=r.sweep_id, key=r.key, sweep_name=r.sweep_name, dataset=r.dataset,
+        model=r.model, method=r.method, sparsity=r.sparsity,
         seed=r.seed, status=r.status, stage=r.stage, epoch=r.epoch, progress=r.progress,
         total_epochs=r.total_epochs, category=r.category, message=r.message, created=r.created,
         started=r.started, finished=r.finished, worker=r.worker, device=r.device,

@@ -20,7 +20,7 @@ from backend.deps import (
     WriterDep,
 )
 from backend.routes.sweeps import _ERRORS, Cursor, Limit, cancel_runs
-from backend.schemas import EventEnvelope, EventPage, Page, ResultPublic, RunPublic
+from backend.schemas import EventEnvelope, EventPage, Page, ResultPublic, RunPublic, RunSort
 from backend.settings import Settings
 from backend.store import RunRecord, Store
 from backend.views import result_public, run_public
@@ -50,17 +50,21 @@ def list_runs(
     status_: Annotated[RunStatus | None, Query(alias="status")] = None,
     method: Method | None = None,
     order: Literal["desc", "asc"] = "desc",
+    sort: Annotated[RunSort | None, Query(description="order by this field instead of "
+                                                      "creation time")] = None,
     limit: Limit = 50, cursor: Cursor = None,
 ) -> Page[RunPublic]:
-    """Runs matching every given filter, newest first (``order=asc``: oldest first).
-    A share link must name one of its sweeps."""
+    """Runs matching every given filter, newest first (``order=asc``: oldest first), or ordered
+    by ``sort`` (over all matching runs, not one page). A share link must name one of its
+    sweeps."""
     if p.sweeps is not None:
         if sweep is None:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "a share link must filter by sweep")
         p.require_sweep(sweep)
     runs, total, nxt = store.list_runs(sweep_id=sweep, status=status_, method=method,
                                        limit=min(limit, settings.max_page_size), cursor=cursor,
-                                       desc=order == "desc")
+                                       desc=order == "desc",
+                                       sort=sort.value if sort is not None else None)
     return Page[RunPublic](items=[run_public(r) for r in runs], total=total, next=nxt)
 
 

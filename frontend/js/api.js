@@ -104,8 +104,8 @@ export const cancelSweep = (sweepId) => request("POST", `/sweeps/${id(sweepId)}/
 export const deleteSweep = (sweepId) => request("DELETE", `/sweeps/${id(sweepId)}`);
 
 // ---- runs --------------------------------------------------------------------------------
-export const listRuns = ({ sweep, status, method, order, limit, cursor } = {}) =>
-  request("GET", "/runs", { params: { sweep, status, method, order, limit, cursor } });
+export const listRuns = ({ sweep, status, method, order, sort, limit, cursor } = {}) =>
+  request("GET", "/runs", { params: { sweep, status, method, order, sort, limit, cursor } });
 export const getRun = (runId) => request("GET", `/runs/${id(runId)}`);
 export const cancelRun = (runId) => request("POST", `/runs/${id(runId)}/cancel`);
 export const retryRun = (runId) => request("POST", `/runs/${id(runId)}/retry`);

@@ -1,14 +1,16 @@
 // A table over one page of a cursor-paginated API list. Only the current page is fetched and
-// rendered, so it stays fast however many rows the server holds. Sorting by a column sorts
-// the rows of the page shown (the API lists newest first and has no sort parameter).
+// rendered, so it stays fast however many rows the server holds. A column with `serverSort`
+// orders all rows on the server (the page is fetched again from the first one); other
+// columns sort the rows of the page shown.
 
 import { h, mount, download, notify, errorText } from "./dom.js";
 import { toCSV, toJSON } from "./export.js";
 
 export class PagedTable {
   /**
-   * columns: [{key, label, render(row) → node|string, value(row) → sortable/exported value}]
-   * fetchPage({limit, cursor}) → {items, total, next}
+   * columns: [{key, label, render(row) → node|string, value(row) → sortable/exported value,
+   *             serverSort: API field to order all rows by (optional)}]
+   * fetchPage({limit, cursor, sort, order}) → {items, total, next}
    * selectable: rows get a checkbox; `selected` holds their ids.
    */
   constructor({ columns, fetchPage, name, selectable = false, limit = 50, emptyText = "Nothing here yet.", onRender }) {
@@ -57,7 +59,9 @@ export class PagedTable {
     this.inflight = true;
     if (!quiet) this.el.classList.add("loading");
     try {
-      const page = await this.fetchPage({ limit: this.limit, cursor: this.cursors[this.cursors.length - 1] });
+      const server = this.serverSortColumn();
+      const page = await this.fetchPage({ limit: this.limit, cursor: this.cursors[this.cursors.length - 1],
+        ...(server ? { sort: server.serverSort, order: this.sort.dir > 0 ? "asc" : "desc" } : {}) });
       if (seq !== this.seq) return;
       this.rows = page.items;
       this.total = page.total;
@@ -102,8 +106,15 @@ export class PagedTable {
     return this.load();
   }
 
+  /** The column the rows are ordered by on the server, if the sort is a server one. */
+  serverSortColumn() {
+    if (!this.sort) return null;
+    const col = this.columns.find((c) => c.key === this.sort.key);
+    return col && col.serverSort ? col : null;
+  }
+
   sortedRows() {
-    if (!this.sort) return this.rows;
+    if (!this.sort || this.serverSortColumn()) return this.rows;
     const col = this.columns.find((c) => c.key === this.sort.key);
     const val = col.value || ((r) => r[col.key]);
     const dir = this.sort.dir;
@@ -127,7 +138,7 @@ export class PagedTable {
       const mark = this.sort && this.sort.key === c.key ? (this.sort.dir > 0 ? " ▲" : " ▼") : "";
       return h("th", {
         class: c.sortable === false ? "" : "sortable",
-        title: c.sortable === false ? null : "sort the rows of this page",
+        title: c.sortable === false ? null : c.serverSort ? "sort all rows" : "sort the rows of this page",
         "data-col": c.key,
         onclick: c.sortable === false ? null : () => this.toggleSort(c.key),
       }, c.label, mark);
@@ -141,9 +152,12 @@ export class PagedTable {
   }
 
   toggleSort(key) {
+    const wasServer = this.serverSortColumn();
     this.sort = this.sort && this.sort.key === key ? (this.sort.dir > 0 ? { key, dir: -1 } : null) : { key, dir: 1 };
     this.renderHead();
+    if (wasServer || this.serverSortColumn()) return this.reset();
     this.renderBody();
+    return null;
   }
 
   selectPage(on) {

@@ -211,6 +211,28 @@ def test_form_sweep_view_live_share_and_csv(page: Any, context: Any, browser: An
         page.click("#checkpoint")
     assert Path(dl.value.path()).stat().st_size > 0
 
+    # The runs table orders all runs on the server when a column header is clicked.
+    page.goto(stack.base + f"/#/runs?sweep={sweep_id}")
+    page.wait_for_selector('[data-table="runs"] tbody tr[data-id]')
+    page.select_option('[data-table="runs"] select.page-size', "25")
+    header = '[data-table="runs"] th[data-col="clean_accuracy"]'
+    acc = {r["id"]: r["clean_accuracy"] for r in stack.api(
+        "GET", "/runs", params={"sweep": sweep_id, "limit": 25}).json()["items"]}
+    shown_js = """() => [...document.querySelectorAll('[data-table="runs"] tbody tr[data-id]')]
+        .map((tr) => tr.dataset.id)"""
+
+    def shown_in(order: int) -> bool:
+        ids = page.evaluate(shown_js)
+        values = [acc[i] for i in ids]
+        return sorted(ids) == sorted(acc) and values == sorted(values, reverse=order < 0)
+
+    with page.expect_request(lambda r: "sort=clean_accuracy" in r.url and "order=asc" in r.url):
+        page.click(header)  # ascending, asked of the server (all runs, not the page shown)
+    wait_until(lambda: shown_in(+1), 10, 0.1, "rows sorted ascending")
+    page.click(header)  # descending
+    wait_until(lambda: shown_in(-1), 10, 0.1, "rows sorted descending")
+    assert page.locator('[data-table="runs"] td[data-col="dataset"]').first.inner_text() == "digits"
+
 
 # ---- live training curve, queue, cancel from the table --------------------------------------
 

@@ -9,53 +9,26 @@ import { fmtAcc, fmtKappa, fmtSparsity, num, METHOD_ORDER } from "../charts.js";
 
 const REFRESH_MS = 2000;
 
-/**
- * Dataset and model of a run come from its sweep's spec (RunPublic does not carry them): a
- * cache of sweep id → {name, dataset, model}, filled from the newest page of sweeps and, for
- * older sweeps, one GET each. The table does not wait for it: rows render at once and these
- * cells fill in when it arrives.
- */
-const sweepInfo = new Map();
-const unknownSweeps = new Set(); // ids that could not be read (deleted): not asked again
-let sweepPageLoaded = false;
-
-function remember(s) {
-  sweepInfo.set(s.id, { name: s.name, dataset: s.spec.dataset.name, model: `${s.spec.model.name}-${s.spec.model.width}` });
-}
-
-async function ensureSweeps(ids) {
-  const missing = () => [...new Set(ids)].filter((id) => !sweepInfo.has(id) && !unknownSweeps.has(id));
-  const before = missing().length;
-  if (!before) return false;
-  if (!sweepPageLoaded) {
-    sweepPageLoaded = true;
-    (await api.listSweeps({ limit: 100 })).items.forEach(remember);
-  }
-  await Promise.all(missing().map((id) => api.getSweep(id).then(remember, () => unknownSweeps.add(id))));
-  return missing().length < before;
-}
-
 export function render(root, ctx) {
   const filters = { sweep: ctx.query.sweep || "", status: ctx.query.status || "", method: ctx.query.method || "",
     order: ctx.query.order || "" };
-  const info = (r) => sweepInfo.get(r.sweep_id) || {};
 
   const columns = [
-    { key: "key", label: "Run", value: (r) => r.key, render: (r) => h("a", { href: href(`/run/${r.id}`), class: "strong" }, r.key) },
-    { key: "sweep", label: "Sweep", value: (r) => info(r).name || r.sweep_id,
-      render: (r) => h("a", { href: href(`/sweep/${r.sweep_id}`) }, info(r).name || r.sweep_id.slice(0, 8)) },
-    { key: "status", label: "Status", value: (r) => r.status,
+    { key: "key", label: "Run", serverSort: "key", value: (r) => r.key, render: (r) => h("a", { href: href(`/run/${r.id}`), class: "strong" }, r.key) },
+    { key: "sweep", label: "Sweep", value: (r) => r.sweep_name || r.sweep_id,
+      render: (r) => h("a", { href: href(`/sweep/${r.sweep_id}`) }, r.sweep_name || r.sweep_id.slice(0, 8)) },
+    { key: "status", label: "Status", serverSort: "status", value: (r) => r.status,
       render: (r) => statusBadge(r.status, r.message || (r.cancel_requested && !TERMINAL.has(r.status) ? "cancel requested" : null)) },
-    { key: "progress", label: "Progress", value: (r) => r.progress, render: (r) => h("div", {},
+    { key: "progress", label: "Progress", serverSort: "progress", value: (r) => r.progress, render: (r) => h("div", {},
       progressBar(r.progress, r.status),
       h("small", { class: "muted" }, r.stage ? `${r.stage}${r.epoch ? ` ${r.epoch}` : ""}` : "")) },
-    { key: "method", label: "Method", value: (r) => r.method },
-    { key: "dataset", label: "Dataset", value: (r) => info(r).dataset ?? null, render: (r) => info(r).dataset || "…" },
-    { key: "model", label: "Model", value: (r) => info(r).model ?? null, render: (r) => info(r).model || "…" },
-    { key: "sparsity", label: "Sparsity", class: "num", value: (r) => r.sparsity, render: (r) => fmtSparsity(r.sparsity) },
-    { key: "clean_accuracy", label: "Clean", class: "num", value: (r) => r.clean_accuracy, render: (r) => fmtAcc(r.clean_accuracy) },
-    { key: "robust_accuracy", label: "Robust", class: "num", value: (r) => r.robust_accuracy, render: (r) => fmtAcc(r.robust_accuracy) },
-    { key: "kappa_median", label: "κ median", class: "num", value: (r) => num(r.kappa_median), render: (r) => fmtKappa(r.kappa_median) },
+    { key: "method", label: "Method", serverSort: "method", value: (r) => r.method },
+    { key: "dataset", label: "Dataset", value: (r) => r.dataset || null },
+    { key: "model", label: "Model", value: (r) => r.model || null },
+    { key: "sparsity", label: "Sparsity", serverSort: "sparsity", class: "num", value: (r) => r.sparsity, render: (r) => fmtSparsity(r.sparsity) },
+    { key: "clean_accuracy", label: "Clean", serverSort: "clean_accuracy", class: "num", value: (r) => r.clean_accuracy, render: (r) => fmtAcc(r.clean_accuracy) },
+    { key: "robust_accuracy", label: "Robust", serverSort: "robust_accuracy", class: "num", value: (r) => r.robust_accuracy, render: (r) => fmtAcc(r.robust_accuracy) },
+    { key: "kappa_median", label: "κ median", serverSort: "kappa_median", class: "num", value: (r) => num(r.kappa_median), render: (r) => fmtKappa(r.kappa_median) },
     { key: "worker", label: "Worker", value: (r) => r.worker, render: (r) => r.worker ? h("span", { title: r.device || "" }, r.worker) : "–" },
     { key: "created", label: "Created", value: (r) => r.created, render: (r) => h("span", { title: dateTime(r.created) }, ago(r.created)) },
   ];
@@ -76,9 +49,6 @@ export function render(root, ctx) {
   const table = new PagedTable({
     columns, name: "runs", selectable: true,
     fetchPage: (page) => api.listRuns({ ...filters, ...page }),
-    onRender: (t) => {
-      ensureSweeps(t.rows.map((r) => r.sweep_id)).then((added) => { if (added) t.renderBody(); }, () => {});
-    },
     emptyText: "No runs match these filters.",
   });
 
@@ -119,7 +89,7 @@ export function render(root, ctx) {
       } }, "Compare selected")),
     h("div", { class: "filters" }, h("label", { class: "filter" }, "Sweep ", sweepInput),
       select("status", STATUSES, "Status "), select("method", METHOD_ORDER, "Method "),
-      h("label", { class: "filter", title: "order of all pages (column headers sort the page shown)" }, "Order ",
+      h("label", { class: "filter", title: "order of all pages by creation time (or click a column header)" }, "Order ",
         h("select", { name: "order", "data-filter": "order", onchange: (e) => { filters.order = e.target.value; applyFilters(); } },
           h("option", { value: "" }, "newest first"), h("option", { value: "asc", selected: filters.order === "asc" }, "oldest first")))),
     table.el);
