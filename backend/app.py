@@ -132,8 +132,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     """422 naming each bad field: ``{"detail": [{"loc", "msg", "type"}]}``. The offending
     input is not echoed (it may be huge, non-finite or not valid Unicode)."""
     errors: list[dict[str, Any]] = list(getattr(exc, "errors", list)())
+    # pydantic prefixes messages of custom validators with "Value error, ": noise to a user.
     detail = [{"loc": [_json_safe(x) for x in e.get("loc", ())],
-               "msg": _json_safe(str(e.get("msg", ""))),
+               "msg": _json_safe(str(e.get("msg", "")).removeprefix("Value error, ")),
                "type": _json_safe(str(e.get("type", "value_error")))} for e in errors]
     return JSONResponse({"detail": detail}, status_code=422)
 

@@ -106,6 +106,13 @@ def test_invalid_submissions_are_422_naming_the_field(client, tokens, body, loc)
     assert loc in locs, locs
 
 
+def test_422_messages_read_as_plain_sentences(client, tokens):
+    r = submit(client, tokens.alice, {"spec": {"sparsities": [0.5, 0.5]}})
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["body", "spec", "sparsities"]
+    assert err["msg"] == "values must not repeat"
+
+
 def test_malformed_bodies_are_4xx(client, tokens):
     for content, ctype in [(b"{not json", "application/json"), (b"\xff\xfe\x00bad", "application/json"),
                            (b"[1, 2]", "application/json"), (b"x=1", "text/plain")]:
