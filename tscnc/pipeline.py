@@ -15,6 +15,9 @@ raises :class:`tscnc.errors.Cancelled`. A NaN/inf loss raises :class:`tscnc.erro
 
 Progress is reported through ``emit`` with the typed events of :mod:`tscnc.records`.
 
+GPU options (:class:`DeviceOptions`): ``training.amp`` and ``training.channels_last`` take effect
+on CUDA only and change nothing elsewhere.
+
 Example::
 
     >>> from tscnc.spec import preset
@@ -61,6 +64,7 @@ from tscnc.spec import (
     CONSTRAINED,
     USES_CNC,
     USES_TSC,
+    Amp,
     DeviceKind,
     Method,
     Optimizer,
@@ -98,6 +102,48 @@ def resolve_device(kind: DeviceKind | str = DeviceKind.auto) -> torch.device:
     if kind == DeviceKind.cpu or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda")
+
+
+@dataclass(frozen=True)
+class DeviceOptions:
+    """What ``training.amp`` and ``training.channels_last`` mean on a device.
+
+    On CUDA, ``amp`` is the autocast dtype of the training step's forwards (``bf16``, or
+    ``fp16`` whose loss is also scaled by a :class:`torch.amp.GradScaler`) and
+    ``memory_format`` is ``channels_last`` for the model's 4-D weights and the 4-D batches. On
+    any other device both are no-ops. The constraints are computed outside autocast (float32).
+    Evaluation uses the memory format but never autocast: reported robust accuracies come from
+    full-precision attack gradients whatever the training precision.
+
+    Example::
+
+        >>> DeviceOptions.of(preset("cifar10-vgg16"), torch.device("cpu"))
+        DeviceOptions(amp=None, memory_format=torch.contiguous_format)
+    """
+
+    amp: torch.dtype | None = None
+    memory_format: torch.memory_format = torch.contiguous_format
+
+    @classmethod
+    def of(cls, spec: SweepSpec, device: torch.device) -> DeviceOptions:
+        if device.type != "cuda":
+            return cls()
+        amp = {Amp.bf16: torch.bfloat16, Amp.fp16: torch.float16}.get(spec.training.amp)
+        fmt = torch.channels_last if spec.training.channels_last else torch.contiguous_format
+        return cls(amp, fmt)
+
+    def model(self, model: nn.Module) -> nn.Module:
+        """Move ``model``'s 4-D parameters and buffers to the memory format (in place)."""
+        if self.memory_format == torch.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model
+
+    def batch(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x
+
+    def scaler(self) -> torch.amp.GradScaler:
+        """The loss scaler of fp16 training (disabled, a pass-through, otherwise)."""
+        return torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
 
 
 # ---- artifacts layout -----------------------------------------------------------------
@@ -222,6 +268,34 @@ def _lr_at(spec: SweepSpec, base: float, epoch: int, epochs: int) -> float:
     return 0.5 * base * (1 + math.cos(math.pi * (epoch - 1) / epochs))
 
 
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: SweepSpec,
+               method: Method, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               opts: DeviceOptions, where: str = "training") -> tuple[torch.Tensor,
+                                                                      dict[str, float]]:
+    """One optimizer step on the batch ``(x, y)`` (already on the device): the adversarial
+    objective of ``spec`` plus the constraints ``method`` trains with (DESIGN §3.4).
+
+    Returns the adversarial loss (detached) and the penalty parts; raises
+    :class:`~tscnc.errors.Diverged` (naming ``where``) when the loss is not finite.
+    """
+    adv = spec.adversarial
+    loss, _ = adversarial.adversarial_loss(
+        model, opts.batch(x), y, objective=adv.objective, epsilon=spec.epsilon,
+        step_size=spec.step_size, steps=adv.steps, beta=adv.beta, amp=opts.amp)
+    reg, parts = constraints.regularization(
+        model, spec.constraints, use_tsc=method in USES_TSC,
+        use_cnc=method in USES_CNC, use_lcc=method in CONSTRAINED)
+    full = loss + reg
+    if not torch.isfinite(full):
+        raise Diverged(f"loss became {full.item()} in {where}; lower the learning rate or the "
+                       "constraint weights")
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(full).backward()
+    scaler.step(opt)
+    scaler.update()
+    return loss.detach(), parts
+
+
 class _Reporter:
     """Fans events out to every run sharing a stage and throttles progress events."""
 
@@ -250,12 +324,17 @@ def train_stage(model: nn.Module, cfg: StageConfig, spec: SweepSpec, seed: int,
     """Run one resumable training stage; returns the model after its last epoch."""
     rep = _Reporter(emit, cfg.run_ids)
     cfg.prepare(model)
+    opts = DeviceOptions.of(spec, device)
+    opts.model(model)
     opt = _optimizer(spec, cfg.params(model), cfg.lr, decay=cfg.stage != Stage.prune)
+    scaler = opts.scaler()
     done = _latest_epoch(stage_dir)
     if done:
         state = _load(stage_dir / CHECKPOINT_NAME.format(done), device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
     rep.send(StageStarted(run=rep.run, stage=cfg.stage, epochs=cfg.epochs,
                           resumed_from_epoch=done))
     t0 = time.monotonic()
@@ -275,25 +354,14 @@ def train_stage(model: nn.Module, cfg: StageConfig, spec: SweepSpec, seed: int,
                                 f"(last checkpoint: epoch {epoch - 1})")
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             try:
-                loss, _ = adversarial.adversarial_loss(
-                    model, x, y, objective=adv.objective, epsilon=spec.epsilon,
-                    step_size=spec.step_size, steps=adv.steps, beta=adv.beta)
-                reg, parts = constraints.regularization(
-                    model, spec.constraints, use_tsc=method in USES_TSC,
-                    use_cnc=method in USES_CNC, use_lcc=method in CONSTRAINED)
-                full = loss + reg
-                if not torch.isfinite(full):
-                    raise Diverged(
-                        f"loss became {full.item()} in {cfg.stage.value} epoch {epoch} batch "
-                        f"{i + 1} (lr {lr:g}); lower the learning rate or the constraint weights")
-                opt.zero_grad(set_to_none=True)
-                full.backward()
-                opt.step()
+                loss, parts = train_step(
+                    model, x, y, spec, method, opt, scaler, opts,
+                    where=f"{cfg.stage.value} epoch {epoch} batch {i + 1} (lr {lr:g})")
             except torch.OutOfMemoryError as e:
                 raise OutOfMemory(f"out of memory in {cfg.stage.value} epoch {epoch}: "
                                   f"lower training.batch_size ({e})") from e
             apply_masks_(model)
-            total += float(loss.detach()) * len(y)
+            total += float(loss) * len(y)
             count += len(y)
             for k, v in parts.items():
                 parts_sum[k] = parts_sum.get(k, 0.0) + v * len(y)
@@ -311,7 +379,8 @@ def train_stage(model: nn.Module, cfg: StageConfig, spec: SweepSpec, seed: int,
             sparsity=metrics.sparsity(model), condition_numbers=metrics.condition_numbers(model),
             penalties={k: v / max(1, count) for k, v in parts_sum.items()}))
         _save(stage_dir / CHECKPOINT_NAME.format(epoch),
-              {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch})
+              {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+               "scaler": scaler.state_dict()})
         # Older epoch checkpoints are not needed to resume; keep only the latest.
         for p in stage_dir.glob("epoch_*.pt"):
             if p.name != CHECKPOINT_NAME.format(epoch):
@@ -412,6 +481,7 @@ def _evaluate(model: nn.Module, spec: SweepSpec, run: RunSpec, run_id: str, fina
               data_: Data, device: torch.device, emit: Emit, t0: float) -> RunResult:
     emit(StageStarted(run=run_id, stage=Stage.evaluate, epochs=0))
     t1 = time.monotonic()
+    DeviceOptions.of(spec, device).model(model)   # layout only: attacks run in full precision
     ev: Evaluation = evaluation.evaluate(model, data_.test_x, data_.test_y, spec,
                                          seed=run.seed, device=device)
     emit(EvaluationEvent(run=run_id, evaluation=ev))
