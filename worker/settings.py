@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,3 +34,12 @@ class WorkerSettings(BaseSettings):
     # every 10 × 10 s; runs of a lost worker are re-queued sooner through the heartbeats anyway.
     unacked_restore_interval: int = Field(default=60, ge=1, le=3600,
                                           alias="TSCNC_UNACKED_RESTORE_INTERVAL")
+
+    @model_validator(mode="after")
+    def _ttl_covers_beats(self) -> WorkerSettings:
+        # A worker is judged lost when its heartbeat key expires: the TTL must span at least two
+        # beats, or one slow beat (or a short Redis blip) makes a live worker look lost.
+        if self.heartbeat_ttl < 2 * self.heartbeat_interval:
+            raise ValueError("TSCNC_HEARTBEAT_TTL must be at least twice "
+                             "TSCNC_HEARTBEAT_INTERVAL")
+        return self

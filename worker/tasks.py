@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import redis.exceptions
 from celery import signals
 from celery.exceptions import Ignore, Reject
 
@@ -42,6 +43,58 @@ def store() -> Store:
     if "store" not in _state:
         _state["store"] = Store.from_url(settings().redis_url)
     return _state["store"]  # type: ignore[no-any-return]
+
+
+# Redis unreachable (restarting, failing over, loading its AOF): worth waiting for.
+_STORE_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+_STORE_RETRY_MAX_S = 5.0
+
+
+class DurableStore:
+    """The store as a running stage uses it: a call that fails because Redis is unreachable is
+    retried (0.2 s, doubling to 5 s) until Redis answers again, so an outage pauses the run
+    instead of failing it. Without this a write that failed mid-stage ended the task with the
+    run left ``running`` on a live worker, where nothing would ever pick it up again.
+
+    Gives up only once the worker is asked to stop (SIGTERM): the run is then left ``running``
+    on this worker, whose heartbeat stops with it, and another worker re-queues it from its last
+    checkpoint when Redis is back. Retried writes are safe: status changes are checked
+    transitions and a repeated epoch event is dropped by the store.
+    """
+
+    def __init__(self, st: Store) -> None:
+        self._st = st
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._st, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            delay, warned = 0.2, False
+            while True:
+                try:
+                    result = attr(*args, **kwargs)
+                except _STORE_DOWN as e:
+                    if _stopping.is_set():
+                        raise
+                    if not warned:
+                        log.warning("Redis unavailable (%s: %s); %s waits for it",
+                                    type(e).__name__, e, name)
+                        warned = True
+                    time.sleep(delay)
+                    delay = min(2 * delay, _STORE_RETRY_MAX_S)
+                    continue
+                if warned:
+                    log.warning("Redis is back; %s went through", name)
+                return result
+
+        return call
+
+
+def task_store() -> Any:
+    """The store for task code (a :class:`DurableStore` over :func:`store`)."""
+    return DurableStore(store())
 
 
 def worker_name() -> str:
@@ -101,13 +154,21 @@ def _background() -> None:
     s = settings()
     queue = s.queue if s.queue != "auto" else ("gpu" if device_name() != "cpu" else "cpu")
     dev = device_name()
+    healthy_since: float | None = None
     while True:
         try:
             st = store()
             st.heartbeat(worker_name(), dev, _state["run"], ttl=int(s.heartbeat_ttl),
                          queue=queue)
-            requeue_lost_runs(st, s)
+            now = time.monotonic()
+            healthy_since = now if healthy_since is None else healthy_since
+            # After a Redis outage longer than the TTL every worker's heartbeat has expired at
+            # once: judge other workers only after they have had a full TTL to beat again, or a
+            # live worker's running run would be re-queued and trained twice.
+            if now - healthy_since >= s.heartbeat_ttl:
+                requeue_lost_runs(st, s)
         except Exception:  # Redis restarting: keep beating, never kill the worker
+            healthy_since = None
             log.warning("heartbeat failed", exc_info=True)
         time.sleep(s.heartbeat_interval)
 
@@ -221,7 +282,7 @@ def pretrain_task(self: Any, sweep_id: str, run_ids: list[str]) -> None:
     from tscnc import pipeline
     from tscnc.errors import Cancelled, TSCNCError
 
-    st = store()
+    st = task_store()
     live = [r for r in run_ids if _claim(st, r)]
     if not live:
         raise Ignore()
@@ -271,7 +332,7 @@ def complete_task(self: Any, sweep_id: str, run_id: str) -> None:
     from tscnc import pipeline
     from tscnc.errors import Cancelled
 
-    st = store()
+    st = task_store()
     if not _claim(st, run_id):
         return
     spec = _spec(st, sweep_id)

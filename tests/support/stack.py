@@ -55,6 +55,10 @@ class Stack:
     artifacts: Path
     token: str = TOKEN
     workers: list[subprocess.Popen] = field(default_factory=list)
+    # The redis-server process and its data directory (a test may restart it on the same port;
+    # the stack stops whichever process is here at the end).
+    redis_proc: subprocess.Popen | None = None
+    redis_dir: Path | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -97,7 +101,8 @@ def service_stack(tmp: Path, workers: int = 1, appendonly: bool = False) -> Iter
     base, api_proc = start_uvicorn("backend.app:create_app", {
         "REDIS_URL": redis_url, "TSCNC_ARTIFACTS_DIR": str(artifacts),
         "TSCNC_BOOTSTRAP_TOKEN": TOKEN, "TSCNC_SSE_KEEPALIVE": "1"}, factory=True)
-    s = Stack(base=base, redis_url=redis_url, artifacts=artifacts)
+    s = Stack(base=base, redis_url=redis_url, artifacts=artifacts, redis_proc=redis_proc,
+              redis_dir=tmp / "redis")
     s.workers = [start_worker(redis_url, artifacts, f"test-{i}") for i in range(workers)]
     try:
         s.wait_workers(workers)
@@ -108,7 +113,8 @@ def service_stack(tmp: Path, workers: int = 1, appendonly: bool = False) -> Iter
         for w in s.workers:
             stop_process(w, timeout=15)
         stop_process(api_proc)
-        stop_process(redis_proc)
+        if s.redis_proc is not None:
+            stop_process(s.redis_proc)
 
 
 def tiny_sweep(**over: Any) -> dict[str, Any]:
