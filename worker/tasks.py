@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -97,8 +98,17 @@ def task_store() -> Any:
     return DurableStore(store())
 
 
+_incarnation: dict[int, str] = {}
+
+
 def worker_name() -> str:
-    return os.environ.get("TSCNC_WORKER_NAME") or f"worker-{os.getpid()}"
+    """This worker process's identity in heartbeats and run claims: the Celery node name plus
+    an id drawn when the process starts (``test-0@host#1a2b3c4d``). A worker restarted under
+    the same node name (a container keeps its hostname; a pool process is replaced) is then not
+    mistaken for the one that died: the dead one's heartbeat expires and its runs are re-queued.
+    With the bare name the newcomer's heartbeat kept them "alive", running nowhere, forever."""
+    base = os.environ.get("TSCNC_WORKER_NAME") or f"worker-{os.getpid()}"
+    return f"{base}#{_incarnation.setdefault(os.getpid(), uuid.uuid4().hex[:8])}"
 
 
 def device_name() -> str:
@@ -258,14 +268,27 @@ def _requeue(st: Store, run_ids: list[str]) -> None:
     raise Reject("worker stopping", requeue=True)
 
 
+def _out_of_memory(err: BaseException) -> bool:
+    """A failed allocation the pipeline did not already turn into ``OutOfMemory``: Python's
+    MemoryError, a CUDA OOM outside the training step (evaluation, moving the model), or the
+    CPU allocator's failure, which torch raises as a plain RuntimeError ("DefaultCPUAllocator:
+    can't allocate memory"), so a CPU worker's OOM used to end as ``error``."""
+    import torch
+
+    if isinstance(err, MemoryError | torch.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
+
+
 def _fail(st: Store, run_id: str, err: BaseException) -> None:
     from tscnc.errors import TSCNCError
 
     if isinstance(err, TSCNCError):
         st.set_status(run_id, RunStatus.failed, category=err.category.value, message=err.message)
-    elif isinstance(err, MemoryError):
+    elif _out_of_memory(err):
         st.set_status(run_id, RunStatus.failed, category="out_of_memory",
-                      message="out of host memory; lower training.batch_size")
+                      message=f"out of memory; lower training.batch_size or the model size "
+                              f"({type(err).__name__}: {str(err)[:300]})")
     else:
         log.exception("run %s failed", run_id)
         st.set_status(run_id, RunStatus.failed, category="error",
