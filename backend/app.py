@@ -19,10 +19,12 @@ from typing import Any
 
 import redis.exceptions
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import tscnc
@@ -88,9 +90,12 @@ class BodySizeLimit:
                 await self._reject(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        resp = JSONResponse({"detail": f"request body is larger than {self.max_bytes} bytes"},
-                            status_code=413)
-        await resp(scope, receive, send)
+        await _too_large(self.max_bytes)(scope, receive, send)
+
+
+def _too_large(max_bytes: int) -> JSONResponse:
+    return JSONResponse({"detail": f"request body is larger than {max_bytes} bytes"},
+                        status_code=413)
 
 
 class SecurityHeaders:
@@ -143,6 +148,19 @@ async def _bad_text(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": [{"loc": ["body"], "type": "unicode_error",
                                      "msg": "text must be valid Unicode (no lone surrogates)"}]},
                         status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI answers any failure while reading a body with a bare 400 ("There was an error
+    parsing the body"): a chunked body over the size limit gets its 413, and a body that is not
+    UTF-8 a 422 naming the body and the problem."""
+    if isinstance(exc.__cause__, _TooLarge):
+        return _too_large(request.app.state.settings.max_body_bytes)
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        return JSONResponse({"detail": [{"loc": ["body"], "type": "unicode_error",
+                                         "msg": "the request body is not valid UTF-8 JSON"}]},
+                            status_code=422)
+    return await http_exception_handler(request, exc)  # type: ignore[arg-type]
 
 
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -264,6 +282,7 @@ def create_app(settings: Settings | None = None, *,
         app.add_exception_handler(exc, _store_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(UnicodeError, _bad_text)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
     _static_routes(app, settings)
 

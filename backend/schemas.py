@@ -243,7 +243,8 @@ class TokenCreate(_Schema):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@ -]+$",
                       description="who or what holds it, e.g. alice or ci")
     role: Role = Role.member
-    expires_in: float | None = Field(default=None, gt=0, le=10 * 365 * 86400,
+    # Strict: JSON true is not one second (lax mode would coerce it).
+    expires_in: float | None = Field(default=None, gt=0, le=10 * 365 * 86400, strict=True,
                                      description="lifetime in seconds; null = never expires")
 
 

@@ -783,7 +783,9 @@ class Store:
                      desc: bool) -> Page:
         """Offset pagination over the filtered runs ordered by a field of the run hash
         (Redis SORT ... BY run:*->field; runs without the value sort as 0 / empty)."""
-        off = int(cursor) if cursor else 0
+        # Clamped: past any set's size (2**32) the page is simply empty, and Redis refuses a
+        # SORT offset beyond a signed 64-bit integer (a 20-digit cursor gave a 500).
+        off = min(int(cursor), 2**32) if cursor else 0
         with self.r.pipeline(transaction=True) as p:
             if len(keys) == 1:
                 key = keys[0]

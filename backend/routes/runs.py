@@ -19,7 +19,7 @@ from backend.deps import (
     StoreDep,
     WriterDep,
 )
-from backend.routes.sweeps import _ERRORS, Cursor, Limit, cancel_runs
+from backend.routes.sweeps import _ERRORS, _SSE_ERRORS, Cursor, Limit, cancel_runs
 from backend.schemas import EventEnvelope, EventPage, Page, ResultPublic, RunPublic, RunSort
 from backend.settings import Settings
 from backend.store import RunRecord, Store
@@ -121,7 +121,7 @@ def retry_run(run_id: RunId, p: WriterDep, store: StoreDep,
                                             "page of past events (EventPage)"},
                        204: {"description": "the run has finished; nothing after "
                                             "Last-Event-ID"},
-                       **_ERRORS})
+                       **_SSE_ERRORS})
 async def run_events(
     run_id: RunId, request: Request, p: PrincipalDep, store: StoreDep, astore: AsyncStoreDep,
     settings: SettingsDep,

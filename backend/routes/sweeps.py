@@ -45,6 +45,9 @@ Cursor = Annotated[str | None, Query(pattern=r"^\d{1,20}$", description="`next` 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody},
     503: {"model": ErrorBody}}
+# The event streams also answer 400 to a malformed Last-Event-ID / last_event_id.
+_SSE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "malformed Last-Event-ID"}, **_ERRORS}
 
 
 def _invalid(loc: tuple[Any, ...], msg: str, typ: str = "value_error") -> RequestValidationError:
@@ -208,7 +211,7 @@ def sweep_results(sweep_id: SweepId, p: PrincipalDep, store: StoreDep,
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "SSE: every event of every run of the sweep"},
                        204: {"description": "all runs finished; nothing after Last-Event-ID"},
-                       **_ERRORS})
+                       **_SSE_ERRORS})
 async def sweep_events(
     sweep_id: SweepId, request: Request, p: PrincipalDep, astore: AsyncStoreDep,
     settings: SettingsDep,

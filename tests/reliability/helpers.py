@@ -3,13 +3,38 @@ signals to a worker's whole process group."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from tests.support.services import process_output
+from tests.support.apps import BOOTSTRAP_TOKEN
+from tests.support.services import process_output, start_redis, start_uvicorn, stop_process
 from tests.support.stack import Stack
+
+ADMIN = {"Authorization": f"Bearer {BOOTSTRAP_TOKEN}"}
+
+
+@contextlib.contextmanager
+def live_api(tmp: Path, env: dict[str, str] | None = None) -> Iterator[tuple[str, str]]:
+    """A real uvicorn server (no-op dispatcher: nothing is queued) on a private redis-server,
+    configured by ``env`` like a deployment; yields ``(base_url, redis_url)``. The bootstrap
+    admin token is :data:`ADMIN`. Fails if the server did not stop cleanly."""
+    url, redis_proc = start_redis(tmp / "redis")
+    try:
+        base, api_proc = start_uvicorn("tests.support.apps:app_without_workers", {
+            "REDIS_URL": url, "TSCNC_ARTIFACTS_DIR": str(tmp), "TSCNC_SSE_KEEPALIVE": "1",
+            "TSCNC_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN, **(env or {})}, factory=True)
+        try:
+            yield base, url
+        finally:
+            code = stop_process(api_proc)
+        assert code in (0, -15), f"uvicorn exited with {code}:\n{process_output(api_proc)}"
+    finally:
+        stop_process(redis_proc)
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
