@@ -253,6 +253,8 @@ def create_app(settings: Settings | None = None, *,
                 log.warning("could not store the bootstrap token yet (%s); it is accepted and "
                             "stored on first use", e)
         yield
+        if app.state.sse_hub is not None:        # the shared stream readers (backend/sse.py)
+            await app.state.sse_hub.close()
         await app.state.astore.close()
         app.state.store.close()
 
@@ -268,6 +270,7 @@ def create_app(settings: Settings | None = None, *,
                                               timeout=settings.redis_timeout, retries=1)
     app.state.dispatcher = dispatcher
     app.state.astore = None
+    app.state.sse_hub = None
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(system.router)

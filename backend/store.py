@@ -1240,9 +1240,13 @@ class AsyncStore:
         self.k = keys or Keys()
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float = 30.0, retries: int = 1) -> AsyncStore:
-        """``timeout`` must exceed the longest blocking read (the SSE keep-alive interval)."""
-        return cls(aredis.Redis.from_url(url, **_redis_kwargs(timeout, retries)))
+    def from_url(cls, url: str, *, timeout: float = 30.0, retries: int = 1,
+                 max_connections: int = 10_000) -> AsyncStore:
+        """``timeout`` must exceed the longest blocking read (the SSE keep-alive interval).
+        Each stream followed live holds a connection in a blocking read, so the pool is
+        sized for streams (redis-py's own default is 100 connections)."""
+        return cls(aredis.Redis.from_url(url, max_connections=max_connections,
+                                         **_redis_kwargs(timeout, retries)))
 
     async def close(self) -> None:
         await self.r.aclose()
@@ -1279,6 +1283,11 @@ class AsyncStore:
         if isinstance(res, dict):                       # RESP3
             return _entries(next(iter(res.values()))[0])
         return _entries(res[0][1])
+
+    async def last_id(self, stream: str) -> str:
+        """Id of the newest entry of ``stream`` ("0-0" when empty or missing)."""
+        res = await self.r.xrevrange(stream, "+", "-", count=1)
+        return str(res[0][0]) if res else "0-0"
 
     def run_stream(self, run_id: str) -> str:
         return self.k.run_stream(run_id)

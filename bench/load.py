@@ -1,0 +1,388 @@
+"""Load on the job service's API: submitters, the runs list with 10,000 runs, and live event
+fan-out to many dashboards (SSE clients).
+
+Starts its own private redis-server and the real API (uvicorn, one process, with its real
+dispatcher: accepted sweeps are queued to Celery in Redis; no worker consumes them), all on
+127.0.0.1, and measures:
+
+1. **submit**: ``--submitters`` concurrent clients POST small sweeps (5 runs each, a fresh
+   Idempotency-Key each) for ``--submit-seconds``: sweeps accepted per second, latency, errors;
+2. **list**: the store is filled to ``--runs`` runs (a mix of queued, running, succeeded and
+   failed, with metrics), then ``GET /api/v1/runs`` (first page of 50, newest first; also
+   filtered by status, by sweep, sorted by clean accuracy, and the next page) is timed
+   ``--list-requests`` times each, one request at a time: p50/p95/p99;
+3. **events**: for each count in ``--clients``, that many SSE clients follow one running run's
+   ``GET /api/v1/runs/{id}/events``; a separate "worker" process appends ``--events`` events
+   through the data layer (``Store.record_event``, each stamped with the wall clock when it is
+   made) every ``--event-interval`` s; each client notes when each arrives: p50/p95/p99/max of
+   (arrival − stamp), and any event a client never got.
+
+Bounded: every phase has a count and a deadline, the whole run stops after ``--max-seconds``,
+and every process it started is stopped at the end. Clients, server and Redis share this
+machine's cores, so the figures include the clients' own cost. Prints a markdown report (and
+``--json PATH`` writes the numbers). Never fails on time; exits 1 only if a request errored or
+an event was lost.
+
+Usage::
+
+    .venv/bin/python bench/load.py                     # the full run (~2 min on 2 cores)
+    .venv/bin/python bench/load.py --runs 300 --clients 1,5 --events 3 --submit-seconds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backend.store import Store  # noqa: E402
+from tests.support.services import start_redis, start_uvicorn, stop_process  # noqa: E402
+from tscnc.records import EpochEvent, LogEvent, RunStatus, Stage  # noqa: E402
+from tscnc.spec import Method, SweepSpec  # noqa: E402
+
+TOKEN = "bench-load-admin-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SMALL_SWEEP = {"spec": {"name": "load", "methods": ["dense", "hydra", "tscnc"],
+                        "sparsities": [0.5, 0.9], "training": {"pretrain_epochs": 2,
+                                                               "prune_epochs": 1,
+                                                               "finetune_epochs": 1}}}
+
+
+class Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def check(self, what: str) -> None:
+        if self.left() <= 0:
+            raise TimeoutError(f"--max-seconds reached during {what}")
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of ``values``; nan when empty."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
+
+
+def summary(ms: list[float]) -> dict[str, float]:
+    return {"n": len(ms), "p50": pct(ms, 50), "p95": pct(ms, 95), "p99": pct(ms, 99),
+            "max": max(ms) if ms else float("nan"),
+            "mean": statistics.fmean(ms) if ms else float("nan")}
+
+
+# ---- 1. submitters ---------------------------------------------------------------------------
+
+async def submit_phase(base: str, submitters: int, seconds: float, max_sweeps: int) -> dict:
+    lat: list[float] = []
+    errors: list[str] = []
+    accepted = 0
+    stop_at = time.monotonic() + seconds
+
+    async def one(client: httpx.AsyncClient) -> None:
+        nonlocal accepted
+        while time.monotonic() < stop_at and accepted + len(errors) < max_sweeps:
+            t0 = time.perf_counter()
+            try:
+                r = await client.post("/api/v1/sweeps", json=SMALL_SWEEP,
+                                      headers={**AUTH, "Idempotency-Key": uuid.uuid4().hex})
+            except httpx.HTTPError as e:
+                errors.append(f"{type(e).__name__}: {e}")
+                continue
+            lat.append((time.perf_counter() - t0) * 1000)
+            if r.status_code == 201:
+                accepted += 1
+            else:
+                errors.append(f"{r.status_code}: {r.text[:200]}")
+
+    t0 = time.perf_counter()
+    async with httpx.AsyncClient(base_url=base, timeout=30,
+                                 limits=httpx.Limits(max_connections=submitters)) as client:
+        await asyncio.gather(*(one(client) for _ in range(submitters)))
+    elapsed = time.perf_counter() - t0
+    return {"submitters": submitters, "seconds": elapsed, "accepted": accepted,
+            "per_second": accepted / elapsed, "latency_ms": summary(lat), "errors": errors[:5],
+            "error_count": len(errors)}
+
+
+# ---- 2. the runs list ------------------------------------------------------------------------
+
+def fill(store: Store, runs: int, owner: str, deadline: Deadline) -> tuple[float, list[str]]:
+    """Store sweeps of up to 1,000 runs until ``runs`` runs exist in total; a tenth of the new
+    runs are left running, four tenths finish (three succeeded, one failed), all with metrics."""
+    t0 = time.perf_counter()
+    methods = [Method.lwm, Method.hydra, Method.tsc, Method.cnc, Method.tscnc]
+    sweep_ids = []
+    while (have := store.status_counts()) and sum(have.values()) < runs:
+        deadline.check("filling the store")
+        n = min(1000, runs - sum(have.values()))
+        seeds = max(1, n // (len(methods) * 50))
+        per = max(1, min(50, n // (len(methods) * seeds)))
+        spec = SweepSpec(name=f"load-{len(sweep_ids)}", methods=methods,
+                         sparsities=[round(0.5 + 0.0098 * i, 4) for i in range(per)],
+                         seeds=list(range(seeds)))
+        sweep, _ = store.create_sweep(spec, owner, owner_name="bench")
+        sweep_ids.append(sweep.id)
+        for i, rid in enumerate(sweep.run_ids):
+            kind = i % 10
+            if kind >= 5:
+                continue                                    # half stay queued
+            store.claim(rid, "bench-worker", "cpu")
+            store.record_event(rid, EpochEvent(
+                run=rid, stage=Stage.pretrain, epoch=1, epochs=10, loss=1.0,
+                clean_accuracy=0.9 - 0.001 * (i % 100), robust_accuracy=0.5, lr=0.1,
+                sparsity=0.0, condition_numbers={"fc1": 10.0 + i % 7, "fc2": 20.0}))
+            if kind < 3:
+                store.set_status(rid, RunStatus.succeeded)
+            elif kind == 3:
+                store.set_status(rid, RunStatus.failed, category="diverged", message="bench")
+    return time.perf_counter() - t0, sweep_ids
+
+
+def list_phase(base: str, sweep_id: str, requests: int, deadline: Deadline) -> dict:
+    variants = {"newest 50": {"limit": 50},
+                "status=succeeded": {"limit": 50, "status": "succeeded"},
+                "one sweep": {"limit": 50, "sweep": sweep_id},
+                "sort=clean_accuracy": {"limit": 50, "sort": "clean_accuracy", "order": "desc"}}
+    out: dict[str, Any] = {}
+    errors = 0
+    with httpx.Client(base_url=base, headers=AUTH, timeout=30) as c:
+        first = c.get("/api/v1/runs", params={"limit": 50}).json()
+        out["total"] = first["total"]
+        variants["next page"] = {"limit": 50, "cursor": first["next"]}
+        for name, params in variants.items():
+            for _ in range(3):                                  # warm up
+                c.get("/api/v1/runs", params=params)
+            ms = []
+            for _ in range(requests):
+                deadline.check("the list phase")
+                t0 = time.perf_counter()
+                r = c.get("/api/v1/runs", params=params)
+                ms.append((time.perf_counter() - t0) * 1000)
+                if r.status_code != 200 or not r.json()["items"]:
+                    errors += 1
+            out[name] = summary(ms)
+    out["error_count"] = errors
+    return out
+
+
+# ---- 3. live events to many SSE clients ------------------------------------------------------
+
+def emit(redis_url: str, run_id: str, n: int, interval: float, start_at: float) -> None:
+    """The "worker": append ``n`` stamped events to the run through the data layer."""
+    store = Store.from_url(redis_url)
+    time.sleep(max(0.0, start_at - time.time()))
+    for i in range(n):
+        store.record_event(run_id, LogEvent(run=run_id, message=f"load {i}", time=time.time()))
+        time.sleep(interval)
+    store.close()
+
+
+async def sse_client(host: str, port: int, run_id: str, n: int, connected: list,
+                     arrivals: dict[int, float], errors: list[str]) -> None:
+    """One dashboard following the run's events. A plain asyncio socket speaking HTTP/1.1
+    (chunked) rather than httpx: the load generator shares the cores with the server, and
+    this keeps its own cost per message low."""
+    writer = None
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(f"GET /api/v1/runs/{run_id}/events HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                     f"Authorization: Bearer {TOKEN}\r\nAccept: text/event-stream\r\n\r\n"
+                     .encode())
+        status = (await reader.readline()).split()
+        if len(status) < 2 or status[1] != b"200":
+            errors.append(f"HTTP {status[1:2]}")
+            return
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass                                            # headers
+        connected.append(1)
+        buf = b""
+        while len(arrivals) < n:
+            size = int((await reader.readline()).strip() or b"0", 16)
+            if size == 0:
+                errors.append("stream ended early")
+                return
+            buf += (await reader.readexactly(size + 2))[:-2]
+            while b"\n\n" in buf:
+                msg, buf = buf.split(b"\n\n", 1)
+                if b"event: log" not in msg:
+                    continue
+                now = time.time()
+                ev = json.loads(msg.split(b"data: ", 1)[1])
+                if ev.get("message", "").startswith("load "):
+                    arrivals[int(ev["message"][5:])] = now - ev["time"]
+    except Exception as e:  # noqa: BLE001 — counted as an error of the bench, not raised
+        errors.append(f"{type(e).__name__}: {e}")
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def fanout(base: str, api_pid: int, redis_url: str, store: Store, owner: str,
+                 clients: int, events: int, interval: float, deadline: Deadline) -> dict:
+    host, port = base.removeprefix("http://").split(":")
+    sweep, _ = store.create_sweep(SweepSpec(name=f"fanout-{clients}", methods=[Method.hydra],
+                                            sparsities=[0.5]), owner, owner_name="bench")
+    rid = sweep.run_ids[0]
+    store.claim(rid, "bench-worker", "cpu")
+    connected: list[int] = []
+    errors: list[str] = []
+    arrivals: list[dict[int, float]] = [{} for _ in range(clients)]
+    t0 = time.perf_counter()
+    tasks = []
+    for i in range(clients):
+        tasks.append(asyncio.create_task(sse_client(host, int(port), rid, events, connected,
+                                                    arrivals[i], errors)))
+        if i % 50 == 49:
+            await asyncio.sleep(0.05)                      # let accepts keep up
+    while len(connected) + len(errors) < clients and deadline.left() > 0 \
+            and time.perf_counter() - t0 < 60:
+        await asyncio.sleep(0.05)
+    connect_s = time.perf_counter() - t0
+    await asyncio.sleep(0.5)                               # all streams past their history
+    cpu0 = (cpu_seconds(api_pid), time.process_time())
+    ctx = multiprocessing.get_context("spawn")
+    worker = ctx.Process(target=emit, args=(redis_url, rid, events, interval, time.time() + 0.2))
+    worker.start()
+    wait_until = time.perf_counter() + 0.2 + events * interval + 15
+    readers = 0
+    while any(len(a) < events for a in arrivals) and time.perf_counter() < wait_until \
+            and deadline.left() > 0 and not all(t.done() for t in tasks):
+        # Connections blocked in a read: the API's live stream readers (no worker runs here).
+        readers = max(readers, int(store.r.info("clients")["blocked_clients"]))
+        await asyncio.sleep(0.05)
+    cpu = (cpu_seconds(api_pid) - cpu0[0], time.process_time() - cpu0[1])
+    store.set_status(rid, RunStatus.succeeded)             # ends every stream
+    await asyncio.wait(tasks, timeout=10)
+    for t in tasks:
+        t.cancel()
+    worker.join(10)
+    delays = [d * 1000 for a in arrivals for d in a.values()]
+    lost = sum(events - len(a) for a in arrivals)
+    return {"clients": clients, "connected": len(connected), "connect_s": connect_s,
+            "events": events, "delay_ms": summary(delays), "lost": lost,
+            "redis_blocked_readers": readers,
+            "server_cpu_ms_per_event": cpu[0] * 1000 / events,
+            "clients_cpu_ms_per_event": cpu[1] * 1000 / events,
+            "errors": errors[:5], "error_count": len(errors)}
+
+
+# ---- the run ---------------------------------------------------------------------------------
+
+def report(res: dict[str, Any]) -> str:
+    f = "{:.1f}".format
+    lines = [f"API: one uvicorn process; Redis {res['redis']}; {os.cpu_count()} CPU cores "
+             f"shared by server, Redis and the load clients.", ""]
+    s = res["submit"]
+    lines += ["#### Submitting sweeps (5 runs each, queued to Celery in Redis)", "",
+              "| submitters | sweeps accepted | per second | p50 ms | p95 ms | p99 ms | errors |",
+              "|---|---|---|---|---|---|---|",
+              f"| {s['submitters']} | {s['accepted']} in {f(s['seconds'])} s | "
+              f"{f(s['per_second'])} | {f(s['latency_ms']['p50'])} | "
+              f"{f(s['latency_ms']['p95'])} | {f(s['latency_ms']['p99'])} | "
+              f"{s['error_count']} |", ""]
+    li = res["list"]
+    lines += [f"#### GET /api/v1/runs, {li['total']:,} runs stored (one request at a time)", "",
+              "| request | n | p50 ms | p95 ms | p99 ms | max ms |", "|---|---|---|---|---|---|"]
+    for name, v in li.items():
+        if isinstance(v, dict):
+            lines.append(f"| {name} | {v['n']} | {f(v['p50'])} | {f(v['p95'])} | "
+                         f"{f(v['p99'])} | {f(v['max'])} |")
+    lines += ["", f"errors: {li['error_count']}", "",
+              "#### Event delay: `Store.record_event` (stamped) → arrival at each SSE client",
+              "", "| SSE clients | connected (s) | events × clients | p50 ms | p95 ms | p99 ms | "
+              "max ms | lost | errors | Redis readers | server CPU ms/event | "
+              "clients CPU ms/event |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for e in res["events"]:
+        d = e["delay_ms"]
+        lines.append(f"| {e['clients']} | {e['connected']} ({f(e['connect_s'])}) | "
+                     f"{e['events']} × {e['clients']} | {f(d['p50'])} | {f(d['p95'])} | "
+                     f"{f(d['p99'])} | {f(d['max'])} | {e['lost']} | {e['error_count']} | "
+                     f"{e['redis_blocked_readers']} | {f(e['server_cpu_ms_per_event'])} | "
+                     f"{f(e['clients_cpu_ms_per_event'])} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=10_000, help="runs stored for the list phase")
+    ap.add_argument("--list-requests", type=int, default=300, help="timed requests per variant")
+    ap.add_argument("--clients", default="1,50,200,500", help="SSE client counts")
+    ap.add_argument("--events", type=int, default=20, help="events per SSE round")
+    ap.add_argument("--event-interval", type=float, default=0.1, help="seconds between events")
+    ap.add_argument("--submitters", type=int, default=8)
+    ap.add_argument("--submit-seconds", type=float, default=10.0)
+    ap.add_argument("--max-sweeps", type=int, default=5000, help="most sweeps submitted")
+    ap.add_argument("--max-seconds", type=float, default=600.0, help="stop after this long")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args(argv)
+    counts = [int(x) for x in args.clients.split(",") if x.strip()]
+    if not all(0 < c <= 2000 for c in counts) or not 0 < args.runs <= 100_000:
+        ap.error("--clients each in 1..2000 and --runs in 1..100000")
+    deadline = Deadline(args.max_seconds)
+    res: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()},
+                           "redis": "without persistence"}
+    with tempfile.TemporaryDirectory(prefix="tscnc-load-") as tmp:
+        redis_url, redis_proc = start_redis(Path(tmp) / "redis")
+        api_proc = None
+        try:
+            base, api_proc = start_uvicorn("backend.app:create_app", {
+                "REDIS_URL": redis_url, "TSCNC_BOOTSTRAP_TOKEN": TOKEN,
+                "TSCNC_ARTIFACTS_DIR": str(Path(tmp) / "artifacts"),
+                "TSCNC_SSE_KEEPALIVE": "5"}, factory=True)
+            store = Store.from_url(redis_url)
+            owner = store.create_token("bench", "admin", secret=TOKEN)[0].id
+
+            print(f"submitting for {args.submit_seconds} s ...", file=sys.stderr)
+            res["submit"] = asyncio.run(submit_phase(base, args.submitters,
+                                                     min(args.submit_seconds, deadline.left()),
+                                                     args.max_sweeps))
+            print(f"filling the store to {args.runs} runs ...", file=sys.stderr)
+            res["fill_s"], sweeps = fill(store, args.runs, owner, deadline)
+            sweep_for_list = sweeps[0] if sweeps else store.list_sweeps(limit=1)[0][0].id
+            print("timing GET /api/v1/runs ...", file=sys.stderr)
+            res["list"] = list_phase(base, sweep_for_list, args.list_requests, deadline)
+            res["events"] = []
+            for n in counts:
+                print(f"{n} SSE clients ...", file=sys.stderr)
+                res["events"].append(asyncio.run(fanout(
+                    base, api_proc.pid, redis_url, store, owner, n, args.events,
+                    args.event_interval, deadline)))
+            store.close()
+        finally:
+            if api_proc is not None:
+                stop_process(api_proc)
+            stop_process(redis_proc)
+    print(report(res))
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+    failures = (res["submit"]["error_count"] + res["list"]["error_count"]
+                + sum(e["lost"] + e["error_count"] for e in res["events"]))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

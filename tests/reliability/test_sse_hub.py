@@ -1,0 +1,117 @@
+"""Issue 6.6 — the shared stream reader behind the SSE endpoints (backend.sse.StreamHub) gives
+every client every entry exactly once and in order: from its Last-Event-ID through the handover
+from history to live, and when the client is too slow for its queue (it falls back to reading
+Redis and catches up). One Redis reader serves all clients of a stream and stops with the last.
+
+The generator the endpoints stream (backend.sse._stream) runs here in-process against a real
+redis-server, with events appended through the data layer while clients read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from backend import sse
+from backend.store import AsyncStore, Store
+from tests.support.services import start_redis, stop_process
+from tscnc.records import LogEvent, RunStatus
+from tscnc.spec import Method, SweepSpec
+
+EVENTS = 300
+
+
+class _Request:
+    """What the stream generator asks of its request: is the client still there?"""
+
+    async def is_disconnected(self) -> bool:
+        return False
+
+
+LAST = f'"message":"new {EVENTS - 1}"'
+
+
+async def _read(gen: Any, delay: float = 0.0) -> list[str]:
+    """Ids of the entries a client receives up to the last event written (sleeping ``delay``
+    after each, for a slow client)."""
+    ids: list[str] = []
+    async for chunk in gen:
+        if chunk.startswith("id: "):
+            ids.append(chunk.split("\n", 1)[0][4:])
+            if LAST in chunk:
+                break
+            if delay:
+                await asyncio.sleep(delay)
+    await gen.aclose()
+    return ids
+
+
+def test_every_client_gets_every_entry_once_in_order(tmp_path: Path, monkeypatch):
+    drains = []
+    real_drain = sse._Subscriber.drain
+    monkeypatch.setattr(sse._Subscriber, "drain", lambda self: (drains.append(1),
+                                                                real_drain(self))[1])
+    url, proc = start_redis(tmp_path)
+    store = Store.from_url(url)
+    try:
+        sweep, _ = store.create_sweep(SweepSpec(methods=[Method.dense]), "owner")
+        rid = sweep.run_ids[0]
+        store.set_status(rid, RunStatus.running)
+        for i in range(10):                                   # history before anyone listens
+            store.record_event(rid, LogEvent(run=rid, message=f"old {i}"))
+        history = [e.id for e in store.events(rid, limit=100)]
+
+        async def main() -> dict[str, Any]:
+            astore = AsyncStore.from_url(url, timeout=5)
+            hub = sse.StreamHub(astore, block_ms=200)
+            hub.QUEUE_BATCHES = 2                             # make a slow client overflow
+            stream = astore.run_stream(rid)
+
+            async def finished() -> bool:
+                return False
+
+            def client(after: str) -> Any:
+                return sse._stream(_Request(), astore, stream, after, keepalive=0.5,
+                                   finished=finished, hub=hub)
+
+            async def write() -> None:
+                for i in range(EVENTS):
+                    await asyncio.to_thread(store.record_event, rid,
+                                            LogEvent(run=rid, message=f"new {i}"))
+                    if i % 20 == 0:
+                        await asyncio.sleep(0.01)
+
+            clients = [asyncio.create_task(_read(client("0-0"))) for _ in range(20)]
+            slow = asyncio.create_task(_read(client("0-0"), delay=0.002))
+            late = asyncio.create_task(_read(client(history[4])))
+            await asyncio.sleep(0.3)
+            readers_while_live = hub.readers
+            writer = asyncio.create_task(write())
+            await asyncio.sleep(0.2)                          # a client joining mid-stream
+            joined_after = (await asyncio.to_thread(store.events, rid, None, 10_000))[-1].id
+            joined = asyncio.create_task(_read(client(joined_after)))
+            await writer
+            got = await asyncio.wait_for(asyncio.gather(*clients, slow, late, joined), 60)
+            await asyncio.sleep(0.1)
+            out = {"got": got, "readers_while_live": readers_while_live,
+                   "readers_after": hub.readers, "joined_after": joined_after}
+            await hub.close()
+            await astore.close()
+            return out
+
+        out = asyncio.run(main())
+        ids = [e.id for e in store.events(rid, limit=10_000)]
+        assert len(ids) == len(history) + EVENTS
+        *everyone, slow, late, joined = out["got"]
+        for got in everyone:
+            assert got == ids
+        assert slow == ids and drains, "the slow client never overflowed its queue"
+        assert late == ids[5:]
+        start = ids.index(out["joined_after"]) + 1
+        assert start < len(ids) - 50 and joined == ids[start:]
+        assert out["readers_while_live"] == 1                 # 23 clients, one Redis reader
+        assert out["readers_after"] == 0                      # stopped with the last client
+    finally:
+        store.close()
+        stop_process(proc)
