@@ -32,7 +32,7 @@ from tests.reliability.helpers import live_api
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, response_headers_conformance, negative_data_rejection]
-MAX_EXAMPLES = 50
+MAX_EXAMPLES = 40
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from tests.support.sse import SSEReader
 from tests.support.stack import Stack, service_stack, start_worker, tiny_sweep
 
 WORKER_ENV = {"TSCNC_HEARTBEAT_TTL": "3"}
-OUTAGE_S = 8.0
+OUTAGE_S = 6.0
 
 
 def _submit(s: Stack, spec: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +81,7 @@ def test_redis_restart_loses_nothing_and_every_sweep_finishes(tmp_path: Path):
         # waits behind them.
         long_spec = tiny_sweep(methods=["hydra", "tsc", "tscnc"], sparsities=[0.5],
                                dataset={"train_subset": 600},
-                               training={"pretrain_epochs": 60, "prune_epochs": 2,
+                               training={"pretrain_epochs": 40, "prune_epochs": 2,
                                          "finetune_epochs": 2})
         running = _submit(s, long_spec)
         waiting = _submit(s, tiny_sweep(methods=["lwm"], sparsities=[0.5]))
