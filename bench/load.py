@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=10_000, help="runs stored for the list phase")
     ap.add_argument("--list-requests", type=int, default=300, help="timed requests per variant")
     ap.add_argument("--clients", default="1,50,200,500", help="SSE client counts")
-    ap.add_argument("--events", type=int, default=20, help="events per SSE round")
+    ap.add_argument("--events", type=int, default=40, help="events per SSE round")
     ap.add_argument("--event-interval", type=float, default=0.1, help="seconds between events")
     ap.add_argument("--submitters", type=int, default=8)
     ap.add_argument("--submit-seconds", type=float, default=10.0)
