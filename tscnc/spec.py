@@ -201,12 +201,16 @@ class AdversarialSpec(_Model):
 
 
 class ConstraintSpec(_Model):
-    lambda_tsc: float = Field(default=1e-4, ge=0.0, le=1e3)
-    a: float = Field(default=1.0, gt=0.0, le=1e6)              # rho_a shape parameter
+    # Defaults measured by bench/reproduce.py --tune (docs/reproduction.md, "Tuning"). TSC is a
+    # sum over all weights: its pull per weight is λ_tsc·ρ_a'(w) ≈ λ_tsc·(a+1)/a near 0 whatever
+    # the model's size, so a λ_tsc that helps a 26k-weight MLP (3e-3) collapses an 82k-weight
+    # CNN; 1e-5 is safe on both (and close to inert).
+    lambda_tsc: float = Field(default=1e-5, ge=0.0, le=1e3)
+    a: float = Field(default=10.0, gt=0.0, le=1e6)             # rho_a shape parameter
     tsc_variant: TSCVariant = TSCVariant.elementwise
     gate_prior: float = Field(default=1e-4, ge=0.0, le=1.0)     # gates: L2 prior on weights
     gate_lambda0: float = Field(default=1e-3, ge=0.0, le=1.0)   # gates: per-weight L0 cost
-    lambda_cnc: float = Field(default=1e-2, ge=0.0, le=1e3)
+    lambda_cnc: float = Field(default=1e-1, ge=0.0, le=1e3)
     cnc_kind: CNCKind = CNCKind.scale_invariant
     cnc_layers: CNCLayers = CNCLayers.all
     cnc_precision: Precision = Precision.float32
