@@ -3,7 +3,7 @@ bit. (The CUDA side is tests/deploy/test_gpu.py, selected with `pytest -m gpu`.)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,16 @@ from tscnc.pipeline import DeviceOptions
 from tscnc.spec import SweepSpec
 
 CnnSpec = Callable[..., SweepSpec]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # Tiny models: one intra-op thread is faster, and on a busy or virtualised 2-core machine
+    # several threads can be an order of magnitude slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_options_map_to_cuda_settings_only(cnn_spec: CnnSpec) -> None:
