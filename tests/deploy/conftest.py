@@ -51,10 +51,11 @@ def _cnn_spec(**training: Any) -> SweepSpec:
 
 
 class Probe:
-    """Records, for every forward of the model's second convolution (its weight has several
-    input channels, so channels_last differs from contiguous): the stage running (from the
-    events), whether the module was in train mode, whether autocast was on, and whether weight
-    and input were channels_last."""
+    """Records, for every forward of the model's third convolution: the stage running (from
+    the events), whether the module was in train mode, whether autocast was on, and whether
+    weight and input were channels_last. (The first convolution has one input channel, for
+    which channels_last and contiguous are the same layout; the third's input is the output
+    of the second, whose weight is unambiguously channels_last.)"""
 
     def __init__(self) -> None:
         self.stage = "?"
@@ -65,7 +66,7 @@ class Probe:
             self.stage = event.stage.value
 
     def attach(self, model: nn.Module) -> None:
-        conv = [m for m in model.modules() if isinstance(m, nn.Conv2d)][1]
+        conv = [m for m in model.modules() if isinstance(m, nn.Conv2d)][2]
 
         def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             x = args[0]
