@@ -81,10 +81,13 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
-def _results_table(results: list[dict[str, Any]]) -> str:
+def _results_table(results: list[dict[str, Any]], keys: dict[str, str]) -> str:
+    """One line per run: its key (e.g. tscnc-s0.9-seed0), the actual sparsity, clean and
+    robust accuracies, median κ."""
     attacks = sorted({a for r in results for a in (r.get("robust_accuracy") or {})})
     head = ["run", "method", "sparsity", "clean", *[f"robust {a}" for a in attacks], "κ median"]
-    rows = [[r.get("run", ""), r["method"], _fmt(r.get("sparsity_actual")),
+    rows = [[keys.get(r.get("run_id", ""), r.get("run", "")), r["method"],
+             _fmt(r.get("sparsity_actual")),
              _fmt(r.get("clean_accuracy")),
              *[_fmt((r.get("robust_accuracy") or {}).get(a)) for a in attacks],
              _fmt((r.get("condition_number") or {}).get("median"), 1)] for r in results]
@@ -144,7 +147,7 @@ def submit(
         except ClientError as e:
             raise _fail(e) from None
         if results:
-            typer.echo(_results_table(results))
+            typer.echo(_results_table(results, {r["id"]: r["key"] for r in final["runs"]}))
         for r in final["runs"]:
             if r["status"] == "failed":
                 typer.echo(f"  {r['key']} failed ({r.get('category')}): {r.get('message')}",

@@ -44,7 +44,8 @@ def test_submit_and_wait_prints_progress_and_results(stack: Stack, small_sweep: 
     table = r.stdout.splitlines()
     header = next(line for line in table if line.startswith("run "))
     assert "clean" in header and "robust pgd" in header and "κ median" in header
-    assert sum(("dense" in line or "hydra" in line) for line in table) >= 2
+    assert any(line.startswith("dense-s0-seed0 ") for line in table)
+    assert any(line.startswith("hydra-s0.5-seed0 ") for line in table)
 
 
 def test_submit_without_wait_prints_the_id_on_stdout(stack: Stack, small_sweep: Any,
