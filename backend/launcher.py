@@ -176,6 +176,11 @@ def up(
             wenv = dict(env, TSCNC_QUEUE=q)
             if q == "gpu":
                 wenv["CUDA_VISIBLE_DEVICES"] = str(i)
+            else:
+                # One intra-op thread unless told otherwise: the embedded models are small, and
+                # on 2 shared vCPUs two threads measured 3-10x slower than one
+                # (docs/benchmarks.md, scale-out). TSCNC_TORCH_THREADS overrides it.
+                wenv.setdefault("TSCNC_TORCH_THREADS", "1")
             procs.append(_spawn(worker_command(q, f"{q}-{i}"), wenv))
         procs.append(_spawn([sys.executable, "-m", "backend"], env))
         base = f"http://{host}:{port}"
