@@ -10,6 +10,7 @@ redis-server, with events appended through the data layer while clients read.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,10 @@ def test_every_client_gets_every_entry_once_in_order(tmp_path: Path, monkeypatch
             await astore.close()
             return out
 
-        out = asyncio.run(main())
+        # A fresh thread has no event loop: Playwright's sync API (browser tests earlier in the
+        # same session) keeps one running in the main thread, where asyncio.run would refuse.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            out = pool.submit(asyncio.run, main()).result()
         ids = [e.id for e in store.events(rid, limit=10_000)]
         assert len(ids) == len(history) + EVENTS
         *everyone, slow, late, joined = out["got"]
