@@ -8,12 +8,11 @@ Library commands live here: ``tscnc run`` and ``tscnc presets``; ``tscnc submit`
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -41,16 +40,7 @@ def load_spec(spec_file: Path | None, preset_name: str | None) -> SweepSpec:
     """Spec from a JSON file, a preset, or a preset overridden by a file (file wins)."""
     if spec_file is None and preset_name is None:
         raise typer.BadParameter("give a SPEC file or --preset NAME (see `tscnc presets`)")
-    given: dict[str, Any] = {}
-    if spec_file is not None:
-        try:
-            given = json.loads(spec_file.read_text())
-        except OSError as e:
-            raise typer.BadParameter(f"cannot read {spec_file}: {e.strerror}") from None
-        except json.JSONDecodeError as e:
-            raise typer.BadParameter(f"{spec_file} is not valid JSON: {e}") from None
-        if not isinstance(given, dict):
-            raise typer.BadParameter(f"{spec_file} must hold a JSON object")
+    given = cli_client.read_spec_file(spec_file) if spec_file is not None else {}
     try:
         return resolve(preset_name, given)
     except KeyError as e:

@@ -59,7 +59,8 @@ def _fail(err: Exception) -> typer.Exit:
     return typer.Exit(2 if isinstance(err, ValidationFailed) else 1)
 
 
-def _read_spec(path: Path) -> dict[str, Any]:
+def read_spec_file(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (a partial or full spec); a clear CLI error otherwise."""
     try:
         given = json.loads(path.read_text())
     except OSError as e:
@@ -116,7 +117,7 @@ def submit(
 
     if spec_file is None and preset_name is None:
         raise typer.BadParameter("give a SPEC file or --preset NAME (see `tscnc presets`)")
-    spec = _read_spec(spec_file) if spec_file is not None else None
+    spec = read_spec_file(spec_file) if spec_file is not None else None
     with _client(server, token) as c:
         try:
             sweep = c.submit(spec, preset=preset_name, idempotency_key=idempotency_key)
