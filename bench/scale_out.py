@@ -36,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.launcher import free_port, start_redis, worker_command  # noqa: E402
+from backend.launcher import free_port, redis_url, start_redis, worker_command  # noqa: E402
 from tscnc.client import Client  # noqa: E402
 
 TOKEN = "tscnc_bench-scale-out-0123456789abcdef"
@@ -83,9 +83,9 @@ def deployment(workdir: Path, workers: int, threads: int) -> Iterator[Client]:
     logs = open(workdir / "services.log", "ab")  # noqa: SIM115
     try:
         rport = free_port()
-        procs.append(start_redis(workdir / "redis", rport))
+        procs.append(start_redis(workdir / "redis", rport, "bench-redis-password"))
         port = free_port()
-        env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{rport}/0",
+        env = {**os.environ, "REDIS_URL": redis_url(rport, "bench-redis-password"),
                "ARTIFACTS_DIR": str(workdir / "artifacts"),
                "TSCNC_ARTIFACTS_DIR": str(workdir / "artifacts"),
                "TSCNC_BOOTSTRAP_TOKEN": TOKEN, "TSCNC_HOST": "127.0.0.1",

@@ -1,0 +1,196 @@
+"""Issue 14.3 — ``tscnc up`` owns its processes.
+
+Real launcher processes (``tscnc up`` in a temporary working directory, so its data directory
+``.tscnc/`` is private to the test), real signals. Before each signal the test records every
+descendant of the launcher from ``/proc`` (redis-server, the Celery worker and its pool child,
+the API); after it, none of them may be left running, whatever the signal:
+
+- SIGKILL (nothing can be cleaned up by the launcher itself): the kernel's parent-death signal
+  ends every child; a new ``tscnc up`` on the same directory then starts normally and finds
+  the data of the first (the embedded Redis' AOF: the same admin token still logs in);
+- SIGTERM and SIGINT: a graceful stop like Ctrl-C (exit 0, "stopping...", no traceback);
+- two ``tscnc up`` on one directory: the second exits at once naming the first's pid.
+
+The embedded Redis listens on 127.0.0.1 only and refuses clients without its password.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from backend.launcher import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "launcher-test-token-0123456789abcdef"
+
+
+def _ppid_and_state(pid: int) -> tuple[int, str] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[1]), fields[0]
+
+
+def descendants(root: int) -> set[int]:
+    """Every live process below ``root`` (children, their children, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            info = _ppid_and_state(int(entry))
+            if info is not None:
+                children.setdefault(info[0], []).append(int(entry))
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in found:
+                found.add(c)
+                todo.append(c)
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    """The pids of ``pids`` still running (a zombie waiting for its reaper has ended)."""
+    out = set()
+    for pid in pids:
+        info = _ppid_and_state(pid)
+        if info is not None and info[1] != "Z":
+            out.add(pid)
+    return out
+
+
+def command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "?"
+
+
+class Launcher:
+    """One ``tscnc up`` in ``workdir`` on a free port, its output in ``workdir/up-N.log``."""
+
+    count = 0
+
+    def __init__(self, workdir: Path) -> None:
+        Launcher.count += 1
+        self.port = free_port()
+        self.log = workdir / f"up-{Launcher.count}.log"
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        env.update(TSCNC_BOOTSTRAP_TOKEN=TOKEN, PYTHONPATH=str(ROOT),
+                   PYTHONUNBUFFERED="1")
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tscnc", "up", "--port", str(self.port)], cwd=workdir,
+                env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_up(self, timeout: float = 120) -> set[int]:
+        """Wait for the banner and a healthy API; return the children it started."""
+        deadline = time.monotonic() + timeout
+        while "TSCNC is up" not in self.output():
+            assert self.proc.poll() is None, f"tscnc up exited early:\n{self.output()}"
+            assert time.monotonic() < deadline, f"tscnc up not up:\n{self.output()}"
+            time.sleep(0.2)
+        r = httpx.get(f"http://127.0.0.1:{self.port}/api/v1/me",
+                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        assert r.status_code == 200, r.text
+        # The pool child of the Celery worker appears shortly after the worker is ready.
+        while True:
+            kids = descendants(self.proc.pid)
+            names = " | ".join(command(p) for p in kids)
+            if names.count("celery") >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert "redis-server" in names and names.count("celery") >= 2 and "backend" in names, \
+            names
+        return kids
+
+
+def assert_all_end(kids: set[int], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while alive(kids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = alive(kids)
+    assert not left, "still running: " + "; ".join(f"{p}: {command(p)}" for p in left)
+
+
+def redis_port(kids: set[int]) -> int:
+    for p in kids:
+        # redis-server shows itself as "redis-server 127.0.0.1:<port>" once started
+        m = re.search(r"redis-server (\S+):(\d+)", command(p))
+        if m:
+            assert m.group(1) == "127.0.0.1", command(p)  # loopback only
+            return int(m.group(2))
+    raise AssertionError("no redis-server among the children")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path):
+    launchers: list[Launcher] = []
+    yield tmp_path, launchers
+    for launcher in launchers:  # a failed assertion must not leave a stack behind
+        if launcher.proc.poll() is None:
+            launcher.proc.kill()
+            launcher.proc.wait()
+
+
+def test_sigkill_ends_every_child_and_the_same_directory_starts_again(workdir) -> None:
+    tmp, launchers = workdir
+    first = Launcher(tmp)
+    launchers.append(first)
+    kids = first.wait_up()
+    # The embedded Redis: loopback only, and useless without the password.
+    rport = redis_port(kids)
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=rport, socket_timeout=5).ping()
+    assert "requirepass" not in " ".join(command(p) for p in kids)  # not visible in ps
+    assert (tmp / ".tscnc" / "lock").read_text().strip() == str(first.proc.pid)
+
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+    assert_all_end(kids)
+
+    # The same data directory starts again (the lock died with its holder) with the same data.
+    second = Launcher(tmp)
+    launchers.append(second)
+    kids2 = second.wait_up()
+    assert not kids & kids2
+    second.proc.send_signal(signal.SIGTERM)
+    assert second.proc.wait(timeout=90) == 0, second.output()
+    assert_all_end(kids2)
+    out = second.output()
+    assert "stopping..." in out and "Traceback" not in out, out
+
+
+def test_sigint_stops_gracefully_and_a_second_up_names_the_holder(workdir) -> None:
+    tmp, launchers = workdir
+    first = Launcher(tmp)
+    launchers.append(first)
+    kids = first.wait_up()
+
+    rival = Launcher(tmp)
+    launchers.append(rival)
+    assert rival.proc.wait(timeout=60) != 0
+    message = rival.output()
+    assert f"pid {first.proc.pid}" in message and "in use" in message, message
+    assert first.proc.poll() is None  # the holder is untouched
+
+    first.proc.send_signal(signal.SIGINT)
+    assert first.proc.wait(timeout=90) == 0, first.output()
+    assert_all_end(kids)
+    out = first.output()
+    assert "stopping..." in out and "Traceback" not in out, out
