@@ -72,6 +72,7 @@ __all__ = [
     "robust_accuracy",
     "sanity_flags",
     "security_curve",
+    "security_curve_epsilons",
 ]
 
 LIBRARY = f"torchattacks {torchattacks.__version__}"
@@ -99,6 +100,8 @@ FLAG_TOLERANCE = 0.01          # accuracy slack before PGD>FGSM or a rising curv
 CHANCE_MARGIN = 0.1            # flag when accuracy at a large ε exceeds 1/C + this
 LARGE_EPSILON_FACTOR = 4.0     # a curve point is "large" at >= 4x the training epsilon ...
 LARGE_EPSILON_ABSOLUTE = 0.5   # ... or at >= 0.5 (half the input range) whatever epsilon is
+# Largest meaningful L∞ radius for inputs in [0, 1]: at 1 every image of the range is reachable.
+MAX_EPSILON = 1.0
 
 
 def attack_step_size(epsilon: float, steps: int) -> float:
@@ -447,13 +450,43 @@ def _name_of(atk: Attack) -> str:
     return str(atk.attack).lower()
 
 
+def security_curve_epsilons(epsilons: Iterable[float]) -> tuple[list[float], list[float]]:
+    """The curve's radii inside the input range: ``(radii, clamped)``.
+
+    Inputs live in [0, 1], so an L∞ radius ε > 1 (= :data:`MAX_EPSILON`) allows nothing that
+    ε = 1 does not already allow (any image is reachable); such a radius is clamped to 1, and a
+    clamped radius that repeats an earlier one is dropped. ``clamped`` lists the requested radii
+    that were changed, so the caller can say so (flag ``security_curve_clamped``).
+
+    Example (MNIST-like ε = 0.3 with the default multiples 0, 0.25, 0.5, 1, 2, 4)::
+
+        >>> security_curve_epsilons([0.0, 0.075, 0.15, 0.3, 0.6, 1.2])
+        ([0.0, 0.075, 0.15, 0.3, 0.6, 1.0], [1.2])
+    """
+    radii: list[float] = []
+    clamped: list[float] = []
+    for eps in epsilons:
+        e = float(eps)
+        if e < 0 or math.isnan(e):
+            raise InvalidInput(f"security curve: epsilon must be >= 0, got {e}")
+        if e > MAX_EPSILON:
+            clamped.append(e)
+            e = MAX_EPSILON
+            if e in radii:
+                continue
+        radii.append(e)
+    return radii, clamped
+
+
 def security_curve(model: nn.Module, data: Data, epsilons: Iterable[float], *,
                    steps: int = DEFAULT_STEPS[AttackName.pgd], seed: int = 0,
                    examples: int | None = None, batch_size: int = 256,
                    device: torch.device | str | None = None) -> list[tuple[float, float]]:
     """Robust accuracy under PGD-``steps`` (step 2.5ε/steps) at each ε, in the order given.
 
-    ε = 0 gives the clean accuracy. Returns ``[(ε, accuracy), ...]``.
+    ε = 0 gives the clean accuracy; ε > 1 is clamped to 1, the whole input range (see
+    :func:`security_curve_epsilons`; a repeated ε = 1 is computed once). Returns
+    ``[(ε, accuracy), ...]``.
 
     Example::
 
@@ -461,8 +494,9 @@ def security_curve(model: nn.Module, data: Data, epsilons: Iterable[float], *,
         [(0.0, 0.97), (0.05, 0.81), (0.1, 0.55), (0.4, 0.0)]
     """
     x, y = _materialize(data, examples)
+    radii, _ = security_curve_epsilons(epsilons)
     out: list[tuple[float, float]] = []
-    for eps in epsilons:
+    for eps in radii:
         if eps == 0:
             acc = clean_accuracy(model, (x, y), batch_size=batch_size, device=device)
         else:
@@ -549,7 +583,8 @@ def evaluate(model: nn.Module, data: Data | Tensor, spec_or_y: SweepSpec | Evalu
 
     Computes the clean accuracy, every attack of ``spec.attacks`` (each seeded with ``seed``, so
     their order does not matter), the PGD security curve at ``spec.security_curve`` multiples of
-    ε, and the sanity flags; with ``structure`` also the per-layer spectra (largest
+    ε (radii past the input range clamped to 1 and flagged ``security_curve_clamped``), and
+    the sanity flags; with ``structure`` also the per-layer spectra (largest
     ``spectrum_max`` singular values), the Lipschitz upper bound Π σ_max and the empirical local
     Lipschitz constant at the PGD perturbations (:mod:`tscnc.metrics`), flagging
     ``rank_deficient_layer`` when some layer's κ is infinite.
@@ -590,9 +625,11 @@ def evaluate(model: nn.Module, data: Data | Tensor, spec_or_y: SweepSpec | Evalu
     results = [robust_accuracy(model, (x, y), a, epsilon=eps, steps=steps.get(a),
                                num_classes=num_classes, **common)
                for a in ev.attacks]
-    curve = security_curve(model, (x, y), [m * eps for m in ev.security_curve],
-                           steps=ev.pgd_steps, **common)
+    requested = [m * eps for m in ev.security_curve]
+    curve = security_curve(model, (x, y), requested, steps=ev.pgd_steps, **common)
     flags = sanity_flags(clean, results, curve, num_classes, epsilon=train_eps)
+    if security_curve_epsilons(requested)[1]:
+        flags.append(Flag.security_curve_clamped)
     evaluation = Evaluation(clean_accuracy=clean, attacks=results, security_curve=curve,
                             flags=flags)
     if not structure:

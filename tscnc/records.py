@@ -60,6 +60,8 @@ class Flag(StrEnum):
     not_monotone_in_epsilon = "not_monotone_in_epsilon"
     above_chance_at_large_epsilon = "above_chance_at_large_epsilon"
     rank_deficient_layer = "rank_deficient_layer"
+    # Some security-curve radius m·ε exceeded the input range and was clamped to ε = 1.
+    security_curve_clamped = "security_curve_clamped"
 
 
 class _Record(BaseModel):

@@ -359,3 +359,67 @@ def test_bad_inputs_raise_clear_errors(trained):
                                                            torch.zeros(0, dtype=torch.long))))
     with pytest.raises(InvalidInput, match="needs epsilon"):
         E.robust_accuracy(trained, (torch.rand(4, 64), torch.zeros(4, dtype=torch.long)), "pgd")
+
+
+# ---- security curve past the input range (issue 10, item 4) ------------------------------
+
+def test_security_curve_clamps_radii_past_the_input_range(trained, test_set):
+    # ε = 0.3 with the default multiples reaches 4 × 0.3 = 1.2 > 1: clamped to 1, computed once.
+    radii, clamped = E.security_curve_epsilons([0.0, 0.3, 0.6, 1.2, 2.4])
+    assert radii == [0.0, 0.3, 0.6, 1.0]
+    assert clamped == [1.2, 2.4]
+    assert E.security_curve_epsilons([0.0, 0.1, 1.0]) == ([0.0, 0.1, 1.0], [])
+    with pytest.raises(InvalidInput, match="epsilon"):
+        E.security_curve_epsilons([-0.1])
+    curve = E.security_curve(trained, test_set, [0.0, 0.6, 1.2], steps=3, examples=60)
+    assert [e for e, _ in curve] == [0.0, 0.6, 1.0]
+    # At ε = 1 PGD may move every pixel anywhere in [0, 1]: nothing stays robust here.
+    assert curve[-1][1] == E.robust_accuracy(trained, test_set, "pgd", epsilon=1.0, steps=3,
+                                             examples=60).accuracy
+
+
+def _write_idx(path, arr) -> None:
+    import numpy as np
+    arr = np.asarray(arr, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big")
+                                                      for d in arr.shape)
+    path.write_bytes(header + arr.tobytes())
+
+
+def test_default_mnist_spec_runs_end_to_end_on_idx_files(tmp_path, monkeypatch):
+    """A default MNIST spec (ε = 0.3, curve multiples up to 4) trains and evaluates end to end
+    on a tiny file-backed dataset in torchvision's MNIST format (before: PGD refused ε = 1.2)."""
+    import numpy as np
+
+    from tscnc import pipeline
+    from tscnc.spec import SweepSpec
+
+    rng = np.random.default_rng(0)
+    monkeypatch.setenv("TSCNC_DATA_ROOTS", str(tmp_path))       # the data root of this test
+    raw = tmp_path / "tiny-mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for split, n in (("train", 64), ("t10k", 32)):
+        y = rng.integers(0, 10, n)
+        # A learnable pattern: class c lights up row band 2c..2c+2, plus noise.
+        x = rng.integers(0, 60, (n, 28, 28))
+        for i, c in enumerate(y):
+            x[i, 2 * c:2 * c + 3, :] = 255
+        _write_idx(raw / f"{split}-images-idx3-ubyte", x)
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", y)
+    spec = SweepSpec.model_validate(dict(
+        name="mnist-default-eps",
+        dataset={"name": "mnist", "data_dir": "tiny-mnist"},
+        model={"name": "mlp", "width": 16},
+        training={"pretrain_epochs": 1, "prune_epochs": 1, "finetune_epochs": 1,
+                  "batch_size": 32, "monitor_examples": 16, "device": "cpu"},
+        adversarial={"steps": 2},
+        evaluation={"attacks": ["pgd"], "pgd_steps": 2, "examples": 32},
+        methods=["hydra"], sparsities=[0.5], seeds=[0]))
+    assert spec.epsilon == 0.3
+    assert max(spec.evaluation.security_curve) * spec.epsilon > 1
+    outcome = pipeline.run_sweep(spec, tmp_path / "artifacts", device=torch.device("cpu"))
+    assert outcome.failures == []
+    (result,) = outcome.results
+    radii = [e for e, _ in result.security_curve]
+    assert radii == pytest.approx([0.0, 0.075, 0.15, 0.3, 0.6, 1.0])
+    assert Flag.security_curve_clamped in result.flags
