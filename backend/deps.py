@@ -5,10 +5,11 @@
 included), ``ReaderDep`` (an API token of any role), ``WriterDep`` (member or admin) and
 ``AdminDep`` authenticate the request.
 
-Credentials: ``Authorization: Bearer <secret>``, or ``?token=<secret>`` where a header cannot
-be sent (EventSource). A secret is an API token (stored as sha256) or a dashboard share token
-(read-only, limited to the dashboard's sweeps). Unknown, malformed, revoked or expired → 401;
-valid but not allowed → 403.
+Credentials: ``Authorization: Bearer <secret>`` only; a secret in the URL (``?token=``) is
+refused with 401, so no client learns to put one where logs, histories and copied links keep it
+(DESIGN §7). A secret is an API token (stored as sha256) or a dashboard share token (read-only,
+limited to the dashboard's sweeps, and to their checkpoints only when its creator allowed
+it). Unknown, malformed, revoked or expired → 401; valid but not allowed → 403.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend.schemas import Role
@@ -63,6 +64,7 @@ class Principal:
     name: str
     role: Role
     sweeps: frozenset[str] | None = field(default=None)
+    checkpoints: bool = True     # share links: only when their creator allowed it
 
     @property
     def can_write(self) -> bool:
@@ -80,6 +82,12 @@ class Principal:
         if not self.can_read_sweep(sweep_id):
             raise HTTPException(status.HTTP_403_FORBIDDEN,
                                 "this share link does not include that sweep")
+
+    def require_checkpoints(self) -> None:
+        """403 for a share link whose creator did not allow checkpoint downloads."""
+        if not self.checkpoints:
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                "this share link does not allow checkpoint downloads")
 
     def require_owner(self, owner: str, what: str = "sweep") -> None:
         """403 unless admin or the owner (the token that created it)."""
@@ -139,7 +147,8 @@ def authenticate(store: Store, settings: Settings, secret: str) -> Principal:
         return Principal("token", rec.id, rec.name, Role(rec.role))
     dash = store.dashboard_for_share(secret)
     if dash is not None:
-        return Principal("share", dash.id, dash.name, Role.viewer, frozenset(dash.sweep_ids))
+        return Principal("share", dash.id, dash.name, Role.viewer, frozenset(dash.sweep_ids),
+                         checkpoints=dash.allow_checkpoints)
     raise _unauthorized("unknown token")
 
 
@@ -148,13 +157,12 @@ def principal(
     store: StoreDep,
     settings: SettingsDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    token: Annotated[str | None, Query(max_length=200, description=(
-        "the token, for clients that cannot send an Authorization header (EventSource)"))] = None,
 ) -> Principal:
+    if "token" in request.query_params:
+        raise _unauthorized("a token in the URL is not accepted (URLs end up in logs and "
+                            "histories); send 'Authorization: Bearer <token>'")
     if bearer is not None:
         secret = bearer.credentials
-    elif token:
-        secret = token
     elif request.headers.get("authorization"):
         raise _unauthorized("malformed Authorization header; expected 'Bearer <token>'")
     else:

@@ -13,11 +13,13 @@ Conventions (documented in ``docs/api.md``):
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
+from tscnc.names import DisplayName
 from tscnc.records import FailureCategory, RunResult, RunStatus, Stage
 from tscnc.spec import Method, SweepSpec
 
@@ -240,8 +242,8 @@ class PresetPublic(_Schema):
 # ---- tokens and identity --------------------------------------------------------------------
 
 class TokenCreate(_Schema):
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@ -]+$",
-                      description="who or what holds it, e.g. alice or ci")
+    name: DisplayName = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@ -]+$",
+                              description="who or what holds it, e.g. alice or ci")
     role: Role = Role.member
     # Strict: JSON true is not one second (lax mode would coerce it).
     expires_in: float | None = Field(default=None, gt=0, le=10 * 365 * 86400, strict=True,
@@ -276,12 +278,54 @@ class Me(_Schema):
 
 # ---- dashboards -----------------------------------------------------------------------------
 
+MAX_STATE_BYTES = 64 * 1024
+MAX_STATE_DEPTH = 16
+
+
+def state_problem(state: Any) -> str | None:
+    """Why a dashboard ``state`` cannot be stored or shown, else None.
+
+    Depth counts nested containers (``{}`` is 1, ``{"a": [1]}`` is 2) and is measured without
+    recursion, so a record nested thousands of levels deep is judged, not crashed on. Size is
+    the UTF-8 length of its compact JSON. Example: ``state_problem({"a": {"b": 1}})`` is None.
+    """
+    if not isinstance(state, dict):
+        return "state must be a JSON object"
+    stack: list[tuple[Any, int]] = [(state, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_STATE_DEPTH:
+            return f"state is nested deeper than {MAX_STATE_DEPTH} levels"
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    try:
+        size = len(json.dumps(state, allow_nan=False, separators=(",", ":")).encode())
+    except (ValueError, TypeError):
+        return "state must be plain JSON (finite numbers)"
+    if size > MAX_STATE_BYTES:
+        return f"state is larger than {MAX_STATE_BYTES} bytes of JSON"
+    return None
+
+
 class DashboardCreate(_Schema):
-    name: str = Field(min_length=1, max_length=200)
+    name: DisplayName = Field(min_length=1, max_length=200)
     sweep_ids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]] = Field(
         min_length=1, max_length=50, description="sweeps the share link may read")
-    state: dict[str, Any] = Field(default_factory=dict,
-                                  description="view state saved by the frontend (<= 64 KiB)")
+    state: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"view state saved by the frontend (plain JSON, at most {MAX_STATE_BYTES} "
+                    f"bytes and {MAX_STATE_DEPTH} levels deep)")
+    allow_checkpoints: bool = Field(
+        default=False, description="whether the share link may download the checkpoints of "
+                                   "its runs (off unless the creator allows it)")
+
+    @field_validator("state")
+    @classmethod
+    def _bounded_state(cls, v: dict[str, Any]) -> dict[str, Any]:
+        problem = state_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 class DashboardPublic(_Schema):
@@ -290,6 +334,11 @@ class DashboardPublic(_Schema):
     owner: str
     sweep_ids: list[str]
     state: dict[str, Any]
+    state_error: str | None = Field(
+        default=None, description="why the stored state cannot be shown (it is then {}); "
+                                  "null for a sound record")
+    allow_checkpoints: bool = Field(default=False,
+                                    description="the share link may download checkpoints")
     created: float
     revoked: bool = False
 

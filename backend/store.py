@@ -56,7 +56,7 @@ import secrets
 import statistics
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import redis
@@ -89,6 +89,14 @@ from tscnc.spec import Method, SweepSpec
 _CELERY_PRIORITY_STEPS = (3, 6, 9)
 _CELERY_PRIORITY_SEP = "\x06\x16"
 CELERY_QUEUES = ("gpu", "cpu")
+
+
+class IdempotencyConflict(Exception):
+    """An Idempotency-Key already names a sweep with another spec or preset (HTTP 409)."""
+
+    def __init__(self, sweep_id: str) -> None:
+        super().__init__(sweep_id)
+        self.sweep_id = sweep_id
 
 
 class Keys:
@@ -398,16 +406,37 @@ class DashboardRecord(_Rec):
     created: float
     revoked: bool = False
     seq: int = 0
+    allow_checkpoints: bool = False
+    state_error: str | None = None      # why the stored state could not be read (state is {})
 
 
 def _decode_dashboard(h: Mapping[str, str]) -> DashboardRecord | None:
+    """Decode a stored dashboard; never raises, whatever the hash holds (a damaged field is
+    replaced by its default, a damaged state is reported in ``state_error``)."""
     if not h or not h.get("id"):
         return None
-    return DashboardRecord(id=h["id"], name=h.get("name", ""), owner=h.get("owner", ""),
-                           sweep_ids=json.loads(h.get("sweep_ids") or "[]"),
-                           state=json.loads(h.get("state") or "{}"),
-                           created=float(h.get("created") or 0), revoked=h.get("revoked") == "1",
-                           seq=int(h.get("seq") or 0))
+
+    def loads(field: str, default: Any, kind: type) -> tuple[Any, bool]:
+        try:
+            value = json.loads(h.get(field) or json.dumps(default))
+        except (ValueError, RecursionError):
+            return default, False
+        return (value, True) if isinstance(value, kind) else (default, False)
+
+    def number(field: str, kind: Callable[[str], Any]) -> Any:
+        try:
+            return kind(h.get(field) or "0")
+        except (ValueError, OverflowError):
+            return kind("0")
+
+    state, ok = loads("state", {}, dict)
+    sweep_ids, _ = loads("sweep_ids", [], list)
+    return DashboardRecord(id=str(h["id"]), name=str(h.get("name", "")),
+                           owner=str(h.get("owner", "")),
+                           sweep_ids=[x for x in sweep_ids if isinstance(x, str)], state=state,
+                           created=number("created", float), revoked=h.get("revoked") == "1",
+                           seq=number("seq", int), allow_checkpoints=h.get("checkpoints") == "1",
+                           state_error=None if ok else "the stored state is not a JSON object")
 
 
 class WorkerRecord(_Rec):
@@ -605,7 +634,8 @@ class Store:
                      idempotency_ttl: int = 86400) -> tuple[SweepRecord, bool]:
         """Store a sweep and one queued run per ``spec.runs()``.
 
-        With ``idempotency_key`` the same (owner, key) returns the first sweep and False.
+        With ``idempotency_key`` the same (owner, key) returns the first sweep and False, if
+        that sweep has the same spec and preset; otherwise :class:`IdempotencyConflict`.
         Creation is one MULTI transaction (WATCH on the key makes concurrent retries safe).
         """
         k = self.k
@@ -622,6 +652,8 @@ class Store:
                             found = self.get_sweep(existing)
                             if found is not None:
                                 pipe.reset()
+                                if found.spec != json.loads(spec_json) or found.preset != preset:
+                                    raise IdempotencyConflict(found.id)
                                 return found, False
                     last = int(self.r.incrby(k.seq, len(runs) + 1))
                     seq0 = last - len(runs)
@@ -1176,9 +1208,11 @@ class Store:
     # ---- dashboards ----------------------------------------------------------------------
 
     def create_dashboard(self, name: str, owner: str, sweep_ids: Sequence[str],
-                         state: Mapping[str, Any]) -> tuple[DashboardRecord, str]:
+                         state: Mapping[str, Any], *,
+                         allow_checkpoints: bool = False) -> tuple[DashboardRecord, str]:
         """Create a shared dashboard; returns (record, share token). The share token has 256
-        random bits; only its sha256 is stored."""
+        random bits; only its sha256 is stored. ``allow_checkpoints``: the link may download
+        the checkpoints of its runs."""
         share = "tscncs_" + secrets.token_urlsafe(32)
         seq = int(self.r.incr(self.k.seq))
         did = uuid.uuid4().hex
@@ -1187,7 +1221,8 @@ class Store:
             p.hset(k.dashboard(did), mapping={
                 "id": did, "name": name, "owner": owner, "sweep_ids": json.dumps(list(sweep_ids)),
                 "state": json.dumps(state), "created": _enc(time.time()), "revoked": "0",
-                "seq": str(seq), "share": hash_secret(share)})
+                "seq": str(seq), "share": hash_secret(share),
+                "checkpoints": "1" if allow_checkpoints else "0"})
             p.set(k.share(hash_secret(share)), did)
             p.zadd(k.dashboards, {did: seq})
             p.zadd(k.dashboards_by_owner(owner), {did: seq})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Iterable, Mapping
 
 from backend.schemas import (
@@ -16,6 +17,7 @@ from backend.schemas import (
     SweepPublic,
     SweepStatus,
     TokenPublic,
+    state_problem,
 )
 from backend.store import (
     DashboardRecord,
@@ -87,8 +89,14 @@ def token_public(t: TokenRecord) -> TokenPublic:
 
 
 def dashboard_public(d: DashboardRecord) -> DashboardPublic:
+    """A stored dashboard as shown; a state stored before the bounds existed (or damaged in
+    Redis) is shown as ``{}`` with ``state_error`` saying why, so one bad record cannot break
+    a list."""
+    problem = d.state_error or state_problem(d.state)
     return DashboardPublic(id=d.id, name=d.name, owner=d.owner, sweep_ids=d.sweep_ids,
-                           state=d.state, created=d.created, revoked=d.revoked)
+                           state={} if problem else d.state, state_error=problem,
+                           allow_checkpoints=d.allow_checkpoints, created=d.created,
+                           revoked=d.revoked)
 
 
 # ---- CSV -----------------------------------------------------------------------------------
@@ -106,10 +114,29 @@ def _num(x: float | None) -> str:
     return repr(float(x))
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A text cell a spreadsheet will not evaluate: text starting with ``= + - @``, tab or CR
+    gets a leading single quote (OWASP's advice against CSV formula injection); a plain number
+    such as ``-0.5`` is left as it is (it is a number, not a formula). The browser's exports
+    apply the same rule (frontend/js/export.js).
+
+    >>> spreadsheet_safe("=cmd|' /C calc'!A0"), spreadsheet_safe("-0.5"), spreadsheet_safe("a")
+    ("'=cmd|' /C calc'!A0", '-0.5', 'a')
+    """
+    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def results_csv(results: Iterable[tuple[str, RunResult]]) -> str:
     """Flat table, one row per run: run, method, sparsity, sparsity_actual, seed,
     clean_accuracy, robust_<attack>..., kappa_median, kappa_max, lipschitz_upper, flags
-    (flags joined with ';'; infinite κ written as inf)."""
+    (flags joined with ';'; infinite κ written as inf). Text cells go through
+    :func:`spreadsheet_safe`; numbers are written as numbers."""
     rows = list(results)
     attacks = sorted({a for _, r in rows for a in r.robust_accuracy},
                      key=lambda a: (_ATTACK_ORDER.index(a) if a in _ATTACK_ORDER else 99, a))
@@ -117,11 +144,12 @@ def results_csv(results: Iterable[tuple[str, RunResult]]) -> str:
               *[f"robust_{a}" for a in attacks], "kappa_median", "kappa_max", "lipschitz_upper",
               "flags"]
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
+    w = csv.writer(buf, lineterminator="\r\n")  # RFC 4180 (and a bare CR in a cell is quoted)
+    w.writerow([spreadsheet_safe(c) for c in header])
     for run_id, r in rows:
-        w.writerow([run_id, r.method.value, _num(r.sparsity), _num(r.sparsity_actual), r.seed,
-                    _num(r.clean_accuracy), *[_num(r.robust_accuracy.get(a)) for a in attacks],
+        w.writerow([spreadsheet_safe(run_id), spreadsheet_safe(r.method.value), _num(r.sparsity),
+                    _num(r.sparsity_actual), r.seed, _num(r.clean_accuracy),
+                    *[_num(r.robust_accuracy.get(a)) for a in attacks],
                     _num(r.condition_number.median), _num(r.condition_number.max),
-                    _num(r.lipschitz_upper), ";".join(f.value for f in r.flags)])
+                    _num(r.lipschitz_upper), spreadsheet_safe(";".join(f.value for f in r.flags))])
     return buf.getvalue()

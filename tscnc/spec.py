@@ -18,6 +18,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tscnc.names import DisplayName
+
 # Upper bounds that hold for every caller; the service may enforce tighter ones (settings).
 MAX_EPOCHS = 1000
 MAX_RUNS_PER_SWEEP = 1000
@@ -273,7 +275,8 @@ class RunSpec(_Model):
 
 
 class SweepSpec(_Model):
-    name: str = Field(default="sweep", min_length=1, max_length=200)
+    # Shown in tables and logs: no control or bidi-formatting characters (tscnc.names).
+    name: DisplayName = Field(default="sweep", min_length=1, max_length=200)
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)

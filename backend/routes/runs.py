@@ -198,6 +198,7 @@ def get_checkpoint(run_id: RunId, p: PrincipalDep, store: StoreDep,
     ``torch.load(..., weights_only=True)``)."""
     run = get_run_or_404(store, run_id)
     p.require_sweep(run.sweep_id)
+    p.require_checkpoints()
     if not run.checkpoint:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no checkpoint yet")
     path = checkpoint_path(settings, run.checkpoint)

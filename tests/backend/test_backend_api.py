@@ -154,7 +154,9 @@ def test_writes_need_a_valid_token_and_a_writing_role(client, store: Store, toke
     # Reads need a credential too.
     assert client.get("/api/v1/runs").status_code == 401
     assert client.get("/api/v1/runs", headers=h(tokens.viewer)).status_code == 200
-    assert client.get("/api/v1/runs", params={"token": tokens.viewer}).status_code == 200
+    # A token in the URL is refused, even a valid one (DESIGN §7: headers only).
+    r = client.get("/api/v1/runs", params={"token": tokens.viewer})
+    assert r.status_code == 401 and "Authorization" in r.json()["detail"]
 
 
 def test_member_cannot_touch_another_members_sweep(client, store: Store, tokens, recorder):
@@ -394,7 +396,7 @@ def test_dashboards_and_read_only_share_links(client, store: Store, tokens):
     assert [s["id"] for s in data["sweeps"]] == [mine["id"]]
     assert client.get(f"/api/v1/sweeps/{mine['id']}", headers=h(share)).status_code == 200
     assert client.get(f"/api/v1/sweeps/{mine['id']}/results",
-                      params={"token": share}).status_code == 200
+                      headers=h(share)).status_code == 200
     assert client.get(f"/api/v1/runs/{mine['run_ids'][0]}", headers=h(share)).status_code == 200
     assert client.get(f"/api/v1/sweeps/{other['id']}", headers=h(share)).status_code == 403
     assert client.get(f"/api/v1/runs/{other['run_ids'][0]}", headers=h(share)).status_code == 403

@@ -71,10 +71,11 @@ def test_sse_delivers_live_events_fast_and_resumes_exactly(live: str, store: Sto
         assert final["event"] == "status" and SSEReader.event(final)["status"] == "succeeded"
         assert reader.closed.wait(5), "the stream did not end after the terminal status"
         assert reader.messages.empty()
-    # EventSource style: token and last id in the query; a finished run with nothing new: 204.
-    r = httpx.get(url, params={"token": BOOTSTRAP, "last_event_id": final["id"]}, timeout=5)
+    # The last id in the query; a finished run with nothing new: 204. A token in the URL: 401.
+    r = httpx.get(url, params={"last_event_id": final["id"]}, headers=AUTH, timeout=5)
     assert r.status_code == 204
-    with SSEReader(url, params={"token": BOOTSTRAP, "last_event_id": missed[0]}) as reader:
+    assert httpx.get(url, params={"token": BOOTSTRAP}, timeout=5).status_code == 401
+    with SSEReader(url, headers=AUTH, params={"last_event_id": missed[0]}) as reader:
         assert [m["id"] for m in reader.take(2)] == [missed[1], final["id"]]
         assert reader.closed.wait(5)
 
