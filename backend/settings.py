@@ -18,6 +18,8 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tscnc.dataroots import parse_data_roots
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
@@ -45,6 +47,10 @@ class Settings(BaseSettings):
     artifacts_dir: Path = Field(default=Path(".tscnc/artifacts"),
                                 validation_alias=AliasChoices("TSCNC_ARTIFACTS_DIR",
                                                               "ARTIFACTS_DIR"))
+    # Directories datasets may be read from (comma-separated; the workers' TSCNC_DATA_ROOTS). A
+    # spec's dataset.data_dir must stay inside one; submit refuses a link that leads out.
+    data_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
+        default=(Path("data"),), validation_alias=AliasChoices("TSCNC_DATA_ROOTS"))
     # Static dashboard files served at / (absent: only the API is served).
     frontend_dir: Path = REPO_ROOT / "frontend"
     # Where the API listens (used by `tscnc serve`; checked below).
@@ -84,6 +90,11 @@ class Settings(BaseSettings):
                 return json.loads(v)
             return [x.strip() for x in v.split(",") if x.strip()]
         return v
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _roots(cls, v: object) -> object:
+        return parse_data_roots(v) if isinstance(v, str) else v
 
     @field_validator("cors_origins")
     @classmethod

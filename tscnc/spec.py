@@ -18,6 +18,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tscnc.dataroots import check_data_dir
+
 from tscnc.names import DisplayName
 
 # Upper bounds that hold for every caller; the service may enforce tighter ones (settings).
@@ -27,6 +29,7 @@ MAX_RUNS_PER_SWEEP = 1000
 
 class DatasetName(StrEnum):
     digits = "digits"
+    mnist5k = "mnist5k"
     mnist = "mnist"
     fashion_mnist = "fashion_mnist"
     cifar10 = "cifar10"
@@ -122,6 +125,7 @@ def pretrain_group(method: Method) -> str:
 # DESIGN §3.6: L-inf threat-model radius per dataset, inputs in [0, 1].
 EPSILON_PRESETS: dict[DatasetName, float] = {
     DatasetName.digits: 0.1,
+    DatasetName.mnist5k: 0.3,
     DatasetName.mnist: 0.3,
     DatasetName.fashion_mnist: 0.3,
     DatasetName.cifar10: 8 / 255,
@@ -131,6 +135,7 @@ EPSILON_PRESETS: dict[DatasetName, float] = {
 
 NUM_CLASSES: dict[DatasetName, int] = {
     DatasetName.digits: 10,
+    DatasetName.mnist5k: 10,
     DatasetName.mnist: 10,
     DatasetName.fashion_mnist: 10,
     DatasetName.cifar10: 10,
@@ -148,13 +153,24 @@ class _Model(BaseModel):
 
 class DatasetSpec(_Model):
     name: DatasetName = DatasetName.digits
-    # Directory holding torchvision-format data; unused for the embedded digits set.
-    data_dir: str | None = Field(default=None, max_length=4096)
+    # Folder of torchvision-format data *inside a data root* (TSCNC_DATA_ROOTS): a name or a
+    # relative path such as "team/cifar"; None = the root itself. Never an absolute path or "..";
+    # unused by the embedded digits and mnist5k.
+    data_dir: str | None = Field(default=None, max_length=1700)
+    # Download a missing dataset into the (first) data root before the run (torchvision's
+    # downloaders, checksums verified); off: a missing dataset is an error.
+    download: bool = False
     # Use only the first N training / test examples (after the fixed split); None = all.
     train_subset: int | None = Field(default=None, ge=10, le=10_000_000)
     test_subset: int | None = Field(default=None, ge=10, le=10_000_000)
     # Standard augmentation (random crop + flip for CIFAR/SVHN-style data).
     augment: bool = True
+
+    @field_validator("data_dir")
+    @classmethod
+    def _relative_data_dir(cls, v: str | None) -> str | None:
+        # By form only (tscnc.dataroots): the verdict never depends on which paths exist.
+        return None if v is None else check_data_dir(v)
 
 
 class ModelSpec(_Model):
@@ -377,7 +393,7 @@ def _cifar10_vgg16() -> SweepSpec:
     # Paper-scale setup (HYDRA/TSCNC: VGG-16-BN, TRADES-10, eps 8/255); practical on a GPU.
     return SweepSpec(
         name="cifar10-vgg16",
-        dataset=DatasetSpec(name=DatasetName.cifar10, data_dir="data"),
+        dataset=DatasetSpec(name=DatasetName.cifar10),
         model=ModelSpec(name=ModelName.vgg16_bn),
         training=TrainingSpec(pretrain_epochs=100, prune_epochs=20, finetune_epochs=100,
                               batch_size=128, lr=0.1, prune_lr=0.1, finetune_lr=0.01,

@@ -5,9 +5,12 @@ environment at start-up and validated there: a bad value stops the worker with a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tscnc.dataroots import parse_data_roots
 
 
 class WorkerSettings(BaseSettings):
@@ -17,6 +20,10 @@ class WorkerSettings(BaseSettings):
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", alias="REDIS_URL")
     # Checkpoints and final models; shared by all workers of a deployment.
     artifacts_dir: Path = Field(default=Path(".tscnc/artifacts"), alias="ARTIFACTS_DIR")
+    # Directories datasets are read from (comma-separated); a spec's dataset.data_dir is resolved
+    # inside one of them (tscnc.dataroots reads the same variable when the run loads its data).
+    data_roots: Annotated[tuple[Path, ...], NoDecode] = Field(default=(Path("data"),),
+                                                             alias="TSCNC_DATA_ROOTS")
     # Queue this worker serves: auto = "gpu" on a CUDA machine, else "cpu".
     queue: str = Field(default="auto", alias="TSCNC_QUEUE", pattern="^(auto|cpu|gpu)$")
     # Seconds between heartbeats; a worker silent for heartbeat_ttl seconds counts as lost.
@@ -34,6 +41,11 @@ class WorkerSettings(BaseSettings):
     # every 10 × 10 s; runs of a lost worker are re-queued sooner through the heartbeats anyway.
     unacked_restore_interval: int = Field(default=60, ge=1, le=3600,
                                           alias="TSCNC_UNACKED_RESTORE_INTERVAL")
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _roots(cls, v: object) -> object:
+        return parse_data_roots(v) if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _ttl_covers_beats(self) -> WorkerSettings:

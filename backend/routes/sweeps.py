@@ -31,6 +31,7 @@ from backend.schemas import (
 from backend.settings import Settings
 from backend.store import Store, SweepRecord
 from backend.views import result_public, results_csv, sweep_detail, sweep_public
+from tscnc.dataroots import DATA_DIR_RULE, candidate_dirs
 from tscnc.records import RunStatus
 from tscnc.spec import PRESETS, SweepSpec, resolve
 
@@ -74,6 +75,12 @@ def resolve_spec(body: SweepCreate, settings: Settings) -> SweepSpec:
             errors.append({"loc": ("body", "spec", "training", name), "type": "less_than_equal",
                            "msg": f"at most {settings.max_epochs_per_stage} epochs per stage on "
                                   f"this server (TSCNC_MAX_EPOCHS_PER_STAGE)"})
+    # The form of data_dir was checked by the spec; a link inside a root must not lead out of it
+    # either. Same message as for a bad form: nothing here tells which paths exist.
+    if spec.dataset.data_dir is not None and not candidate_dirs(spec.dataset.data_dir,
+                                                                settings.data_roots):
+        errors.append({"loc": ("body", "spec", "dataset", "data_dir"), "type": "value_error",
+                       "msg": f"Value error, {DATA_DIR_RULE}"})
     n = len(spec.runs())
     if n > settings.max_runs_per_sweep:
         errors.append({"loc": ("body", "spec"), "type": "too_many_runs",

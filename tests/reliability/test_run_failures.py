@@ -117,8 +117,8 @@ def test_out_of_memory_fails_out_of_memory_and_the_worker_carries_on(stack: Stac
 
 def test_missing_dataset_fails_invalid_input_before_any_training(stack: Stack, tmp_path: Path):
     probe = Probe(stack)
-    missing = tmp_path / "no-such-data"
-    sweep = _submit(stack, tiny_sweep(dataset={"name": "mnist", "data_dir": str(missing),
+    missing = "no-such-data"            # inside the stack's data root (TSCNC_DATA_ROOTS)
+    sweep = _submit(stack, tiny_sweep(dataset={"name": "mnist", "data_dir": missing,
                                                "train_subset": 100},
                                       methods=["dense", "tscnc"], sparsities=[0.5]))
     t0 = time.monotonic()
@@ -126,7 +126,8 @@ def test_missing_dataset_fails_invalid_input_before_any_training(stack: Stack, t
     assert time.monotonic() - t0 < 30, "a missing dataset should fail at once"
     for r in runs.values():
         assert (r["status"], r["category"]) == ("failed", "invalid_input"), r
-        assert str(missing) in r["message"] and "MNIST" in r["message"], r["message"]
+        assert f"data_dir {missing!r}" in r["message"] and "MNIST" in r["message"], r["message"]
+        assert "tscnc data download mnist" in r["message"], r["message"]
         events = probe.events(r["id"])
         assert {e["type"] for e in events} == {"status"}, events   # no stage, no epoch
         assert probe.statuses(events) == ["queued", "running", "failed"]

@@ -59,6 +59,8 @@ class Stack:
     # the stack stops whichever process is here at the end).
     redis_proc: subprocess.Popen | None = None
     redis_dir: Path | None = None
+    # The data root of the API and the workers (TSCNC_DATA_ROOTS); tests put datasets here.
+    data_root: Path | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -97,13 +99,17 @@ class Stack:
 def service_stack(tmp: Path, workers: int = 1, appendonly: bool = False) -> Iterator[Stack]:
     artifacts = tmp / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
+    data_root = tmp / "data"
+    data_root.mkdir(parents=True, exist_ok=True)
     redis_url, redis_proc = start_redis(tmp / "redis", appendonly=appendonly)
     base, api_proc = start_uvicorn("backend.app:create_app", {
         "REDIS_URL": redis_url, "TSCNC_ARTIFACTS_DIR": str(artifacts),
-        "TSCNC_BOOTSTRAP_TOKEN": TOKEN, "TSCNC_SSE_KEEPALIVE": "1"}, factory=True)
+        "TSCNC_BOOTSTRAP_TOKEN": TOKEN, "TSCNC_SSE_KEEPALIVE": "1",
+        "TSCNC_DATA_ROOTS": str(data_root)}, factory=True)
     s = Stack(base=base, redis_url=redis_url, artifacts=artifacts, redis_proc=redis_proc,
-              redis_dir=tmp / "redis")
-    s.workers = [start_worker(redis_url, artifacts, f"test-{i}") for i in range(workers)]
+              redis_dir=tmp / "redis", data_root=data_root)
+    s.workers = [start_worker(redis_url, artifacts, f"test-{i}",
+                              {"TSCNC_DATA_ROOTS": str(data_root)}) for i in range(workers)]
     try:
         s.wait_workers(workers)
         yield s

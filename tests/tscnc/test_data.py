@@ -15,6 +15,7 @@ import torch
 import torchvision
 
 from tscnc.data import (
+    EMBEDDED,
     DATASETS,
     EXPECTED_FILES,
     check_dataset,
@@ -29,6 +30,13 @@ from tscnc.records import FailureCategory
 from tscnc.spec import NUM_CLASSES, DatasetName, DatasetSpec
 
 N_TRAIN, N_TEST = 12, 6
+
+
+@pytest.fixture(autouse=True)
+def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's data root is its tmp_path (TSCNC_DATA_ROOTS, as the services read it)."""
+    monkeypatch.setenv("TSCNC_DATA_ROOTS", str(tmp_path))
+    return tmp_path
 
 
 # ---- writers for torchvision's on-disk formats --------------------------------------------------
@@ -157,7 +165,8 @@ def test_metadata_agrees_with_spec() -> None:
     assert dataset_info("cifar10").shape == (3, 32, 32)
     assert dataset_info(DatasetName.mnist).shape == (1, 28, 28)
     assert "no files" in data_dir_hint("digits")
-    assert "cifar-10-batches-py/data_batch_1" in data_dir_hint("cifar10", "/d")
+    assert "d/cifar-10-batches-py/data_batch_1" in data_dir_hint("cifar10", "d")
+    assert "tscnc data download cifar10" in data_dir_hint("cifar10")
 
 
 # ---- torchvision-format files -----------------------------------------------------------------
@@ -168,7 +177,7 @@ def test_metadata_agrees_with_spec() -> None:
 def test_mnist_like_loads_tiny_idx_files(tmp_path: Path, name: DatasetName, folder: str,
                                          compress: bool) -> None:
     arrays = write_mnist(tmp_path, folder, compress=compress)
-    spec = DatasetSpec(name=name, data_dir=str(tmp_path))
+    spec = DatasetSpec(name=name)
     check_dataset(spec)
     train, test = load_data(spec)
     assert (len(train), len(test)) == (N_TRAIN, N_TEST)
@@ -192,7 +201,7 @@ def test_cifar_loads_tiny_pickles(tmp_path: Path, hundred: bool,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     arrays = write_cifar(tmp_path, hundred=hundred)
     name = DatasetName.cifar100 if hundred else DatasetName.cifar10
-    spec = DatasetSpec(name=name, data_dir=str(tmp_path))
+    spec = DatasetSpec(name=name)
     check_dataset(spec)
     train, test = load_data(spec)
     assert (len(train), len(test)) == (len(arrays["train_y"]), len(arrays["test_y"]))
@@ -211,7 +220,7 @@ def test_cifar_loads_tiny_pickles(tmp_path: Path, hundred: bool,
 
 def test_svhn_loads_tiny_mat_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     arrays = write_svhn(tmp_path)
-    spec = DatasetSpec(name=DatasetName.svhn, data_dir=str(tmp_path))
+    spec = DatasetSpec(name=DatasetName.svhn)
     check_dataset(spec)
     train, test = load_data(spec)
     assert (len(train), len(test)) == (N_TRAIN, N_TEST)
@@ -227,9 +236,9 @@ def test_svhn_loads_tiny_mat_files(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_augmentation_only_where_standard(tmp_path: Path) -> None:
     write_cifar(tmp_path / "c")
     write_svhn(tmp_path / "s")
-    cifar_train, cifar_test = load_data(DatasetSpec(name=DatasetName.cifar10, data_dir=str(tmp_path / "c")))
-    svhn_train, _ = load_data(DatasetSpec(name=DatasetName.svhn, data_dir=str(tmp_path / "s")))
-    plain, _ = load_data(DatasetSpec(name=DatasetName.cifar10, data_dir=str(tmp_path / "c"),
+    cifar_train, cifar_test = load_data(DatasetSpec(name=DatasetName.cifar10, data_dir="c"))
+    svhn_train, _ = load_data(DatasetSpec(name=DatasetName.svhn, data_dir="s"))
+    plain, _ = load_data(DatasetSpec(name=DatasetName.cifar10, data_dir="c",
                                      augment=False))
     assert cifar_test.transform is None and plain.transform is None
     assert "RandomCrop" in repr(cifar_train.transform) and "HorizontalFlip" in repr(cifar_train.transform)
@@ -243,40 +252,43 @@ def test_augmentation_only_where_standard(tmp_path: Path) -> None:
 
 def test_subsets_on_torchvision_data(tmp_path: Path) -> None:
     write_mnist(tmp_path, "MNIST")
-    train, test = load_data(DatasetSpec(name=DatasetName.mnist, data_dir=str(tmp_path),
+    train, test = load_data(DatasetSpec(name=DatasetName.mnist,
                                         train_subset=10, test_subset=10))
     assert (len(train), len(test)) == (10, N_TEST)
 
 
 # ---- clear failures -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", [n for n in DatasetName if n != DatasetName.digits])
+@pytest.mark.parametrize("name", [n for n in DatasetName if n not in EMBEDDED])
 def test_missing_directory_names_the_expected_files(tmp_path: Path, name: DatasetName) -> None:
-    missing = tmp_path / "nowhere"
-    spec = DatasetSpec(name=name, data_dir=str(missing))
+    spec = DatasetSpec(name=name, data_dir="nowhere")
     for call in (check_dataset, load_data):
         with pytest.raises(DatasetError) as err:
             call(spec)
         msg = str(err.value)
-        assert str(missing) in msg and "does not exist" in msg
+        assert "not found in data_dir 'nowhere'" in msg
         for rel in EXPECTED_FILES[name][0] + EXPECTED_FILES[name][1]:
-            assert str(missing / rel) in msg
-        assert "dataset.data_dir" in msg
+            assert f"nowhere/{rel}" in msg
+        assert "dataset.data_dir" in msg and f"tscnc data download {name.value}" in msg
+        assert str(tmp_path) not in msg                       # no path of the machine
     assert err.value.category == FailureCategory.invalid_input
     assert isinstance(err.value, InvalidInput)
 
 
-def test_no_data_dir_is_an_error() -> None:
-    with pytest.raises(DatasetError, match="needs a data directory"):
+def test_no_data_dir_looks_in_the_root_itself(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="not found in any data root"):
         check_dataset(DatasetSpec(name=DatasetName.cifar10))
+    write_cifar(tmp_path)
+    check_dataset(DatasetSpec(name=DatasetName.cifar10))
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
     write_cifar(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
     with pytest.raises(DatasetError) as err:
-        check_dataset(DatasetSpec(name=DatasetName.cifar10, data_dir=str(tmp_path)))
-    assert f"missing {tmp_path / 'cifar-10-batches-py' / 'data_batch_3'};" in str(err.value)
+        check_dataset(DatasetSpec(name=DatasetName.cifar10))
+    assert "missing cifar-10-batches-py/data_batch_3;" in str(err.value)
+    assert str(tmp_path) not in str(err.value)
 
 
 def test_corrupt_files_are_reported_with_their_path(tmp_path: Path) -> None:
@@ -284,22 +296,23 @@ def test_corrupt_files_are_reported_with_their_path(tmp_path: Path) -> None:
     write_mnist(tmp_path / "m", "MNIST")
     img = tmp_path / "m" / "MNIST" / "raw" / "train-images-idx3-ubyte"
     img.write_bytes(img.read_bytes()[:-100])
-    with pytest.raises(DatasetError, match=str(img)):
-        check_dataset(DatasetSpec(name=DatasetName.mnist, data_dir=str(tmp_path / "m")))
+    with pytest.raises(DatasetError, match="m/MNIST/raw/train-images-idx3-ubyte is corrupt"):
+        check_dataset(DatasetSpec(name=DatasetName.mnist, data_dir="m"))
     # Garbage in a CIFAR pickle: caught when loading.
     write_cifar(tmp_path / "c")
     batch = tmp_path / "c" / "cifar-10-batches-py" / "test_batch"
     batch.write_bytes(b"this is not a pickle")
-    spec = DatasetSpec(name=DatasetName.cifar10, data_dir=str(tmp_path / "c"))
+    spec = DatasetSpec(name=DatasetName.cifar10, data_dir="c")
     check_dataset(spec)                                        # present, so the cheap check passes
     with pytest.raises(DatasetError, match="corrupt") as err:
         load_data(spec)
-    assert str(batch) in str(err.value)
+    assert "c/cifar-10-batches-py/test_batch" in str(err.value)
+    assert str(tmp_path) not in str(err.value)
     # A .mat file that is not one.
     write_svhn(tmp_path / "s")
     (tmp_path / "s" / "test_32x32.mat").write_bytes(b"\x00" * 200)
     with pytest.raises(DatasetError, match="test_32x32.mat"):
-        load_data(DatasetSpec(name=DatasetName.svhn, data_dir=str(tmp_path / "s")))
+        load_data(DatasetSpec(name=DatasetName.svhn, data_dir="s"))
 
 
 def test_labels_out_of_range_are_rejected(tmp_path: Path) -> None:
@@ -308,4 +321,94 @@ def test_labels_out_of_range_are_rejected(tmp_path: Path) -> None:
     bad[0] = 42
     (tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte").write_bytes(_idx_bytes(bad))
     with pytest.raises(DatasetError, match="labels outside 0..9"):
-        load_data(DatasetSpec(name=DatasetName.mnist, data_dir=str(tmp_path)))
+        load_data(DatasetSpec(name=DatasetName.mnist))
+
+
+# ---- data roots and safe reading (issue 14.1) ---------------------------------------------------
+
+class _Exploit:
+    """A pickle whose loading would create ``marker`` (the way a crafted CIFAR batch runs code)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
+
+
+def write_malicious_cifar(folder: Path, marker: Path) -> None:
+    """A CIFAR-10 layout whose every batch runs code when unpickled with ``pickle.load``."""
+    batches = folder / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        entry = {"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1], "x": _Exploit(marker)}
+        (batches / name).write_bytes(pickle.dumps(entry, protocol=2))
+
+
+def test_malicious_pickle_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    write_malicious_cifar(tmp_path / "evil", marker)
+    # The payload is live: plain unpickling (what torchvision's CIFAR classes do) runs it.
+    pickle.loads((tmp_path / "evil" / "cifar-10-batches-py" / "test_batch").read_bytes())
+    assert marker.exists()
+    marker.unlink()
+    spec = DatasetSpec(name=DatasetName.cifar10, data_dir="evil")
+    with pytest.raises(DatasetError) as err:
+        load_data(spec)
+    assert "exec is not part of the CIFAR format" in str(err.value)
+    assert err.value.category == FailureCategory.invalid_input
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_safe_unpickler_reads_numpy_arrays_of_every_protocol(tmp_path: Path, protocol: int) -> None:
+    from tscnc.data import _safe_unpickle
+
+    entry = {"data": np.arange(12, dtype=np.uint8).reshape(2, 6), "labels": [3, 4],
+             "batch_label": b"testing batch 1 of 1", "filenames": ["a.png", "b.png"]}
+    back = _safe_unpickle(pickle.dumps(entry, protocol=protocol))
+    assert np.array_equal(back["data"], entry["data"]) and back["data"].dtype == np.uint8
+    assert back["labels"] == [3, 4] and back["filenames"] == ["a.png", "b.png"]
+    # Any other global is refused before it is imported.
+    with pytest.raises(pickle.UnpicklingError, match="os.system"):
+        _safe_unpickle(b"cos\nsystem\n(S'true'\ntR.")
+
+
+def test_symlink_out_of_a_root_is_not_followed(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    write_cifar(outside / "c")
+    root.mkdir()
+    (root / "link").symlink_to(outside / "c", target_is_directory=True)
+    spec = DatasetSpec(name=DatasetName.cifar10, data_dir="link")
+    with pytest.raises(DatasetError, match="not found in data_dir 'link'"):
+        load_data(spec, roots=[root])
+    # Inside the root, a link is fine; and a second root is searched after the first.
+    write_cifar(root / "real")
+    (root / "alias").symlink_to(root / "real", target_is_directory=True)
+    check_dataset(DatasetSpec(name=DatasetName.cifar10, data_dir="alias"), roots=[root])
+    check_dataset(DatasetSpec(name=DatasetName.cifar10, data_dir="c"), roots=[root, outside])
+
+
+@pytest.mark.parametrize("bad", ["/etc", "/no/such/dir", "../x", "a/../b", "~/data", ".", "a//b",
+                                 "a/", "c:\\data", "-rf", " mnist"])
+def test_data_dir_must_be_relative_inside_a_root(bad: str) -> None:
+    from pydantic import ValidationError
+
+    from tscnc.dataroots import DATA_DIR_RULE
+
+    with pytest.raises(ValidationError) as err:
+        DatasetSpec(name=DatasetName.mnist, data_dir=bad)
+    assert err.value.errors()[0]["loc"] == ("data_dir",)
+    assert err.value.errors()[0]["msg"] == f"Value error, {DATA_DIR_RULE}"
+    for good in ("mnist", "team/cifar-10", "v1.2/svhn_x"):
+        assert DatasetSpec(name=DatasetName.mnist, data_dir=good).data_dir == good
+
+
+def test_data_roots_setting() -> None:
+    from tscnc.dataroots import data_roots, parse_data_roots
+
+    assert data_roots({}) == (Path("data"),)
+    assert data_roots({"TSCNC_DATA_ROOTS": "a, /b ,"}) == (Path("a"), Path("/b"))
+    assert parse_data_roots('["x", "y"]') == (Path("x"), Path("y"))
+    with pytest.raises(ValueError, match="TSCNC_DATA_ROOTS names no directory"):
+        parse_data_roots(" , ")
