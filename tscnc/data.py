@@ -119,7 +119,7 @@ class DatasetInfo:
 # split, 1,257 and 4,000 images; CIFAR as used by HYDRA; MNIST-likes and SVHN the usual published
 # values of their training sets).
 DATASETS: dict[DatasetName, DatasetInfo] = {
-    DatasetName.digits: DatasetInfo(DatasetName.digits, "digits", 1, 8, (0.3053,), (0.3760,)),
+    DatasetName.digits: DatasetInfo(DatasetName.digits, "digits", 1, 8, (0.305555,), (0.376124,)),
     DatasetName.mnist5k: DatasetInfo(DatasetName.mnist5k, "MNIST-5k", 1, 28, (0.131141,),
                                      (0.308319,)),
     DatasetName.mnist: DatasetInfo(DatasetName.mnist, "MNIST", 1, 28, (0.1307,), (0.3081,)),

@@ -412,3 +412,22 @@ def test_data_roots_setting() -> None:
     assert parse_data_roots('["x", "y"]') == (Path("x"), Path("y"))
     with pytest.raises(ValueError, match="TSCNC_DATA_ROOTS names no directory"):
         parse_data_roots(" , ")
+
+
+# ---- normalisation from the training split (issue 10.9) ------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(EMBEDDED))
+def test_embedded_normalisation_comes_from_the_training_split_only(name: DatasetName) -> None:
+    from tscnc.data import channel_stats
+
+    train, test = load_data(DatasetSpec(name=name))
+    mean, std = channel_stats(train.images.numpy(), train.max_value)
+    info = DATASETS[name]
+    assert info.mean == pytest.approx(mean, abs=1e-6) and info.std == pytest.approx(std, abs=1e-6)
+    # Independently: numpy over the training pixels only. Including the test split moves the
+    # statistics by more than the tolerance, so the test split cannot have leaked in.
+    pixels = train.images.numpy().astype(np.float64) / train.max_value
+    assert mean[0] == pytest.approx(pixels.mean(), abs=1e-12)
+    assert std[0] == pytest.approx(pixels.std(), abs=1e-12)
+    both = np.concatenate([pixels, test.images.numpy() / test.max_value])
+    assert abs(both.mean() - info.mean[0]) > 1e-5 or abs(both.std() - info.std[0]) > 1e-5
