@@ -153,12 +153,22 @@ async def _bad_text(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> Response:
     """FastAPI answers any failure while reading a body with a bare 400 ("There was an error
     parsing the body"): a chunked body over the size limit gets its 413, and a body that is not
-    UTF-8 a 422 naming the body and the problem."""
+    UTF-8, nested too deeply for the parser or holding an integer of more than 4,300 digits a
+    422 naming the body and the problem."""
     if isinstance(exc.__cause__, _TooLarge):
         return _too_large(request.app.state.settings.max_body_bytes)
     if isinstance(exc.__cause__, UnicodeDecodeError):
         return JSONResponse({"detail": [{"loc": ["body"], "type": "unicode_error",
                                          "msg": "the request body is not valid UTF-8 JSON"}]},
+                            status_code=422)
+    if isinstance(exc.__cause__, RecursionError):
+        return JSONResponse({"detail": [{"loc": ["body"], "type": "json_too_deep",
+                                         "msg": "the request body's JSON is nested too deeply"}]},
+                            status_code=422)
+    if isinstance(exc.__cause__, ValueError):  # e.g. an integer over Python's 4,300 digits
+        return JSONResponse({"detail": [{"loc": ["body"], "type": "json_invalid",
+                                         "msg": f"the request body is not acceptable JSON "
+                                                f"({str(exc.__cause__)[:200]})"}]},
                             status_code=422)
     return await http_exception_handler(request, exc)  # type: ignore[arg-type]
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator,
+                      model_validator)
 
 from tscnc.dataroots import check_data_dir
-
 from tscnc.names import DisplayName
 
 # Upper bounds that hold for every caller; the service may enforce tighter ones (settings).
@@ -143,8 +143,14 @@ NUM_CLASSES: dict[DatasetName, int] = {
     DatasetName.svhn: 10,
 }
 
-Epochs = Annotated[int, Field(ge=0, le=MAX_EPOCHS)]
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+# Numbers are strict (issue 14.7): an integer field refuses "5", 5.0 and true, a float field
+# refuses "0.5" and true but takes an integer (1 means 1.0), a boolean refuses 1 and "true".
+StrictInt = Annotated[int, Strict()]
+StrictFloat = Annotated[float, Strict()]
+StrictBool = Annotated[bool, Strict()]
+
+Epochs = Annotated[int, Strict(), Field(ge=0, le=MAX_EPOCHS)]
+Probability = Annotated[float, Strict(), Field(ge=0.0, le=1.0)]
 
 
 class _Model(BaseModel):
@@ -159,12 +165,12 @@ class DatasetSpec(_Model):
     data_dir: str | None = Field(default=None, max_length=1700)
     # Download a missing dataset into the (first) data root before the run (torchvision's
     # downloaders, checksums verified); off: a missing dataset is an error.
-    download: bool = False
+    download: StrictBool = False
     # Use only the first N training / test examples (after the fixed split); None = all.
-    train_subset: int | None = Field(default=None, ge=10, le=10_000_000)
-    test_subset: int | None = Field(default=None, ge=10, le=10_000_000)
+    train_subset: StrictInt | None = Field(default=None, ge=10, le=10_000_000)
+    test_subset: StrictInt | None = Field(default=None, ge=10, le=10_000_000)
     # Standard augmentation (random crop + flip for CIFAR/SVHN-style data).
-    augment: bool = True
+    augment: StrictBool = True
 
     @field_validator("data_dir")
     @classmethod
@@ -176,10 +182,10 @@ class DatasetSpec(_Model):
 class ModelSpec(_Model):
     name: ModelName = ModelName.mlp
     # mlp: hidden units per layer; cnn: base channel count.
-    width: int = Field(default=64, ge=1, le=4096)
+    width: StrictInt = Field(default=64, ge=1, le=4096)
     # wrn only: depth (6n+4) and widen factor.
-    depth: int = Field(default=28, ge=10, le=100)
-    widen: int = Field(default=10, ge=1, le=20)
+    depth: StrictInt = Field(default=28, ge=10, le=100)
+    widen: StrictInt = Field(default=10, ge=1, le=20)
 
     @model_validator(mode="after")
     def _wrn_depth(self) -> ModelSpec:
@@ -192,30 +198,30 @@ class TrainingSpec(_Model):
     pretrain_epochs: Epochs = 10
     prune_epochs: Epochs = 5          # hydra score training (ignored by lwm: one shot)
     finetune_epochs: Epochs = 5
-    batch_size: int = Field(default=128, ge=1, le=4096)
+    batch_size: StrictInt = Field(default=128, ge=1, le=4096)
     optimizer: Optimizer = Optimizer.sgd
-    lr: float = Field(default=0.1, gt=0.0, le=10.0)
-    prune_lr: float = Field(default=0.1, gt=0.0, le=10.0)   # learning rate of hydra scores
-    finetune_lr: float = Field(default=0.01, gt=0.0, le=10.0)
-    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
-    weight_decay: float = Field(default=5e-4, ge=0.0, le=1.0)
+    lr: StrictFloat = Field(default=0.1, gt=0.0, le=10.0)
+    prune_lr: StrictFloat = Field(default=0.1, gt=0.0, le=10.0)   # learning rate of hydra scores
+    finetune_lr: StrictFloat = Field(default=0.01, gt=0.0, le=10.0)
+    momentum: StrictFloat = Field(default=0.9, ge=0.0, lt=1.0)
+    weight_decay: StrictFloat = Field(default=5e-4, ge=0.0, le=1.0)
     schedule: Schedule = Schedule.cosine
     # Held-out examples used for the per-epoch clean/robust accuracy (cheap PGD).
-    monitor_examples: int = Field(default=200, ge=0, le=100_000)
+    monitor_examples: StrictInt = Field(default=200, ge=0, le=100_000)
     device: DeviceKind = DeviceKind.auto
     amp: Amp = Amp.none                 # autocast dtype, used only on CUDA
-    channels_last: bool = False         # memory format, used only on CUDA
-    num_workers: int = Field(default=0, ge=0, le=64)
+    channels_last: StrictBool = False         # memory format, used only on CUDA
+    num_workers: StrictInt = Field(default=0, ge=0, le=64)
 
 
 class AdversarialSpec(_Model):
     objective: Objective = Objective.trades
     # L-inf radius; None takes the dataset preset (EPSILON_PRESETS).
-    epsilon: float | None = Field(default=None, gt=0.0, le=1.0)
-    steps: int = Field(default=10, ge=1, le=100)
+    epsilon: StrictFloat | None = Field(default=None, gt=0.0, le=1.0)
+    steps: StrictInt = Field(default=10, ge=1, le=100)
     # None = 2.5 * epsilon / steps (Madry et al.).
-    step_size: float | None = Field(default=None, gt=0.0, le=1.0)
-    beta: float = Field(default=6.0, ge=0.0, le=100.0)   # TRADES trade-off
+    step_size: StrictFloat | None = Field(default=None, gt=0.0, le=1.0)
+    beta: StrictFloat = Field(default=6.0, ge=0.0, le=100.0)   # TRADES trade-off
 
 
 class ConstraintSpec(_Model):
@@ -223,22 +229,22 @@ class ConstraintSpec(_Model):
     # sum over all weights: its pull per weight is λ_tsc·ρ_a'(w) ≈ λ_tsc·(a+1)/a near 0 whatever
     # the model's size, so a λ_tsc that helps a 26k-weight MLP (3e-3) collapses an 82k-weight
     # CNN; 1e-5 is safe on both (and close to inert).
-    lambda_tsc: float = Field(default=1e-5, ge=0.0, le=1e3)
-    a: float = Field(default=10.0, gt=0.0, le=1e6)             # rho_a shape parameter
+    lambda_tsc: StrictFloat = Field(default=1e-5, ge=0.0, le=1e3)
+    a: StrictFloat = Field(default=10.0, gt=0.0, le=1e6)             # rho_a shape parameter
     tsc_variant: TSCVariant = TSCVariant.elementwise
-    gate_prior: float = Field(default=1e-4, ge=0.0, le=1.0)     # gates: L2 prior on weights
-    gate_lambda0: float = Field(default=1e-3, ge=0.0, le=1.0)   # gates: per-weight L0 cost
-    lambda_cnc: float = Field(default=1e-1, ge=0.0, le=1e3)
+    gate_prior: StrictFloat = Field(default=1e-4, ge=0.0, le=1.0)     # gates: L2 prior on weights
+    gate_lambda0: StrictFloat = Field(default=1e-3, ge=0.0, le=1.0)   # gates: per-weight L0 cost
+    lambda_cnc: StrictFloat = Field(default=1e-1, ge=0.0, le=1e3)
     cnc_kind: CNCKind = CNCKind.scale_invariant
     cnc_layers: CNCLayers = CNCLayers.all
     cnc_precision: Precision = Precision.float32
-    lambda_lcc: float = Field(default=0.0, ge=0.0, le=1e3)      # optional Lipschitz term
+    lambda_lcc: StrictFloat = Field(default=0.0, ge=0.0, le=1e3)      # optional Lipschitz term
 
 
 class PruningSpec(_Model):
     # Initial scores = score_init_scale * sqrt(6/fan_in) * |W| / max|W| per layer (HYDRA's scaled
     # init: |W| rescaled to the kaiming-uniform bound; see tscnc.pruning.init_scores_).
-    score_init_scale: float = Field(default=1.0, gt=0.0, le=1e3)
+    score_init_scale: StrictFloat = Field(default=1.0, gt=0.0, le=1e3)
     # Layers never pruned (e.g. the first conv); names as in model.named_modules().
     skip_layers: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=100)
 
@@ -248,16 +254,20 @@ class EvaluationSpec(_Model):
         default_factory=lambda: [AttackName.fgsm, AttackName.pgd, AttackName.cw],
         min_length=1, max_length=4,
     )
-    epsilon: float | None = Field(default=None, gt=0.0, le=1.0)   # None = training epsilon
-    pgd_steps: int = Field(default=20, ge=1, le=1000)
-    cw_steps: int = Field(default=30, ge=1, le=1000)
-    examples: int = Field(default=500, ge=10, le=100_000)
+    epsilon: StrictFloat | None = Field(default=None, gt=0.0, le=1.0)   # None = training epsilon
+    pgd_steps: StrictInt = Field(default=20, ge=1, le=1000)
+    cw_steps: StrictInt = Field(default=30, ge=1, le=1000)
+    # AutoAttack's APGD-CE/APGD-T/FAB-T iterations (Square: 50 queries per iteration). 100 is
+    # the standard version's budget; fewer is a sized-down AutoAttack (e.g. on CPU), recorded
+    # as the attack's steps.
+    autoattack_steps: StrictInt = Field(default=100, ge=1, le=1000)
+    examples: StrictInt = Field(default=500, ge=10, le=100_000)
     # Security curve: robust accuracy (PGD) at these multiples of epsilon.
-    security_curve: list[Annotated[float, Field(ge=0.0, le=20.0)]] = Field(
+    security_curve: list[Annotated[float, Strict(), Field(ge=0.0, le=20.0)]] = Field(
         default_factory=lambda: [0.0, 0.25, 0.5, 1.0, 2.0, 4.0], max_length=20
     )
     # Spectra keep at most this many singular values per layer (largest first).
-    spectrum_max: int = Field(default=512, ge=1, le=100_000)
+    spectrum_max: StrictInt = Field(default=512, ge=1, le=100_000)
 
     @field_validator("attacks")
     @classmethod
@@ -272,7 +282,7 @@ class RunSpec(_Model):
 
     method: Method
     sparsity: Probability
-    seed: int = Field(ge=0, le=2**31 - 1)
+    seed: StrictInt = Field(ge=0, le=2**31 - 1)
 
     @property
     def key(self) -> str:
@@ -304,10 +314,10 @@ class SweepSpec(_Model):
         default_factory=lambda: [Method.dense, Method.lwm, Method.hydra, Method.tscnc],
         min_length=1, max_length=len(Method),
     )
-    sparsities: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(
+    sparsities: list[Annotated[float, Strict(), Field(gt=0.0, lt=1.0)]] = Field(
         default_factory=lambda: [0.5, 0.9, 0.99], min_length=1, max_length=50
     )
-    seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(
+    seeds: list[Annotated[int, Strict(), Field(ge=0, le=2**31 - 1)]] = Field(
         default_factory=lambda: [0], min_length=1, max_length=20
     )
 
@@ -316,6 +326,22 @@ class SweepSpec(_Model):
     def _no_repeats(cls, v: list[Any]) -> list[Any]:
         if len(set(v)) != len(v):
             raise ValueError("values must not repeat")
+        return v
+
+    @field_validator("pruning")
+    @classmethod
+    def _skip_layers_exist(cls, v: PruningSpec, info: ValidationInfo) -> PruningSpec:
+        model, dataset = info.data.get("model"), info.data.get("dataset")
+        if not v.skip_layers or model is None or dataset is None:
+            return v
+        # Layer names of the model family, derived without torch (tscnc.footprint).
+        from tscnc.footprint import prunable_layer_names
+
+        known = prunable_layer_names(model, dataset.name)
+        unknown = [n for n in v.skip_layers if n not in known]
+        if unknown:
+            raise ValueError(f"skip_layers names no prunable layer of {model.name.value}: "
+                             f"{unknown}; its prunable layers are {known}")
         return v
 
     @model_validator(mode="after")

@@ -29,7 +29,7 @@ from backend.schemas import (
     SweepResults,
 )
 from backend.settings import Settings
-from backend.store import Store, SweepRecord
+from backend.store import IdempotencyConflict, Store, SweepRecord
 from backend.views import result_public, results_csv, sweep_detail, sweep_public
 from tscnc.dataroots import DATA_DIR_RULE, candidate_dirs
 from tscnc.records import RunStatus
@@ -103,6 +103,8 @@ def get_sweep_or_404(store: Store, sweep_id: str) -> SweepRecord:
              responses={200: {"model": SweepDetail,
                               "description": "the sweep created earlier with this "
                                              "Idempotency-Key"},
+                        409: {"model": ErrorBody,
+                              "description": "the Idempotency-Key was used for another spec"},
                         422: {"description": "invalid spec (loc names the field)"},
                         **_ERRORS})
 def create_sweep(
@@ -113,9 +115,15 @@ def create_sweep(
 ) -> SweepDetail:
     """Submit a sweep: validate, store one queued run per (method, sparsity, seed), enqueue."""
     spec = resolve_spec(body, settings)
-    sweep, created = store.create_sweep(spec, p.id, idempotency_key or None, owner_name=p.name,
-                                        preset=body.preset,
-                                        idempotency_ttl=settings.idempotency_ttl)
+    try:
+        sweep, created = store.create_sweep(spec, p.id, idempotency_key or None,
+                                            owner_name=p.name, preset=body.preset,
+                                            idempotency_ttl=settings.idempotency_ttl)
+    except IdempotencyConflict as e:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"Idempotency-Key {idempotency_key!r} was used for sweep {e.sweep_id} with another "
+            "spec; use a new key for a different sweep") from None
     if not created:
         response.status_code = status.HTTP_200_OK
     if created or not sweep.enqueued:

@@ -60,6 +60,20 @@ ABSURD_SWEEPS = [
     ({"spec": {"model": {"widht": 64}}}, ["body", "spec", "model", "widht"], "not permitted"),
     ({"spec": "digits"}, ["body", "spec"], "dictionary"),
     ({"preset": "nope"}, ["body", "preset"], "known"),
+    # Strict numbers (issue 14.7): no "5", true or 5.0 for an integer, no "0.5" or true for a
+    # float (an integer for a float is fine: see test_strict_numbers_accept_integers_for_floats)
+    ({"spec": {"training": {"batch_size": "5"}}},
+     ["body", "spec", "training", "batch_size"], "integer"),
+    ({"spec": {"training": {"pretrain_epochs": True}}},
+     ["body", "spec", "training", "pretrain_epochs"], "integer"),
+    ({"spec": {"seeds": [True]}}, ["body", "spec", "seeds", 0], "integer"),
+    ({"spec": {"model": {"width": 64.0}}}, ["body", "spec", "model", "width"], "integer"),
+    ({"spec": {"training": {"lr": "0.5"}}}, ["body", "spec", "training", "lr"], "number"),
+    ({"spec": {"sparsities": [True]}}, ["body", "spec", "sparsities", 0], "number"),
+    ({"spec": {"dataset": {"augment": 1}}}, ["body", "spec", "dataset", "augment"], "boolean"),
+    # skip_layers names checked against the model family's layers at submit
+    ({"spec": {"pruning": {"skip_layers": ["conv1"]}}}, ["body", "spec", "pruning"],
+     "layers.0"),
 ]
 
 
@@ -90,8 +104,11 @@ MALFORMED = [
     (b"", ["body"], "required"),
     (b"[1, 2]", ["body"], "dictionary"),
     (b'{"spec": {"training": {"lr": NaN}}}', ["body", "spec", "training", "lr"], "10"),
-    (b'{"spec": {"seeds": [1e400]}}', ["body", "spec", "seeds", 0], "finite"),
+    (b'{"spec": {"sparsities": [1e400]}}', ["body", "spec", "sparsities", 0], "less than"),
+    (b'{"spec": {"seeds": [1e400]}}', ["body", "spec", "seeds", 0], "integer"),
     (b'{"spec": {"name": "\\ud800"}}', ["body", "spec", "name"], "unicode"),
+    (b"[" * 5000 + b"]" * 5000, ["body"], "nested"),
+    (b'{"spec": {"seeds": [' + b"7" * 4400 + b"]}}", ["body"], "digits"),
 ]
 
 
@@ -102,6 +119,27 @@ def test_malformed_bodies_are_422_naming_the_problem(api: str, content: bytes, l
     assert r.status_code == 422, (content, r.status_code, r.text)
     named = [e for e in r.json()["detail"] if e["loc"] == loc]
     assert named and any(word.lower() in e["msg"].lower() for e in named), r.text
+
+
+def test_strict_numbers_accept_integers_for_floats(api: str) -> None:
+    r = post(api, "/sweeps", json={"spec": {"methods": ["dense"], "training": {"lr": 1},
+                                            "adversarial": {"beta": 6}}})
+    assert r.status_code == 201, r.text
+
+
+def test_a_reused_idempotency_key_with_another_body_is_409(api: str) -> None:
+    key = {"Idempotency-Key": "reused-key-1"}
+    first = post(api, "/sweeps", json={"spec": {"methods": ["dense"]}}, headers=key)
+    assert first.status_code == 201, first.text
+    again = post(api, "/sweeps", json={"spec": {"methods": ["dense"]}}, headers=key)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"], again.text
+    other = post(api, "/sweeps", json={"spec": {"methods": ["lwm"], "sparsities": [0.5]}},
+                 headers=key)
+    assert other.status_code == 409, other.text
+    assert first.json()["id"] in other.json()["detail"], other.text
+    other = post(api, "/sweeps", json={"preset": "digits-quick", "spec": {"methods": ["dense"]}},
+                 headers=key)
+    assert other.status_code == 409, other.text
 
 
 def test_wrong_types_elsewhere(api: str) -> None:
