@@ -217,6 +217,8 @@ class WorkerPublic(_Schema):
     device: str
     run: str | None = Field(default=None, description="id of the run it is working on")
     last_seen: float
+    memory_bytes: int | None = Field(
+        default=None, description="memory its device offers a run (RAM, or the GPU's memory)")
 
 
 class QueuePublic(_Schema):

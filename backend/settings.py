@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # Server-side bounds on what a sweep may ask for (tighter than tscnc.spec's own).
     max_runs_per_sweep: int = Field(default=200, ge=1, le=1000)
     max_epochs_per_stage: int = Field(default=500, ge=1, le=1000)
+    # Largest training memory one run may need (GiB, tscnc.footprint's estimate); a sweep over
+    # it, or over what every registered worker of its queue reports, is refused with 422.
+    max_run_memory_gib: float = Field(default=256.0, gt=0, le=1e6)
     # Largest page a list may ask for.
     max_page_size: int = Field(default=500, ge=1, le=10_000)
     # Origins allowed by CORS; empty (the default) = no CORS headers at all (closed).

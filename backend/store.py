@@ -445,6 +445,8 @@ class WorkerRecord(_Rec):
     queue: str | None = None
     run: str | None = None
     last_seen: float
+    # Memory the worker's device offers (RAM of a CPU worker, GPU memory of a GPU worker), bytes.
+    memory_bytes: int | None = None
 
 
 # Run fields a listing can be ordered by (besides creation time); the ALPHA ones sort as text.
@@ -1102,13 +1104,15 @@ class Store:
     # ---- workers and queues --------------------------------------------------------------
 
     def heartbeat(self, worker: str, device: str, run_id: str | None, ttl: int,
-                  queue: str | None = None) -> None:
-        """Record that ``worker`` is alive (expires after ``ttl`` seconds)."""
+                  queue: str | None = None, memory_bytes: int | None = None) -> None:
+        """Record that ``worker`` is alive (expires after ``ttl`` seconds) and what memory its
+        device offers (admission of new sweeps compares their estimate with it)."""
         now = time.time()
         key = self.k.worker(worker)
         with self.r.pipeline(transaction=True) as p:
             p.hset(key, mapping={"name": worker, "device": device, "queue": _enc(queue),
-                                 "run": _enc(run_id), "last_seen": _enc(now)})
+                                 "run": _enc(run_id), "last_seen": _enc(now),
+                                 "memory": _enc(memory_bytes)})
             p.expire(key, max(1, int(ttl)))
             p.zadd(self.k.workers, {worker: now})
             p.execute()
@@ -1129,7 +1133,8 @@ class Store:
                 continue
             out.append(WorkerRecord(name=h.get("name", n), device=h.get("device", ""),
                                     queue=_opt(h.get("queue")), run=_opt(h.get("run")),
-                                    last_seen=float(h.get("last_seen") or 0)))
+                                    last_seen=float(h.get("last_seen") or 0),
+                                    memory_bytes=int(h["memory"]) if h.get("memory") else None))
         if gone:
             self.r.zrem(self.k.workers, *gone)
         return sorted(out, key=lambda w: w.name)

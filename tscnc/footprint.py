@@ -209,9 +209,13 @@ class Footprint:
     memory_bytes: int
 
     def describe(self) -> str:
-        return (f"{self.parameters / 1e6:,.1f} M parameters, "
-                f"{self.activations_per_example / 1e6:,.2f} M activations per example at batch "
-                f"{self.batch_size}: about {self.memory_bytes / 2**30:,.1f} GiB to train")
+        """e.g. ``36.49 M parameters, 7.508 M activations per example at batch 64: about
+        4.3 GiB to train`` (WRN-28-10 on CIFAR-10)."""
+        mem = self.memory_bytes
+        size = f"{mem / 2**30:,.1f} GiB" if mem >= 2**30 else f"{mem / 2**20:,.1f} MiB"
+        return (f"{self.parameters / 1e6:,.2f} M parameters, "
+                f"{self.activations_per_example / 1e6:,.3f} M activations per example at batch "
+                f"{self.batch_size}: about {size} to train")
 
 
 def estimate(spec: SweepSpec) -> Footprint:

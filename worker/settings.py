@@ -31,6 +31,9 @@ class WorkerSettings(BaseSettings):
     heartbeat_ttl: float = Field(default=10.0, gt=0, le=600, alias="TSCNC_HEARTBEAT_TTL")
     # A run whose worker was lost is re-queued at most this many times, then fails worker_lost.
     max_attempts: int = Field(default=3, ge=1, le=20, alias="TSCNC_MAX_ATTEMPTS")
+    # Memory this worker offers to a run, GiB, reported in its heartbeat (the API refuses a sweep
+    # no worker could hold); 0 = detect: the GPU's memory, else RAM (or the cgroup's limit).
+    memory_gib: float = Field(default=0.0, ge=0.0, le=1e6, alias="TSCNC_WORKER_MEMORY_GIB")
     # Torch intra-op threads of a CPU worker (0 = all cores / number of CPU workers).
     torch_threads: int = Field(default=0, ge=0, le=256, alias="TSCNC_TORCH_THREADS")
     # How long the broker waits for an ack before handing an unacknowledged message out again.

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import redis.exceptions
@@ -119,6 +120,25 @@ def device_name() -> str:
     return "cpu"
 
 
+def device_memory_bytes(s: WorkerSettings) -> int:
+    """Memory a run may use on this worker: ``TSCNC_WORKER_MEMORY_GIB`` if set, else the
+    current GPU's total memory, else physical RAM capped by the cgroup's ``memory.max``."""
+    import torch
+
+    if s.memory_gib:
+        return int(s.memory_gib * 2**30)
+    if torch.cuda.is_available():
+        return int(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            ram = min(ram, int(limit))
+    except OSError:
+        pass
+    return int(ram)
+
+
 def _device() -> Any:
     from tscnc.pipeline import resolve_device
 
@@ -164,12 +184,13 @@ def _background() -> None:
     s = settings()
     queue = s.queue if s.queue != "auto" else ("gpu" if device_name() != "cpu" else "cpu")
     dev = device_name()
+    memory = device_memory_bytes(s)
     healthy_since: float | None = None
     while True:
         try:
             st = store()
             st.heartbeat(worker_name(), dev, _state["run"], ttl=int(s.heartbeat_ttl),
-                         queue=queue)
+                         queue=queue, memory_bytes=memory)
             now = time.monotonic()
             healthy_since = now if healthy_since is None else healthy_since
             # After a Redis outage longer than the TTL every worker's heartbeat has expired at

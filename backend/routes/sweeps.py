@@ -29,9 +29,10 @@ from backend.schemas import (
     SweepResults,
 )
 from backend.settings import Settings
-from backend.store import IdempotencyConflict, Store, SweepRecord
+from backend.store import IdempotencyConflict, Store, SweepRecord, WorkerRecord
 from backend.views import result_public, results_csv, sweep_detail, sweep_public
 from tscnc.dataroots import DATA_DIR_RULE, candidate_dirs
+from tscnc.footprint import estimate
 from tscnc.records import RunStatus
 from tscnc.spec import PRESETS, SweepSpec, resolve
 
@@ -92,6 +93,31 @@ def resolve_spec(body: SweepCreate, settings: Settings) -> SweepSpec:
     return spec
 
 
+def admit(spec: SweepSpec, settings: Settings, workers: list[WorkerRecord]) -> None:
+    """Refuse (422 naming ``body.spec``, with the estimate) a sweep whose run would need more
+    training memory than ``TSCNC_MAX_RUN_MEMORY_GIB`` or than every registered worker of the
+    queue it would go to reports (:func:`tscnc.footprint.estimate`; without registered workers
+    only the cap applies: the sweep waits for a worker)."""
+    from worker.dispatch import choose_queue  # imported on first use, as the dispatcher is
+
+    need = estimate(spec)
+    gib = 2**30
+    problem = None
+    if need.memory_bytes > settings.max_run_memory_gib * gib:
+        problem = (f"over this server's limit of {settings.max_run_memory_gib:g} GiB per run "
+                   "(TSCNC_MAX_RUN_MEMORY_GIB)")
+    else:
+        queue = choose_queue(spec, [w.model_dump() for w in workers])
+        offers = [w.memory_bytes for w in workers if w.queue == queue and w.memory_bytes]
+        if offers and max(offers) < need.memory_bytes:
+            problem = (f"more than any registered {queue} worker offers (the largest: "
+                       f"{max(offers) / gib:,.1f} GiB)")
+    if problem:
+        raise _invalid(("body", "spec"),
+                       f"a run of this sweep needs {need.describe()}, {problem}; lower "
+                       "training.batch_size or the model's size", "too_much_memory")
+
+
 def get_sweep_or_404(store: Store, sweep_id: str) -> SweepRecord:
     sweep = store.get_sweep(sweep_id) if len(sweep_id) <= 64 else None
     if sweep is None:
@@ -115,6 +141,7 @@ def create_sweep(
 ) -> SweepDetail:
     """Submit a sweep: validate, store one queued run per (method, sparsity, seed), enqueue."""
     spec = resolve_spec(body, settings)
+    admit(spec, settings, store.workers())
     try:
         sweep, created = store.create_sweep(spec, p.id, idempotency_key or None,
                                             owner_name=p.name, preset=body.preset,

@@ -46,7 +46,8 @@ def queue(p: ReaderDep, store: StoreDep, settings: SettingsDep) -> QueuePublic:
     and current run, and runs per status."""
     return QueuePublic(
         queues=store.queue_depths(settings.queues),
-        workers=[WorkerPublic(name=w.name, device=w.device, run=w.run, last_seen=w.last_seen)
+        workers=[WorkerPublic(name=w.name, device=w.device, run=w.run, last_seen=w.last_seen,
+                              memory_bytes=w.memory_bytes)
                  for w in store.workers()],
         runs=store.status_counts(),
     )

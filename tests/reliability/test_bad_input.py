@@ -74,6 +74,12 @@ ABSURD_SWEEPS = [
     # skip_layers names checked against the model family's layers at submit
     ({"spec": {"pruning": {"skip_layers": ["conv1"]}}}, ["body", "spec", "pruning"],
      "layers.0"),
+    # Resource admission (issue 14.6): over the server's cap (256 GiB by default), with the
+    # estimate (no worker is registered here; test_admission.py compares with workers)
+    ({"spec": {"dataset": {"name": "cifar10"}, "model": {"name": "wrn", "depth": 100,
+                                                         "widen": 20},
+               "training": {"batch_size": 4096}, "methods": ["dense"]}}, ["body", "spec"],
+     "TSCNC_MAX_RUN_MEMORY_GIB"),
 ]
 
 
