@@ -21,8 +21,11 @@ Objectives (L∞ ball B_ε(x) = {x' : ‖x' − x‖_∞ ≤ ε} ∩ [0, 1]^d, f
 - ``trades`` (Zhang et al. 2019): CE(f(x), y) + β · (1/B) Σ_i KL(p(x_i) ‖ p(x'_i)) with
   x' = argmax_{x' ∈ B_ε(x)} KL(p(x) ‖ p(x')), found by k signed-gradient steps started at
   x + 0.001·N(0, I) (the reference implementation; torchattacks has no KL attack, so this loop
-  is written here). The KL is ``F.kl_div(log p(x'), p(x), reduction="batchmean")``, exactly the
-  reference ``(1/B)·KLDivLoss(size_average=False)``; gradients flow through both p(x) and p(x').
+  is written here). The KL is ``F.kl_div(log p(x'), log p(x), reduction="batchmean",
+  log_target=True)``, the value of the reference ``(1/B)·KLDivLoss(size_average=False)``;
+  gradients flow through both p(x) and p(x'). The target is passed as log p(x) because p(x)
+  underflows to 0 in float32 once a logit margin passes ~104, and the gradient of p·log p with
+  respect to that 0 target is NaN (long runs then diverged); log p(x) keeps it finite.
 
 Mixed precision: pass ``amp=torch.bfloat16`` (or ``torch.float16``) to run forwards under
 ``torch.autocast`` on CUDA; on other devices it is ignored (DESIGN: AMP is CUDA-only).
@@ -216,8 +219,9 @@ def trades_loss(model: nn.Module, x: Tensor, y: Tensor, *, epsilon: float, step_
         logits_adv = model(x_adv)
     logits_clean32, logits_adv32 = logits_clean.float(), logits_adv.float()
     natural = F.cross_entropy(logits_clean32, y)
-    robust = F.kl_div(F.log_softmax(logits_adv32, dim=1), F.softmax(logits_clean32, dim=1),
-                      reduction="batchmean")
+    # Target as log p(x): a finite gradient where p(x) underflows to 0 (module docstring).
+    robust = F.kl_div(F.log_softmax(logits_adv32, dim=1), F.log_softmax(logits_clean32, dim=1),
+                      reduction="batchmean", log_target=True)
     return LossOutput(natural + beta * robust, logits_clean)
 
 
