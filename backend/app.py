@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import tscnc
+from backend import redact
 from backend.deps import default_dispatcher
 from backend.routes import access, runs, sweeps, system
 from backend.schemas import Role
@@ -98,11 +99,22 @@ def _too_large(max_bytes: int) -> JSONResponse:
                         status_code=413)
 
 
+# Pages run only the scripts they load from this server (no inline script, no eval, no CDN);
+# styles may be inline (Plotly and Swagger UI set style attributes); images may be data:/blob:
+# (chart and icon images, PNG export).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
 class SecurityHeaders:
-    """No MIME sniffing, no framing, and no Referer (URLs may carry ?token=)."""
+    """On every answer: the Content-Security-Policy above, no MIME sniffing, no framing, and no
+    Referer (a login URL carries ?token= until the page moves it into storage)."""
 
     HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
-               (b"x-frame-options", b"DENY")]
+               (b"x-frame-options", b"DENY"),
+               (b"content-security-policy", CONTENT_SECURITY_POLICY.encode())]
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -194,10 +206,33 @@ def plotly_js_path() -> Path | None:
 
 
 _SHARE_FALLBACK = """<!doctype html><meta charset="utf-8"><title>TSCNC shared dashboard</title>
-<p>The dashboard front end is not installed on this server.
-The data of this link is at <a id="d">/api/v1/share/…</a>.</p>
-<script>const t=location.pathname.split('/').pop();const a=document.getElementById('d');
-a.href='/api/v1/share/'+t;a.textContent=a.href;</script>"""
+<p>The dashboard front end is not installed on this server. The data of this link is
+served by the API at <code>/api/v1/share/</code> followed by the link's token.</p>"""
+
+
+def swagger_ui_dir() -> Path | None:
+    """Swagger UI's dist files from the installed ``swagger-ui-py`` package (no CDN)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    for base in (spec.submodule_search_locations or []) if spec else []:
+        p = Path(base) / "static"
+        if (p / "swagger-ui-bundle.js").is_file():
+            return p
+    return None
+
+
+_SWAGGER_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css",
+                  "favicon-32x32.png": "image/png"}
+# The page loads only files of this server: no inline script, so it passes the CSP above.
+_DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>TSCNC job service API</title>
+<link rel="icon" href="/static/swagger-ui/favicon-32x32.png">
+<link rel="stylesheet" href="/static/swagger-ui/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/static/swagger-ui/swagger-ui-bundle.js"></script>
+<script src="/static/swagger-ui/init.js"></script></body></html>"""
+_DOCS_INIT = f"""window.ui = SwaggerUIBundle({{
+  url: "{API_PREFIX}/openapi.json", dom_id: "#swagger-ui", deepLinking: true, presets: [SwaggerUIBundle.presets.apis], layout: "BaseLayout"}});
+"""
 
 
 class FrontendFiles(StaticFiles):
@@ -219,6 +254,25 @@ def _static_routes(app: FastAPI, settings: Settings) -> None:
         if path is None:
             return JSONResponse({"detail": "the plotly package is not installed"}, 404)
         return FileResponse(path, media_type="text/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get(f"{API_PREFIX}/docs", include_in_schema=False)
+    def api_docs() -> Response:
+        if swagger_ui_dir() is None:
+            return JSONResponse({"detail": "the swagger-ui-py package is not installed; the "
+                                           f"API is described at {API_PREFIX}/openapi.json"}, 404)
+        return HTMLResponse(_DOCS_PAGE)
+
+    @app.get("/static/swagger-ui/init.js", include_in_schema=False)
+    def swagger_init() -> Response:
+        return Response(_DOCS_INIT, media_type="text/javascript")
+
+    @app.get("/static/swagger-ui/{name}", include_in_schema=False)
+    def swagger_file(name: str) -> Response:
+        base = swagger_ui_dir()
+        if base is None or name not in _SWAGGER_FILES:     # a fixed list: no path from input
+            return JSONResponse({"detail": "Not Found"}, 404)
+        return FileResponse(base / name, media_type=_SWAGGER_FILES[name],
                             headers={"Cache-Control": "public, max-age=86400"})
 
     @app.get("/share/{token}", include_in_schema=False)
@@ -245,6 +299,7 @@ def create_app(settings: Settings | None = None, *,
     """Build the API. ``enqueue(sweep_id, run_ids)`` / ``revoke(task_id)`` default to
     ``worker.dispatch`` (imported on first use); tests pass recorders."""
     settings = settings or Settings()
+    redact.install()        # no credential in any log line of this process (backend/redact.py)
     dispatcher = default_dispatcher()
     if enqueue is not None:
         dispatcher.enqueue = enqueue
@@ -272,7 +327,7 @@ def create_app(settings: Settings | None = None, *,
         title="TSCNC job service", version=tscnc.__version__, lifespan=lifespan,
         description="Run, watch and share TSCNC robustness/compression sweeps. "
                     "See docs/api.md.",
-        openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs",
+        openapi_url=f"{API_PREFIX}/openapi.json", docs_url=None,  # docs: _static_routes
         redoc_url=None,
     )
     app.state.settings = settings

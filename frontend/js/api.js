@@ -1,8 +1,11 @@
 // The only module that knows the API's URLs (DESIGN §2, boundary 5).
 //
-// Every request carries the current credential: an API token (`Authorization: Bearer`), or on
-// a read-only share page the dashboard's share token, which the API accepts the same way.
-// Where a header cannot be set (EventSource, download links) the credential goes in `?token=`.
+// Every request carries the current credential in the `Authorization: Bearer` header: an API
+// token, or on a read-only share page the dashboard's share token. Never in a URL (URLs end up
+// in logs, histories and copied links; the API refuses `?token=`): event streams are read with
+// fetch (js/sse.js), downloads are fetched and handed to the browser as a blob.
+
+import { EventStream } from "./sse.js";
 
 const BASE = "/api/v1";
 /** Plotly.js as served by the backend from the installed plotly package (no CDN). */
@@ -79,8 +82,43 @@ async function request(method, path, { params, body, headers = {}, accept = "app
   return type.includes("json") ? resp.json() : resp.text();
 }
 
-function withToken(path, params = {}) {
-  return BASE + path + query({ ...params, token: credential });
+function authHeaders() {
+  return credential ? { Authorization: `Bearer ${credential}` } : {};
+}
+
+/** Fetch a file with the credential and offer it to the browser as `filename` (a blob URL). */
+async function download(path, filename, params) {
+  let resp;
+  try {
+    resp = await fetch(BASE + path + query(params), { headers: authHeaders(), cache: "no-store" });
+  } catch (e) {
+    throw new ApiError(0, `cannot reach the server (${e.message})`);
+  }
+  if (resp.status === 401) onUnauthorized();
+  if (!resp.ok) {
+    let detail = `${resp.status} ${resp.statusText}`;
+    try {
+      const j = await resp.json();
+      if (j && j.detail !== undefined) detail = j.detail;
+    } catch { /* not JSON */ }
+    throw new ApiError(resp.status, detail);
+  }
+  const url = URL.createObjectURL(await resp.blob());
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = filename;
+  a.style.display = "none";
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+/** A live event stream of `path` (Server-Sent Events read with fetch, credential in the header). */
+function events(path) {
+  const stream = new EventStream(BASE + path, { headers: authHeaders });
+  stream.onunauthorized = () => onUnauthorized();
+  return stream;
 }
 
 const id = (x) => encodeURIComponent(x);
@@ -97,7 +135,9 @@ export const getSweep = (sweepId) => request("GET", `/sweeps/${id(sweepId)}`);
 export const sweepResults = (sweepId) => request("GET", `/sweeps/${id(sweepId)}/results`);
 export const sweepResultsCsv = (sweepId) =>
   request("GET", `/sweeps/${id(sweepId)}/results`, { params: { format: "csv" }, accept: "text/csv" });
-export const sweepResultsCsvUrl = (sweepId) => withToken(`/sweeps/${id(sweepId)}/results`, { format: "csv" });
+/** Download the sweep's results CSV (as the API writes it) as `filename`. */
+export const downloadSweepResultsCsv = (sweepId, filename) =>
+  download(`/sweeps/${id(sweepId)}/results`, filename, { format: "csv" });
 export const createSweep = (body, idempotencyKey) =>
   request("POST", "/sweeps", { body, headers: idempotencyKey ? { "Idempotency-Key": idempotencyKey } : {} });
 export const cancelSweep = (sweepId) => request("POST", `/sweeps/${id(sweepId)}/cancel`);
@@ -112,13 +152,14 @@ export const retryRun = (runId) => request("POST", `/runs/${id(runId)}/retry`);
 export const runResult = (runId) => request("GET", `/runs/${id(runId)}/result`);
 export const runEventsPage = (runId, { after, limit } = {}) =>
   request("GET", `/runs/${id(runId)}/events`, { params: { after, limit } });
-export const checkpointUrl = (runId) => withToken(`/runs/${id(runId)}/checkpoint`);
+/** Download the run's checkpoint as `filename`. */
+export const downloadCheckpoint = (runId, filename) => download(`/runs/${id(runId)}/checkpoint`, filename);
 
 // ---- live event streams (Server-Sent Events) ---------------------------------------------
-// EventSource cannot send headers: the credential travels as ?token=. It resends the last
-// event id itself on reconnection, so nothing is missed or repeated.
-export const runEvents = (runId) => new EventSource(withToken(`/runs/${id(runId)}/events`));
-export const sweepEvents = (sweepId) => new EventSource(withToken(`/sweeps/${id(sweepId)}/events`));
+// Read with fetch so the credential stays in the header; the stream resends the last event id
+// (Last-Event-ID) on reconnection, so nothing is missed or repeated.
+export const runEvents = (runId) => events(`/runs/${id(runId)}/events`);
+export const sweepEvents = (sweepId) => events(`/sweeps/${id(sweepId)}/events`);
 
 // ---- queue -------------------------------------------------------------------------------
 export const queue = () => request("GET", "/queue");

@@ -1,7 +1,8 @@
 // Live updates over Server-Sent Events. The server replays a stream's history first, then
-// sends new events; ids are stream entry ids, so EventSource resumes after a dropped
-// connection with Last-Event-ID and misses nothing. A finished stream answers 204 to the
-// reconnection, which closes the EventSource for good.
+// sends new events; ids are stream entry ids, so the stream (js/sse.js EventStream, read with
+// fetch so the token stays in a header) resumes after a dropped connection with Last-Event-ID
+// and misses nothing. A finished stream answers 204 to the reconnection, which closes it for
+// good.
 
 export const EVENT_TYPES = ["stage_started", "stage_finished", "epoch", "progress", "evaluation", "status", "log"];
 
@@ -9,7 +10,7 @@ export const EVENT_TYPES = ["stage_started", "stage_finished", "epoch", "progres
 export const runOf = (ev) => ev.run_id || ev.run;
 
 /**
- * Listen to an EventSource: handlers maps event type → fn(eventJson, streamId), and may have
+ * Listen to an EventStream (or an EventSource): handlers maps event type → fn(eventJson, streamId), and may have
  * onState(state) with state in connecting | live | reconnecting | closed, and finished() →
  * true once everything watched has ended (then a dropped connection is the stream's normal
  * end: it is closed instead of reconnected).
@@ -33,8 +34,8 @@ export function listen(source, handlers) {
   }
   source.onopen = () => state("live");
   source.onerror = () => {
-    if (source.readyState !== EventSource.CLOSED && finished()) source.close();
-    state(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
+    if (source.readyState !== source.CLOSED && finished()) source.close();
+    state(source.readyState === source.CLOSED ? "closed" : "reconnecting");
   };
   return () => {
     source.close();

@@ -8,8 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 from backend.schemas import MAX_STATE_BYTES, MAX_STATE_DEPTH
@@ -164,3 +166,46 @@ def test_tokens_in_urls_are_refused(client, tokens):
         assert r.status_code == 401 and "Authorization" in r.json()["detail"], r.text
     # The header alone works.
     assert client.get("/api/v1/me", headers=h(tokens.admin)).status_code == 200
+
+
+# ---- item 9: CSP and the API docs from the installed package --------------------------------
+
+def test_api_docs_come_from_the_installed_swagger_ui_package(client):
+    import swagger_ui
+
+    page = client.get("/api/v1/docs")
+    assert page.status_code == 200
+    assert "<script>" not in page.text and "//" not in page.text.replace("://", "")  # no CDN
+    srcs = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert srcs and all(s.startswith("/static/swagger-ui/") for s in srcs), srcs
+    shipped = Path(swagger_ui.__file__).parent / "static" / "swagger-ui-bundle.js"
+    js = client.get("/static/swagger-ui/swagger-ui-bundle.js")
+    assert js.status_code == 200 and js.content == shipped.read_bytes()
+    assert "openapi.json" in client.get("/static/swagger-ui/init.js").text
+    for name in ("index.html", "..%2F__init__.py", "swagger-ui.js.map"):
+        assert client.get(f"/static/swagger-ui/{name}").status_code == 404, name
+    for path in ("/api/v1/docs", "/api/v1/health", "/share/abc"):
+        assert "script-src 'self'" in client.get(path).headers["content-security-policy"]
+
+
+# ---- item 2: no credential in a log line ----------------------------------------------------
+
+def test_log_records_are_redacted_whatever_logger_and_handler(caplog):
+    from backend import redact
+
+    redact.install()
+    secret, share = "frontend-tests-admin-token-0123456789", "tscncs_" + "A" * 43
+    log = logging.getLogger("uvicorn.access")
+    with caplog.at_level(logging.INFO):
+        log.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET",
+                 f"/api/v1/runs?limit=5&token={secret}", "1.1", 401)
+        logging.getLogger("backend.x").warning("header was Bearer %s", secret)
+        logging.getLogger("other").info(f"GET /share/{share}#/run/1 and /api/v1/share/{share}")
+        try:
+            raise ValueError(f"bad url http://h/x?access_token={secret}&a=1")
+        except ValueError:
+            logging.getLogger("uvicorn.error").exception("boom")
+    text = caplog.text + "".join(r.exc_text or "" for r in caplog.records)
+    assert secret not in text and share not in text and "[redacted]" in text
+    assert '"GET /api/v1/runs?limit=5&token=[redacted] HTTP/1.1" 401' in caplog.records[0].getMessage()
+    assert "/share/[redacted]#/run/1" in caplog.records[2].getMessage()

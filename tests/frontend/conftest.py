@@ -51,6 +51,7 @@ class Stack:
     token: str
     artifacts: Path
     worker: subprocess.Popen
+    api_proc: subprocess.Popen        # uvicorn, with its access log on (process_output reads it)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -88,9 +89,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     redis_url, redis_proc = start_redis(tmp / "redis")
     base, api_proc = start_uvicorn("backend.app:create_app", {
         "REDIS_URL": redis_url, "TSCNC_ARTIFACTS_DIR": str(artifacts),
-        "TSCNC_BOOTSTRAP_TOKEN": TOKEN, "TSCNC_SSE_KEEPALIVE": "1"}, factory=True)
+        "TSCNC_BOOTSTRAP_TOKEN": TOKEN, "TSCNC_SSE_KEEPALIVE": "1"}, factory=True,
+        access_log=True)
     worker = start_worker(redis_url, artifacts)
-    s = Stack(base=base, redis_url=redis_url, token=TOKEN, artifacts=artifacts, worker=worker)
+    s = Stack(base=base, redis_url=redis_url, token=TOKEN, artifacts=artifacts, worker=worker,
+              api_proc=api_proc)
     try:
         deadline = time.monotonic() + 90
         while not s.api("GET", "/queue").json()["workers"]:

@@ -64,14 +64,46 @@ def test_sweep_figures_one_trace_per_method_sorted_by_sparsity(js: Any) -> None:
     # the selection is drawn in every chart, by point index within each trace
     for fig in figs:
         assert [t.get("selectedpoints") for t in fig["data"]] == [[], [], [1]]
-    # κ: log axis, max as an upward error bar, ∞ drawn at a cap above every finite value
+    # κ: log axis, max as an upward error bar, ∞ drawn on the ∞ band above every finite value
     assert kappa["layout"]["yaxis"]["type"] == "log"
-    cap = 30.0 * 10
+    cap = 10.0 ** 3        # finite values up to 30: decades to 10^2, the ∞ band at 10^3
     hydra, tsc = kappa["data"][1], kappa["data"][2]
     assert hydra["y"] == [8.0] and hydra["error_y"]["array"] == [cap - 8.0]
     assert tsc["y"] == [cap, 12.0] and tsc["error_y"]["array"] == [0, 18.0]
     assert tsc["marker"]["symbol"] == ["triangle-up", "circle"]
     assert "∞" in tsc["text"][0]
+
+
+def test_infinite_kappa_sits_on_the_labelled_band(js: Any) -> None:
+    """κ = ∞ (issue 10, item 5): a triangle on an "∞" band at the top of the κ axis, labelled ∞,
+    above every finite value; not a finite number on a plain log axis."""
+    runs = [run("h", "hydra", 0.99), run("t", "tscnc", 0.99), run("u", "tscnc", 0.9)]
+    results = {"h": result(0.4, {"pgd": 0.3}, INF, INF), "t": result(0.4, {"pgd": 0.3}, INF, INF),
+               "u": result(0.9, {"pgd": 0.7}, 1500.0, 4000.0)}
+    out = js("""
+        const pts = charts.sweepPoints(arg.runs, arg.results);
+        return [charts.sweepFigure(pts, {metric: 'kappa'}), charts.kappaAxis([3, 120, Infinity]),
+                charts.kappaAxis([Infinity])];
+    """, {"runs": runs, "results": results})
+    fig, axis, only_inf = out
+    assert axis == {"low": 0, "topFinite": 3, "bandFrom": 3.5, "infAt": 4, "high": 4.5}
+    assert only_inf["infAt"] > 0
+    y = fig["layout"]["yaxis"]
+    # finite values up to 4000: decades 10^3..10^4, the band from 10^4.5, ∞ drawn at 10^5
+    assert y["type"] == "log" and y["range"] == [3, 5.5]
+    labels = dict(zip(y["ticktext"], y["tickvals"], strict=True))
+    assert labels["∞"] == 1e5 and max(v for k, v in labels.items() if k != "∞") == 1e4
+    (band,) = fig["layout"]["shapes"]
+    assert band["yref"] == "y" and band["y0"] == pytest.approx(10 ** 4.5)
+    assert band["y0"] < 1e5 < band["y1"] == pytest.approx(10 ** 5.5)
+    assert any("∞" in a["text"] for a in fig["layout"]["annotations"])
+    on_band = [(t["name"], x) for t in fig["data"]
+               for x, yy, sym in zip(t["x"], t["y"], t["marker"]["symbol"], strict=True)
+               if yy == 1e5 and sym == "triangle-up"]
+    assert sorted(on_band) == [("hydra", "0.99"), ("tscnc", "0.99")]
+    tscnc = next(t for t in fig["data"] if t["name"] == "tscnc")
+    assert tscnc["y"] == [1500.0, 1e5] and tscnc["marker"]["symbol"] == ["circle", "triangle-up"]
+    assert tscnc["error_y"]["array"][0] == pytest.approx(4000.0 - 1500.0)
 
 
 def test_robust_value_worst_attack_and_default_attack(js: Any) -> None:
@@ -191,3 +223,43 @@ def test_router_matches_and_builds_hashes(js: Any) -> None:
     assert out[1]["pattern"] == "/"
     assert out[2] is None
     assert out[3] == "#/runs?sweep=a+b"
+
+
+def test_csv_neutralises_formulas_in_text_and_keeps_numbers(js: Any) -> None:
+    rows = [{"name": "=cmd|' /C calc'!A0", "key": "+1+1", "tag": "-2+3", "who": "@SUM(A1)",
+             "tab": "\tx", "cr": "\rx", "text_number": "-0.5", "x": -0.5, "k": -math.inf,
+             "plain": "tscnc-s0.9", "flags": None}]
+    text = js("return exp.toCSV(arg);", rows)
+    header, line, end = text.split("\n")
+    assert end == "" and header == ",".join(rows[0])
+    # Each text cell that a spreadsheet would evaluate gets a leading quote (and CSV quoting
+    # where it holds a double quote, CR or comma); numbers, plain numeric text and other text
+    # do not.
+    assert line == ("'=cmd|' /C calc'!A0,'+1+1,'-2+3,'@SUM(A1),'\tx,\"'\rx\",-0.5,-0.5,"
+                    "-inf,tscnc-s0.9,")
+    assert js("return exp.toCSV([{'=x': 1}]);") == "'=x\n1\n"
+    assert js("return [exp.spreadsheetSafe('-1e-3'), exp.spreadsheetSafe('- 1'), "
+              "exp.spreadsheetSafe('a=b')];") == ["-1e-3", "'- 1", "a=b"]
+
+
+def test_sse_parser_handles_split_lines_crlf_comments_and_retry(page: Any,
+                                                               static_frontend: str) -> None:
+    page.goto(static_frontend + "/js/")
+    chunks = [": keep-alive\r", "\nretry: 1500\n\nid: 1-0\nevent: ep", "och\ndata: {\"a\":",
+              "1}\r\n\r", "\nid: 2-0\ndata: line one\ndata: line two\n\n", "event: log\n\n",
+              "id: 3-0\nevent: status\ndata:\n\ndata: no type\nid: 4-0\n", "\n"]
+    out = page.evaluate("""async (chunks) => {
+        const { SSEParser } = await import('/js/sse.js');
+        const events = [], retries = [];
+        const p = new SSEParser((e) => events.push(e), (ms) => retries.push(ms));
+        for (const c of chunks) p.feed(c);
+        return { events, retries };
+    }""", chunks)
+    assert out["retries"] == [1500]
+    assert out["events"] == [
+        {"type": "epoch", "data": '{"a":1}', "lastEventId": "1-0"},
+        {"type": "message", "data": "line one\nline two", "lastEventId": "2-0"},
+        # "event: log" with no data dispatches nothing; an empty data line is an event
+        {"type": "status", "data": "", "lastEventId": "3-0"},
+        {"type": "message", "data": "no type", "lastEventId": "4-0"},
+    ]

@@ -96,17 +96,21 @@ def start_redis(tmpdir: str | os.PathLike[str], appendonly: bool = False, *,
 
 def start_uvicorn(app: str, env: Mapping[str, str] | None = None, *, factory: bool = False,
                   port: int | None = None, cwd: str | os.PathLike[str] = REPO_ROOT,
-                  ready_path: str = "/api/v1/openapi.json",
+                  ready_path: str = "/api/v1/openapi.json", access_log: bool = False,
                   timeout: float = 30.0) -> tuple[str, subprocess.Popen]:
     """Run ``uvicorn <app>`` (``module:attr``; ``factory=True`` when attr is a factory) in a
     subprocess on a free loopback port with ``env`` added to the environment; waits until
     ``ready_path`` answers (any status below 500 other than 404 of the server not being up).
 
+    ``access_log=True`` logs every request at level info (as a deployment does), into the
+    output :func:`process_output` reads.
+
     Returns ``(base_url, process)``; stop it with :func:`stop_process`.
     """
     port = port or free_port()
     cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", "--no-access-log", "--timeout-graceful-shutdown", "2"]
+           "--timeout-graceful-shutdown", "2"]
+    cmd += ["--log-level", "info"] if access_log else ["--log-level", "warning", "--no-access-log"]
     if factory:
         cmd.append("--factory")
     full_env = {**os.environ, **(env or {})}

@@ -12,9 +12,11 @@ import { href } from "../router.js";
  */
 export function shareDialog(area, { name, sweepIds, state }) {
   const nameInput = h("input", { id: "dashboard-name", value: name, size: 40, maxlength: 200 });
+  const checkpoints = h("input", { type: "checkbox", id: "dashboard-checkpoints" });
   const result = h("div", { class: "share-result" });
   const save = action(async () => {
-    const d = await api.createDashboard({ name: nameInput.value.trim() || name, sweep_ids: sweepIds, state });
+    const d = await api.createDashboard({ name: nameInput.value.trim() || name, sweep_ids: sweepIds, state,
+      allow_checkpoints: checkpoints.checked });
     const link = api.sharePageUrl(d.share_url);
     const box = h("input", { id: "share-link", value: link, readonly: true, size: 70, onfocus: (e) => e.target.select() });
     mount(result,
@@ -29,7 +31,9 @@ export function shareDialog(area, { name, sweepIds, state }) {
     h("h3", {}, "Share this view"),
     h("p", { class: "muted" }, `Saves ${sweepIds.length} sweep(s) with the chart settings and selection as a team dashboard.`),
     h("label", { for: "dashboard-name" }, "Dashboard name "), nameInput, " ", saveBtn,
-    h("button", { class: "btn small", onclick: () => mount(area) }, "Close"), result));
+    h("button", { class: "btn small", onclick: () => mount(area) }, "Close"),
+    h("p", {}, h("label", { title: "off: the link shows results but cannot download model weights" }, checkpoints,
+      " Let the link download checkpoints (model weights)")), result));
   nameInput.focus();
 }
 
@@ -38,7 +42,9 @@ export function render(root, ctx) {
     { key: "name", label: "Dashboard", value: (d) => d.name, render: (d) => h("span", { class: "strong" }, d.name) },
     { key: "sweeps", label: "Sweeps", value: (d) => d.sweep_ids.join(" "),
       render: (d) => d.sweep_ids.map((s, i) => [i ? ", " : "", h("a", { href: href(`/sweep/${s}`) }, s.slice(0, 8))]) },
-    { key: "view", label: "View", value: (d) => d.state?.view || "sweep" },
+    { key: "view", label: "View", value: (d) => d.state?.view || "sweep",
+      render: (d) => d.state_error ? h("span", { class: "error", title: d.state_error }, "damaged state") : d.state?.view || "sweep" },
+    { key: "checkpoints", label: "Checkpoints", value: (d) => (d.allow_checkpoints ? "allowed" : "no") },
     { key: "created", label: "Created", value: (d) => d.created, render: (d) => h("span", { title: dateTime(d.created) }, ago(d.created)) },
   ];
   if (!ctx.readOnly) {

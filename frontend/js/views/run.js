@@ -95,7 +95,8 @@ export function render(root, ctx) {
         row("id", h("code", {}, run.id))));
     mount(actions,
       h("a", { class: "btn", href: `#/compare?runs=${run.id}`, hidden: Boolean(ctx.share) }, "Compare…"),
-      run.has_checkpoint && h("a", { class: "btn", id: "checkpoint", href: api.checkpointUrl(run.id), download: `${run.key}.pt` }, "Checkpoint"),
+      run.has_checkpoint && !(ctx.share && !ctx.share.dashboard?.allow_checkpoints) && h("button", { class: "btn", id: "checkpoint",
+        onclick: action(() => api.downloadCheckpoint(run.id, `${run.key}.pt`)) }, "Checkpoint"),
       !ctx.readOnly && !TERMINAL.has(run.status) && h("button", { class: "btn danger", "data-action": "cancel",
         onclick: action(async () => { run = await api.cancelRun(run.id); redraw(); }) }, "Cancel"),
       !ctx.readOnly && (run.status === "failed" || run.status === "cancelled") && h("button", { class: "btn", "data-action": "retry",

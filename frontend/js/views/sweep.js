@@ -176,8 +176,8 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
   const toolbar = h("div", { class: "toolbar" },
     h("h2", {}, sweep.name), live.el, h("span", { class: "spacer" }),
     !ctx.share && h("a", { class: "btn", href: href("/runs", { sweep: sweep.id }), "data-action": "runs" }, "Runs table"),
-    h("a", { class: "btn", href: api.sweepResultsCsvUrl(sweep.id), download: `${sweep.name}-results.csv`, "data-action": "results-csv",
-      title: "all results as the API writes them" }, "Results CSV"),
+    h("button", { class: "btn", "data-action": "results-csv", title: "all results as the API writes them",
+      onclick: action(() => api.downloadSweepResultsCsv(sweep.id, `${sweep.name}-results.csv`)) }, "Results CSV"),
     !ctx.share && h("button", { class: "btn", "data-action": "compare", onclick: () => {
       navigate("/compare", selected.size ? { runs: [...selected].join(",") } : { sweeps: sweep.id });
     } }, "Compare"),
