@@ -5,7 +5,8 @@ Every model in :mod:`tscnc.models` builds its linear and convolution layers from
 
 - ``weight`` (the trainable parameter) and a 0/1 ``mask`` buffer of the same shape;
 - optionally ``scores`` (HYDRA importance scores): while ``scores`` is set, the forward uses the
-  per-layer top-k of ``|scores|`` as the mask, with a straight-through gradient to the scores;
+  per-layer top-k of ``|scores|`` as the mask, with a straight-through gradient through the
+  absolute value: ∂L/∂s = ∂L/∂m · sign(s) (HYDRA's reference ``GetSubnet(scores.abs(), k)``);
 - optionally ``gate``: a module returning one multiplier per output channel (the hard-concrete
   L0 gates of the ``gates`` TSC variant, :mod:`tscnc.constraints`).
 
@@ -57,11 +58,18 @@ def topk_mask(scores: Tensor, k: int) -> Tensor:
 
 
 class _TopKStraightThrough(torch.autograd.Function):
-    """Forward: top-k mask of |scores|. Backward: identity (straight-through, as in HYDRA)."""
+    """Forward: 0/1 top-k mask of a non-negative ``magnitude`` (HYDRA passes |scores|).
+    Backward: identity to ``magnitude`` (straight-through, as in HYDRA).
+
+    Callers pass ``scores.abs()``, so autograd's ``abs`` carries the gradient on to the scores as
+    ∂L/∂s = ∂L/∂m · sign(s): a step that should shrink a kept score's importance shrinks |s| on
+    either side of 0 (with the identity applied to s itself, a score that crossed 0 had every
+    later step grow |s|, keeping a harmful weight for good).
+    """
 
     @staticmethod
-    def forward(ctx: Any, scores: Tensor, k: int) -> Tensor:
-        return topk_mask(scores, k)
+    def forward(ctx: Any, magnitude: Tensor, k: int) -> Tensor:
+        return topk_mask(magnitude, k)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
@@ -87,7 +95,7 @@ class PrunableMixin:
     def effective_weight(self) -> Tensor:
         """``weight ⊙ mask`` (mask from scores while scoring), times the gate if any."""
         if self.scores is not None:
-            w = self.weight * _TopKStraightThrough.apply(self.scores, self.keep)
+            w = self.weight * _TopKStraightThrough.apply(self.scores.abs(), self.keep)
         else:
             w = self.weight * self.mask
         if self.gate is not None:

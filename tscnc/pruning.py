@@ -8,7 +8,8 @@ except the names in ``skip``, which stay dense (mask all ones):
 - ``hydra`` (Sehwag et al. 2020) — :func:`init_scores_` gives each layer importance scores
   ``S = scale · sqrt(6 / fan_in) · |W| / max|W|`` (HYDRA's scaled init: |W| rescaled to the
   kaiming-uniform bound of the layer) and freezes the weights; while scores are set the forward
-  uses ``W ⊙ topk(|S|, k)`` with a straight-through gradient to S (:mod:`tscnc.layers`), and
+  uses ``W ⊙ topk(|S|, k)`` with a straight-through gradient through |S|, ∂L/∂S = ∂L/∂mask ·
+  sign(S) (:mod:`tscnc.layers`), and
   only :func:`score_parameters` are trained. :func:`finalize_scores_` then fixes
   ``mask = topk(|S|, k)``, zeroes the weights outside it, drops the scores and unfreezes.
 

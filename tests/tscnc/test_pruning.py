@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from tscnc.errors import InvalidInput
-from tscnc.layers import PConv2d, apply_masks_, keep_count, prunable_layers
+from tscnc.layers import PConv2d, PLinear, apply_masks_, keep_count, prunable_layers
 from tscnc.models import build_model
 from tscnc.pruning import (
     enforce_masks,
@@ -199,6 +199,33 @@ def test_hydra_scores_get_gradients_while_weights_stay_frozen() -> None:
         assert torch.equal(layer.weight, weights[name]), "weights moved while scoring"
     assert any(not torch.equal(m.current_mask(), masks0[n]) for n, m in prunable_layers(model)), \
         "training the scores never changed a mask"
+
+
+def test_hydra_straight_through_passes_the_sign_of_the_score() -> None:
+    # Two weights, one kept (k = 1). The loss Σ output = w0·m0·x0 + w1·m1·x1 with x1 = 0 wants
+    # weight 0 removed (∂L/∂m0 = w0·x0 = 1 > 0) and is indifferent to weight 1. Weight 0's
+    # score starts just above zero and kept; weight 1's score is smaller, pruned.
+    layer = PLinear(2, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 1.0]]))
+    layer.keep = 1
+    layer.scores = nn.Parameter(torch.tensor([[2e-3, 1e-3]]))
+    x = torch.tensor([[1.0, 0.0]])
+    opt = torch.optim.SGD([layer.scores], lr=1e-4)
+    s0, seen = 2e-3, []
+    for _ in range(60):
+        opt.zero_grad()
+        layer(x).sum().backward()
+        # HYDRA: mask = top-k(|s|), so ∂L/∂s = ∂L/∂m · sign(s).
+        expected = torch.tensor([[1.0, 0.0]]) * layer.scores.detach().sign()
+        assert torch.equal(layer.scores.grad, expected)
+        opt.step()
+        seen.append(abs(float(layer.scores[0, 0])))
+    # |s0| only shrinks toward 0 (it may hop over 0 by at most one step, lr·1): it never grows
+    # past where it started, and the harmful weight ends pruned, the other one kept.
+    assert max(seen) <= s0
+    assert seen[-1] <= 1e-4 + 1e-9
+    assert torch.equal(layer.current_mask(), torch.tensor([[0.0, 1.0]]))
 
 
 def test_hydra_mask_follows_scores() -> None:
