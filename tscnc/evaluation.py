@@ -621,7 +621,8 @@ def evaluate(model: nn.Module, data: Data | Tensor, spec_or_y: SweepSpec | Evalu
         num_classes = _infer_num_classes(model, x, dev)
     common: dict[str, Any] = {"seed": seed, "batch_size": batch_size, "device": dev}
     clean = clean_accuracy(model, (x, y), batch_size=batch_size, device=dev)
-    steps = {AttackName.pgd: ev.pgd_steps, AttackName.cw: ev.cw_steps}
+    steps = {AttackName.pgd: ev.pgd_steps, AttackName.cw: ev.cw_steps,
+             AttackName.autoattack: ev.autoattack_steps}
     results = [robust_accuracy(model, (x, y), a, epsilon=eps, steps=steps.get(a),
                                num_classes=num_classes, **common)
                for a in ev.attacks]

@@ -423,3 +423,17 @@ def test_default_mnist_spec_runs_end_to_end_on_idx_files(tmp_path, monkeypatch):
     radii = [e for e, _ in result.security_curve]
     assert radii == pytest.approx([0.0, 0.075, 0.15, 0.3, 0.6, 1.0])
     assert Flag.security_curve_clamped in result.flags
+
+
+def test_evaluate_runs_a_sized_down_autoattack(trained, test_set):
+    """``EvaluationSpec.autoattack_steps`` sizes AutoAttack down (issue 10, item 11): the budget
+    reaches the attack and is recorded; the result equals robust_accuracy at that budget."""
+    spec = EvaluationSpec(attacks=[AttackName.pgd, AttackName.autoattack], pgd_steps=5,
+                          autoattack_steps=4, examples=40, security_curve=[0.0])
+    assert EvaluationSpec().autoattack_steps == E.DEFAULT_STEPS[AttackName.autoattack] == 100
+    ev = E.evaluate(trained, test_set, spec, epsilon=EPS, seed=1, structure=False)
+    aa = ev.attacks[1]
+    assert (aa.attack, aa.steps, aa.examples) == ("autoattack", 4, 40)
+    assert aa == E.robust_accuracy(trained, test_set, "autoattack", epsilon=EPS, steps=4,
+                                   seed=1, examples=40)
+    assert aa.accuracy <= ev.attacks[0].accuracy + 0.05
