@@ -100,6 +100,23 @@ export function robustValue(point, attack) {
   return v === undefined ? null : v;
 }
 
+/** Label of the κ = ∞ band and marker of an ∞ point (the static report uses the same). */
+export const INF_LABEL = "∞";
+export const INF_SYMBOL = "triangle-up";
+
+/**
+ * Log κ axis with an "∞" band on top (the rule of tscnc.report.kappa_axis): the finite values
+ * padded to whole decades [low, topFinite] (log10 units), half a decade of gap, then a one-decade
+ * band [bandFrom, high] in which ∞ is drawn at infAt. Example: [3, 120, ∞] → low 0, topFinite 3,
+ * bandFrom 3.5, infAt 4, high 4.5.
+ */
+export function kappaAxis(values) {
+  const logs = values.filter((v) => Number.isFinite(v) && v !== null).map((v) => Math.log10(Math.max(v, 1)));
+  const low = logs.length ? Math.floor(Math.min(...logs)) : 0;
+  const top = logs.length ? Math.max(Math.ceil(Math.max(...logs)), low + 1) : 1;
+  return { low, topFinite: top, bandFrom: top + 0.5, infAt: top + 1, high: top + 1.5 };
+}
+
 function sortMethods(names) {
   const rank = (m) => {
     const i = METHOD_ORDER.indexOf(m);
@@ -138,12 +155,9 @@ export function sweepFigure(points, opts = {}) {
     if (metric === "robust") return robustValue(p, attack);
     return p.kappa_median;
   };
-  const finite = [];
-  if (metric === "kappa") {
-    for (const p of points) for (const v of [p.kappa_median, p.kappa_max]) if (Number.isFinite(v) && v > 0) finite.push(v);
-  }
-  // Infinite κ is drawn at a cap above every finite value, with its own marker and ∞ in hover.
-  const cap = finite.length ? Math.max(...finite) * 10 : 1e6;
+  // Infinite κ is drawn as ∞: a triangle on the labelled "∞" band above every finite value.
+  const kAxis = kappaAxis(metric === "kappa" ? points.flatMap((p) => [p.kappa_median, p.kappa_max]) : []);
+  const cap = 10 ** kAxis.infAt;
 
   const groups = new Map();
   for (const p of points) {
@@ -172,9 +186,9 @@ export function sweepFigure(points, opts = {}) {
       text: pts.map((p) => hoverText(p, metric, attack)),
       hovertemplate: "%{text}<extra></extra>",
       marker: {
-        size: 9,
         color: groupColor(bySweep ? null : name, method, bySweep ? gi : -1),
-        symbol: pts.map((p) => (metric === "kappa" && !Number.isFinite(p.kappa_median ?? 0) ? "triangle-up" : "circle")),
+        symbol: pts.map((p) => (metric === "kappa" && !Number.isFinite(p.kappa_median ?? 0) ? INF_SYMBOL : "circle")),
+        size: pts.map((p) => (metric === "kappa" && !Number.isFinite(p.kappa_median ?? 0) ? 13 : 9)),
       },
       line: { color: groupColor(bySweep ? null : name, method, bySweep ? gi : -1), width: 2 },
       selected: { marker: { size: 14, opacity: 1 } },
@@ -201,12 +215,25 @@ export function sweepFigure(points, opts = {}) {
 
   const m = METRICS[metric];
   const title = metric === "robust" ? `${m.title} (${attack === WORST_ATTACK ? "worst attack" : attack})` : m.title;
+  const decades = [];
+  for (let d = kAxis.low; d <= kAxis.topFinite; d += 1) decades.push(d);
   const yaxis = metric === "kappa"
-    ? { title: { text: m.axis }, type: "log", zeroline: false }
+    ? {
+      title: { text: m.axis }, type: "log", zeroline: false, range: [kAxis.low, kAxis.high],
+      tickvals: [...decades.map((d) => 10 ** d), cap],
+      ticktext: [...decades.map((d) => (d < 5 ? String(10 ** d) : `1e${d}`)), INF_LABEL],
+    }
     : { title: { text: m.axis }, range: [0, 1.02], tickformat: ".0%", zeroline: false };
+  const band = metric === "kappa" ? {
+    shapes: [{ type: "rect", xref: "paper", x0: 0, x1: 1, yref: "y", y0: 10 ** kAxis.bandFrom, y1: 10 ** kAxis.high,
+      fillcolor: "#888", opacity: 0.15, line: { width: 0 }, layer: "below" }],
+    annotations: [{ text: `κ = ${INF_LABEL} (rank-deficient)`, xref: "paper", x: 0.01, xanchor: "left",
+      yref: "y", y: kAxis.high - 0.1, yanchor: "top", showarrow: false, font: { size: 11, color: "#444" } }],
+  } : {};
   return {
     data,
     layout: {
+      ...band,
       title: { text: title, font: { size: 14 } },
       xaxis: { title: { text: "sparsity" }, type: "category", categoryorder: "array", categoryarray: categories },
       yaxis,
