@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tscnc.spec import SweepSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,3 +39,126 @@ def test_scale_out_sweeps_are_valid_specs() -> None:
         sweep = SweepSpec.model_validate(module.sweep_spec(smoke))
         assert len(sweep.runs()) == (4 if smoke else 8)
         assert sweep.training.device == "cpu"
+
+
+# ---- bench/reproduce.py: verdicts from paired intervals, report, validation split ---------------
+
+def _reproduce():
+    import importlib.util as iu
+    spec = iu.spec_from_file_location("reproduce_bench", ROOT / "bench" / "reproduce.py")
+    assert spec and spec.loader
+    module = iu.module_from_spec(spec)
+    sys.modules["reproduce_bench"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(method: str, sparsity: float, seed: int, robust: dict[str, float], kappa: float):
+    from tscnc.records import ConditionSummary, RunResult
+    return RunResult(
+        run=f"{method}-s{sparsity:g}-seed{seed}", method=method, sparsity=sparsity,
+        sparsity_actual=sparsity, sparsity_per_layer={"fc": sparsity}, seed=seed,
+        clean_accuracy=0.9, robust_accuracy=robust,
+        condition_number=ConditionSummary(median=kappa, max=kappa, per_layer={"fc": kappa}),
+        lipschitz_upper=1.0, security_curve=[], flags=[], attacks=[], checkpoint="", spec={},
+        versions={}, wall_time=1.0)
+
+
+def _synthetic_results():
+    """hydra vs tscnc on 4 seeds: at 0.95 tscnc's κ is 2x lower on every seed and its robust
+    accuracy clearly higher under every attack; at 0.99 κ is ∞ for hydra on seed 0 and the
+    robust accuracy goes either way."""
+    import math
+    out = []
+    for seed in range(4):
+        jitter = 0.01 * seed
+        for method, k95, k99, r95, r99 in (
+                ("hydra", 40.0 + seed, math.inf if seed == 0 else 20.0 + seed,
+                 0.60 + jitter, 0.30 + jitter),
+                ("tscnc", (40.0 + seed) / 2, 10.0 + 3 * seed,
+                 0.65 + jitter + 0.002 * seed, 0.30 + jitter + (0.02 if seed % 2 else -0.02))):
+            out.append(_run(method, 0.95, seed, {"pgd": r95, "autoattack": r95 - 0.02}, k95))
+            out.append(_run(method, 0.99, seed, {"pgd": r99 + 0.01, "autoattack": r99}, k99))
+    return out
+
+
+def test_reproduce_verdicts_follow_paired_intervals() -> None:
+    import math
+
+    import numpy as np
+    from scipy import stats as st
+
+    from tscnc import report
+    r = _reproduce()
+    results = _synthetic_results()
+    checks = {(c.claim, c.sparsity): c
+              for c in r.check_claims("mlp", report.aggregate(results), results)}
+    assert set(checks) == {("kappa", 0.95), ("robust", 0.95), ("kappa", 0.99), ("robust", 0.99)}
+    k95 = checks["kappa", 0.95]
+    assert k95.verdict == "holds" and k95.diff.n == 4
+    assert math.isclose(10 ** k95.diff.mean, 0.5)
+    # κ at 0.99: hydra's ∞ on seed 0 leaves 3 finite pairs, counted as excluded.
+    k99 = checks["kappa", 0.99]
+    assert (k99.diff.n, k99.diff.excluded) == (3, 1) and math.isinf(k99.hydra)
+    # Robust at 0.95: the minimum over attacks (autoattack here), independent t-interval.
+    rob = checks["robust", 0.95]
+    t = np.array([0.65 + 0.012 * s - 0.02 for s in range(4)])
+    h = np.array([0.60 + 0.01 * s - 0.02 for s in range(4)])
+    ci = st.ttest_rel(t, h).confidence_interval(0.95)
+    assert (rob.diff.low, rob.diff.high) == pytest.approx((ci.low, ci.high))
+    assert rob.verdict == "holds" and set(rob.per_attack) == {"autoattack", "pgd"}
+    # Robust at 0.99: differences of both signs, the interval contains 0: a tie, not a pass.
+    assert checks["robust", 0.99].verdict == "tie"
+    assert checks["robust", 0.99].tscnc == report.aggregate(
+        [x for x in results if x.method.value == "tscnc" and x.sparsity == 0.99])[0].robust_min
+
+
+def test_reproduce_report_shows_intervals_autoattack_and_infinity(tmp_path, monkeypatch) -> None:
+    import json
+
+    r = _reproduce()
+    out = tmp_path / "out"
+    (out / "results").mkdir(parents=True)
+    spec = r.make_spec("mlp", ["hydra", "tscnc"], [0.95, 0.99], [0, 1, 2, 3])
+    assert spec.evaluation.autoattack_steps == r.AUTOATTACK_STEPS < 100
+    assert "autoattack" in [a.value for a in spec.evaluation.attacks]
+    meta = {"model": "mlp", "command": "cmd", "wall_s": 60.0, **r.machine(),
+            "spec": spec.model_dump(mode="json"), "spec_hash": r.spec_hash(spec)}
+    (out / "results" / "mlp.json").write_text(json.dumps({
+        "meta": meta, "results": [x.model_dump(mode="json") for x in _synthetic_results()],
+        "failures": []}))
+    report_path = tmp_path / "reproduction.md"
+    report_path.write_text("old\n<!-- reading:start -->\nkept reading\n<!-- reading:end -->\n"
+                           "## Tuning\n\n### Stage 1, `mlp`: recorded table\n\n| a | b |\n")
+    monkeypatch.setenv("PATH", "")          # no Chromium: the HTML figure only
+    r.main(["--report-only", "--out", str(out), "--report", str(report_path),
+            "--figures", str(tmp_path / "figures")])
+    text = report_path.read_text()
+    assert "kept reading" in text
+    assert "| mlp | robust (min over attacks): tscnc ≥ hydra | 0.99 |" in text
+    assert "**tie**" in text and "**holds**" in text
+    assert "3 (+1 with ∞)" in text
+    assert "AutoAttack, standard version sized down to 10 iterations" in text
+    assert " ± " in text and "robust autoattack" in text and "robust min" in text
+    assert "### Stage 1, `mlp`: recorded table" in text      # no tuning cache: kept
+    assert "the first 20% of a fixed permutation" in text
+    html = (tmp_path / "figures" / "reproduction-mlp.html").read_text()
+    assert "triangle-up" in html and ("∞" in html or "\\u221e" in html)
+
+
+def test_reproduce_validation_split_is_the_first_fifth_of_the_permutation() -> None:
+    import torch
+
+    from tscnc import data as tdata
+    r = _reproduce()
+    spec = r.make_spec("mlp", ["hydra"], [0.9], [100])
+    train, _ = tdata.load_datasets(spec.dataset)
+    val = r.validation_data(spec)
+    n = len(train)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(
+        r.VALIDATION_PERMUTATION_SEED))
+    n_val, n_fit = r.validation_split_sizes(n)
+    assert (len(val.test_y), len(val.train)) == (n_val, n_fit) == (251, 1006)
+    first = tdata.to_tensors(torch.utils.data.Subset(train, perm[:n_val].tolist()))
+    assert torch.equal(val.test_x, first[0]) and torch.equal(val.test_y, first[1])
+    assert list(val.train.indices) == perm[n_val:].tolist()
