@@ -19,7 +19,7 @@ Example::
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
@@ -37,5 +37,19 @@ def check_name(value: str) -> str:
     return value
 
 
-DisplayName = Annotated[str, AfterValidator(check_name)]
+# The same rule for the OpenAPI document (JSON Schema regex: no character of the classes above).
+NAME_PATTERN = ("^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028\\u2029"
+                "\\u202a-\\u202e\\u2066-\\u2069]*$")
+
+
+class _NameSchema:
+    """Adds :data:`NAME_PATTERN` to a name's JSON Schema (a field's own, stricter pattern stays)."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> Any:
+        schema = handler(core_schema)
+        schema.setdefault("pattern", NAME_PATTERN)
+        return schema
+
+
+DisplayName = Annotated[str, AfterValidator(check_name), _NameSchema()]
 """A ``str`` that :func:`check_name` accepts (use with ``Field(min_length=..., ...)``)."""

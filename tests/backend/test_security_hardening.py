@@ -130,6 +130,14 @@ def test_control_and_bidi_characters_are_refused_in_names(client, tokens):
         assert r.status_code == 422, (repr(ch), r.text)
         assert r.json()["detail"][0]["loc"] == ["body", "name"]
         assert f"U+{ord(ch):04X}" in r.json()["detail"][0]["msg"]
+    # The OpenAPI document states the same rule (a JSON Schema pattern).
+    from tscnc.names import NAME_PATTERN
+
+    pattern = re.compile(NAME_PATTERN)
+    assert not any(pattern.match(f"safe{ch}name") for ch in BAD_CHARS)
+    assert pattern.match("κ-sweep ü 2")
+    schemas = client.get("/api/v1/openapi.json").json()["components"]["schemas"]
+    assert schemas["DashboardCreate"]["properties"]["name"]["pattern"] == NAME_PATTERN
     # Printable Unicode stays allowed.
     ok = submit(client, tokens.alice, {"preset": "digits-quick", "spec": {"name": "κ-sweep ü 2"}})
     assert ok.status_code == 201
