@@ -8,6 +8,8 @@ failure category (DESIGN §4) a run ends with when the error escapes it::
     │   └── DatasetError            invalid_input   (missing / corrupt dataset files)
     ├── Diverged                    diverged        (NaN / inf loss)
     ├── OutOfMemory                 out_of_memory   (allocation failed on the device)
+    ├── StorageError                storage         (an artifact could not be written: disk
+    │                                                full, unwritable directory; names the path)
     └── Cancelled                   (not a failure: the run is cancelled after saving)
 
 Errors are raised, never printed; the CLI and the worker turn them into messages and statuses.
@@ -40,6 +42,10 @@ class Diverged(TSCNCError):
 
 class OutOfMemory(TSCNCError):
     category = FailureCategory.out_of_memory
+
+
+class StorageError(TSCNCError):
+    category = FailureCategory.storage
 
 
 class Cancelled(TSCNCError):

@@ -28,10 +28,14 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import math
+import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -43,8 +47,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from tscnc import adversarial, constraints, data, evaluation, metrics, pruning
-from tscnc.errors import Cancelled, Diverged, OutOfMemory, TSCNCError
-from tscnc.layers import apply_masks_
+from tscnc.errors import Cancelled, Diverged, OutOfMemory, StorageError, TSCNCError
+from tscnc.layers import apply_masks_, iter_prunable
 from tscnc.models import build_model
 from tscnc.records import (
     ConditionSummary,
@@ -159,11 +163,31 @@ def run_dir(artifacts: Path, run_id: str) -> Path:
 # ---- checkpoints ----------------------------------------------------------------------
 
 def _save(path: Path, payload: dict[str, Any]) -> None:
-    # Write then rename: a crash mid-write never leaves a truncated "latest" checkpoint.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    """Write ``payload`` to ``path`` atomically: serialise in memory, write a hidden temporary
+    file in the same directory, fsync it, rename it over ``path``. A crash or a failed write
+    (disk full, file size limit) never leaves a partial checkpoint: the temporary file is
+    removed, ``path`` keeps its previous content. Storage failures raise :class:`StorageError`
+    naming the path (failure category ``storage``)."""
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    data = buf.getbuffer()
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise StorageError(f"cannot write the checkpoint {path}: "
+                           f"{e.strerror or type(e).__name__}") from e
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def _load(path: Path, device: torch.device) -> dict[str, Any]:
@@ -252,13 +276,30 @@ class StageConfig:
     run_ids: list[str] = field(default_factory=list)
 
 
-def _optimizer(spec: SweepSpec, params: Iterable[nn.Parameter], lr: float,
-               decay: bool) -> torch.optim.Optimizer:
+def no_decay_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters weight decay must not touch: HYDRA scores (decay would pull every |s| to 0
+    and blur the top-k) and the gates' log α (decay pulls it to 0, i.e. every gate to 0.5)."""
+    out = pruning.score_parameters(model)
+    for layer in iter_prunable(model):
+        if layer.gate is not None:
+            out.extend(layer.gate.parameters())
+    return out
+
+
+def build_optimizer(spec: SweepSpec, model: nn.Module, params: Iterable[nn.Parameter],
+                    lr: float) -> torch.optim.Optimizer:
+    """SGD (momentum) or Adam over ``params`` of ``model``: ``training.weight_decay`` on all of
+    them except :func:`no_decay_parameters`, which form a second group with weight decay 0."""
     t = spec.training
-    wd = t.weight_decay if decay else 0.0
+    skip = {id(p) for p in no_decay_parameters(model)}
+    params = list(params)
+    groups = [{"params": [p for p in params if id(p) not in skip],
+               "weight_decay": t.weight_decay},
+              {"params": [p for p in params if id(p) in skip], "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
     if t.optimizer == Optimizer.adam:
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    return torch.optim.SGD(params, lr=lr, momentum=t.momentum, weight_decay=wd)
+        return torch.optim.Adam(groups, lr=lr)
+    return torch.optim.SGD(groups, lr=lr, momentum=t.momentum)
 
 
 def _lr_at(spec: SweepSpec, base: float, epoch: int, epochs: int) -> float:
@@ -326,7 +367,7 @@ def train_stage(model: nn.Module, cfg: StageConfig, spec: SweepSpec, seed: int,
     cfg.prepare(model)
     opts = DeviceOptions.of(spec, device)
     opts.model(model)
-    opt = _optimizer(spec, cfg.params(model), cfg.lr, decay=cfg.stage != Stage.prune)
+    opt = build_optimizer(spec, model, cfg.params(model), cfg.lr)
     scaler = opts.scaler()
     done = _latest_epoch(stage_dir)
     if done:
@@ -458,7 +499,7 @@ def _prune(model: nn.Module, spec: SweepSpec, run: RunSpec, run_id: str, out: Pa
         pruning.init_scores_(m, run.sparsity, spec.pruning.score_init_scale, skip=skip)
 
     cfg = StageConfig(Stage.prune, spec.training.prune_epochs, spec.training.prune_lr,
-                      params=lambda m: pruning.score_parameters(m), prepare=prepare,
+                      params=pruning.prune_stage_parameters, prepare=prepare,
                       run_ids=[run_id])
     train_stage(model, cfg, spec, run.seed, out / "prune", data_, device, emit, should_cancel,
                 run.method)

@@ -49,6 +49,7 @@ class FailureCategory(StrEnum):
     invalid_input = "invalid_input"
     diverged = "diverged"
     out_of_memory = "out_of_memory"
+    storage = "storage"            # an artifact could not be written (disk full, unwritable)
     worker_lost = "worker_lost"
     error = "error"
 
