@@ -10,7 +10,8 @@ except the names in ``skip``, which stay dense (mask all ones):
   kaiming-uniform bound of the layer) and freezes the weights; while scores are set the forward
   uses ``W ⊙ topk(|S|, k)`` with a straight-through gradient through |S|, ∂L/∂S = ∂L/∂mask ·
   sign(S) (:mod:`tscnc.layers`), and
-  only :func:`score_parameters` are trained. :func:`finalize_scores_` then fixes
+  the scores and the BatchNorm affine parameters are trained (:func:`prune_stage_parameters`;
+  running statistics update too). :func:`finalize_scores_` then fixes
   ``mask = topk(|S|, k)``, zeroes the weights outside it, drops the scores and unfreezes.
 
 Exactly ``k`` weights are kept per pruned layer, so each layer's sparsity is within half a weight
@@ -59,9 +60,11 @@ __all__ = [
     "finalize_scores_",
     "freeze_weights_",
     "init_scores_",
+    "batchnorm_parameters",
     "layer_sparsities",
     "lwm_prune_",
     "prunable_layers",
+    "prune_stage_parameters",
     "score_parameters",
     "unfreeze_",
 ]
@@ -132,7 +135,7 @@ def init_scores_(model: nn.Module, sparsity: float, scale: float = 1.0,
     From then on its forward uses the top-``keep`` of ``|scores|`` as mask (straight-through to
     the scores). Skipped layers keep an all-ones mask and no scores. The weights and biases of
     all prunable layers are frozen (``requires_grad=False``; BatchNorm stays trainable, as in
-    HYDRA); train :func:`score_parameters` only, then call :func:`finalize_scores_`.
+    HYDRA); train :func:`prune_stage_parameters`, then call :func:`finalize_scores_`.
 
     Args:
         model: a model built from prunable layers.
@@ -179,6 +182,18 @@ def finalize_scores_(model: nn.Module) -> None:
 def score_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The HYDRA score parameters of ``model`` (what the prune stage optimises)."""
     return [layer.scores for layer in iter_prunable(model) if layer.scores is not None]
+
+
+def batchnorm_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The affine parameters (γ, β) of every BatchNorm layer of ``model``."""
+    return [p for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            for p in (m.weight, m.bias) if p is not None]
+
+
+def prune_stage_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """What HYDRA's score search trains: the scores and the BatchNorm affine parameters (the
+    running statistics follow the data in training mode); the weights stay frozen."""
+    return score_parameters(model) + batchnorm_parameters(model)
 
 
 def freeze_weights_(model: nn.Module, freeze_bn: bool = False) -> None:

@@ -14,8 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from tscnc import adversarial, pipeline
+from tscnc.constraints import attach_gates
+from tscnc.layers import prunable_layers
+from tscnc.models import build_model
+from tscnc.pruning import init_scores_, unfreeze_
 from tscnc.records import EpochEvent, Event
-from tscnc.spec import SweepSpec
+from tscnc.spec import DatasetName, ModelSpec, RunSpec, SweepSpec
 
 
 def _spec(**over: object) -> SweepSpec:
@@ -80,3 +84,59 @@ def test_long_training_crosses_the_old_divergence_point(tmp_path: Path, one_thre
     assert all(math.isfinite(e.loss) for e in epochs)
     state = torch.load(final, weights_only=True)["model"]
     assert all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
+
+
+# ---- BatchNorm in the prune stage (item 2) ---------------------------------------------------
+
+def test_prune_stage_trains_batchnorm_and_not_the_weights(tmp_path: Path, one_thread: None) -> None:
+    spec = _spec(training={"pretrain_epochs": 1, "prune_epochs": 2, "finetune_epochs": 1,
+                           "batch_size": 64, "lr": 0.05, "prune_lr": 0.1,
+                           "monitor_examples": 20, "device": "cpu"})
+    run = RunSpec(method="hydra", sparsity=0.5, seed=0)
+    torch.manual_seed(0)
+    # A BatchNorm network on the 8×8 digits (the spec check steers users away from it; the
+    # stage itself only needs a model that runs).
+    model = build_model(ModelSpec(name="resnet18", width=4), DatasetName.digits)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    pipeline._prune(model, spec, run, "r", tmp_path, pipeline.Data.load(spec),
+                    torch.device("cpu"), lambda e: None, lambda: False)
+    after = model.state_dict()
+    bns = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns
+    for n in bns:
+        # Affine parameters are trained (HYDRA), running statistics follow the data.
+        assert not torch.equal(after[f"{n}.weight"], before[f"{n}.weight"]), n
+        assert not torch.equal(after[f"{n}.bias"], before[f"{n}.bias"]), n
+        assert not torch.equal(after[f"{n}.running_mean"], before[f"{n}.running_mean"]), n
+    for name, layer in prunable_layers(model):
+        # Weights are frozen: the kept ones are exactly the pretrained values, the rest are 0.
+        w0 = before[f"{name}.weight"]
+        assert torch.equal(layer.weight.detach(), w0 * layer.mask), name
+        if layer.bias is not None:
+            assert torch.equal(layer.bias.detach(), before[f"{name}.bias"]), name
+
+
+# ---- weight decay (item 7) -------------------------------------------------------------------
+
+def test_weight_decay_skips_gates_and_hydra_scores() -> None:
+    spec = _spec(training={"lr": 0.1, "weight_decay": 0.01, "momentum": 0.0},
+                 constraints={"tsc_variant": "gates"})
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(name="mlp", width=8), DatasetName.digits)
+    attach_gates(model)
+    init_scores_(model, 0.5)
+    unfreeze_(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = pipeline.build_optimizer(spec, model, params, lr=0.1)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    # With a zero loss gradient, a decayed parameter moves by exactly −lr·wd·p.
+    for n, p in model.named_parameters():
+        if n.endswith("log_alpha") or n.endswith("scores"):
+            assert torch.equal(p.detach(), before[n]), n
+        else:
+            assert torch.allclose(p.detach(), before[n] * (1 - 0.1 * 0.01)), n
+    assert any(n.endswith("log_alpha") for n in before) and any(n.endswith("scores")
+                                                                 for n in before)
