@@ -13,7 +13,8 @@ Definitions:
   alive part is rank-deficient (σ_min ≤ σ_max·max(m', n')·eps_float64, numpy's ``matrix_rank``
   tolerance) or empty;
 - sparsity: fraction of zero effective weights (globally: over all prunable layers together);
-- Lipschitz upper bound: Π_l σ_max(W_l) over the prunable layers' matrices;
+- Lipschitz upper bound: Π_l σ_max(W_l) times every fixed scaling (input normalisation, batch
+  norm, the conv's sqrt(taps)), residual paths summed (:func:`lipschitz_upper`);
 - empirical local Lipschitz: max_i ‖f(x_i+δ_i) − f(x_i)‖₂ / ‖δ_i‖₂ for a given δ.
 
 Example::
@@ -210,25 +211,101 @@ def sparsity(model: nn.Module) -> float:
     return zeros / total if total else 0.0
 
 
+# Modules that are 1-Lipschitz in ℓ2 whatever their input (average pooling: each output is a
+# mean over a window, and a pixel's weights over the windows holding it sum to at most 1 when the
+# pooled map is no larger than its input, as everywhere in tscnc.models).
+_ONE_LIPSCHITZ = (nn.ReLU, nn.LeakyReLU, nn.Identity, nn.Flatten, nn.Dropout, nn.AvgPool2d,
+                  nn.AdaptiveAvgPool2d, nn.Tanh, nn.Sigmoid)
+
+
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _conv_taps(layer: PConv2d) -> int:
+    """How many kernel positions can cover one input pixel: ⌈kh/sh⌉·⌈kw/sw⌉ (kh·kw with
+    dilation). ‖conv‖₂ ≤ sqrt(taps)·σ_max(reshaped kernel)."""
+    (kh, kw), (sh, sw) = _pair(layer.kernel_size), _pair(layer.stride)
+    if _pair(layer.dilation) != (1, 1):
+        return kh * kw
+    return math.ceil(kh / sh) * math.ceil(kw / sw)
+
+
+def _log_bound(module: nn.Module) -> float:
+    """log of an upper bound on the ℓ2 Lipschitz constant of ``module`` (eval mode); −inf for a
+    module that maps everything to a constant, +inf when no bound is known."""
+    from tscnc.models.cifar import BasicBlock, WideBlock
+    from tscnc.models.common import Normalize
+
+    if isinstance(module, PLinear | PConv2d):
+        sv, _ = _spectrum(_layer_matrix(module), None)
+        if sv.numel() == 0 or float(sv[0]) == 0.0:
+            return -math.inf
+        log_sigma = math.log(float(sv[0]))
+        if isinstance(module, PConv2d):
+            log_sigma += 0.5 * math.log(_conv_taps(module))
+        return log_sigma
+    if isinstance(module, Normalize):
+        return -math.log(float(module.std.min()))
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        # Eval mode: y = γ·(x − μ)/sqrt(σ² + eps) + β, per channel.
+        var = module.running_var if module.running_var is not None else \
+            torch.zeros(module.num_features, device=module.weight.device)
+        gamma = module.weight if module.weight is not None else torch.ones_like(var)
+        peak = float((gamma.abs() / (var + module.eps).sqrt()).max())
+        return math.log(peak) if peak > 0 else -math.inf
+    if isinstance(module, nn.MaxPool2d):
+        (kh, kw), (sh, sw) = _pair(module.kernel_size), _pair(module.stride or module.kernel_size)
+        return 0.5 * math.log(math.ceil(kh / sh) * math.ceil(kw / sw))
+    if isinstance(module, _ONE_LIPSCHITZ):
+        return 0.0
+    chain = (lambda *ms: sum(_log_bound(m) for m in ms))
+    if isinstance(module, BasicBlock):
+        # relu(bn2(conv2(relu(bn1(conv1 x)))) + shortcut(x))
+        main = chain(module.conv1, module.bn1, module.conv2, module.bn2)
+        return float(torch.logaddexp(torch.tensor(main), torch.tensor(_log_bound(module.shortcut))))
+    if isinstance(module, WideBlock):
+        # a = relu(bn1 x); conv2(relu(bn2(conv1 a))) + (x, or shortcut(a))
+        main = chain(module.conv1, module.bn2, module.conv2)
+        if module.shortcut is None:
+            return float(torch.logaddexp(torch.tensor(chain(module.bn1) + main),
+                                         torch.tensor(0.0)))
+        return chain(module.bn1) + float(torch.logaddexp(torch.tensor(main),
+                                                         torch.tensor(_log_bound(module.shortcut))))
+    children = list(module.children())
+    if not children:
+        return math.inf       # a module this bound does not know: no claim
+    # Containers and the models of tscnc.models apply their children once each, in sequence.
+    return chain(*children)
+
+
 @torch.no_grad()
 def lipschitz_upper(model: nn.Module) -> float:
-    """Π_l σ_max(W_l) over the prunable layers' effective matrices (float64; may be inf).
+    """An upper bound on the ℓ2 Lipschitz constant of ``model`` in eval mode (DESIGN §3.5).
 
-    A diagnostic as DESIGN §3.5 defines it: for a convolution σ_max is that of the reshaped
-    kernel, not the exact operator norm of the convolution, and batch norm, pooling and
-    residual connections are not accounted for. An all-zero layer gives 0.
+    The product over the layers in sequence of each one's bound, with a residual block bounded
+    by the sum of its two paths:
+
+    - linear layer: σ_max(W) of the effective matrix (gates at their eval value);
+    - convolution: sqrt(t)·σ_max(W) of the reshaped kernel, t = ⌈kh/sh⌉·⌈kw/sw⌉ the number of
+      kernel positions covering one input pixel (each pixel enters at most t patches, so
+      ‖unfold(x)‖ ≤ sqrt(t)·‖x‖);
+    - input normalisation: max_c 1/std_c; batch norm (eval): max_c |γ_c|/sqrt(var_c + eps);
+    - max pooling: sqrt(⌈k/s⌉²) (1 for non-overlapping windows); ReLU, average pooling,
+      flatten: 1;
+    - ``BasicBlock``: main path + shortcut; ``WideBlock``: as its forward composes them.
+
+    Computed in log space (float64 singular values); returns 0.0 when some layer is all zero,
+    ``math.inf`` on overflow or for a module it has no bound for.
 
     Example::
 
         >>> lipschitz_upper(torch.nn.Sequential(PLinear(3, 3), PLinear(3, 2))) > 0
         True
     """
-    log_bound = 0.0
-    for _, layer in prunable_layers(model):
-        sv, _ = _spectrum(_layer_matrix(layer), None)
-        if sv.numel() == 0 or float(sv[0]) == 0.0:
-            return 0.0
-        log_bound += math.log(float(sv[0]))
+    log_bound = _log_bound(model)
+    if log_bound == -math.inf:
+        return 0.0
     # Summing logs avoids overflow/underflow of the running product in deep models.
     return math.exp(log_bound) if log_bound < 709.0 else math.inf
 
