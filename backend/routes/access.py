@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Response, status
 
-from backend.deps import AdminDep, ReaderDep, StoreDep, WriterDep
+from backend.deps import AdminDep, PrincipalDep, ReaderDep, StoreDep, WriterDep
 from backend.routes.sweeps import _ERRORS, Cursor, Limit, get_sweep_or_404
 from backend.schemas import (
     DashboardCreate,
@@ -19,7 +19,7 @@ from backend.schemas import (
     TokenCreated,
     TokenPublic,
 )
-from backend.store import Store
+from backend.store import DashboardRecord, Store
 from backend.views import dashboard_public, sweep_detail, token_public
 
 tokens = APIRouter(prefix="/tokens", tags=["tokens"])
@@ -105,14 +105,26 @@ def delete_dashboard(dashboard_id: str, p: WriterDep, store: StoreDep) -> Respon
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@share.get("/{token}", response_model=SharedDashboard,
-           responses={404: {"description": "unknown or revoked link"}, 503: _ERRORS[503]})
-def shared_dashboard(token: ShareToken, store: StoreDep) -> SharedDashboard:
-    """What a share link shows: the dashboard and its sweeps with their runs (no other
-    credential needed; the link itself is the read-only credential)."""
-    rec = store.dashboard_for_share(token)
+def _shared(store: Store, rec: DashboardRecord | None) -> SharedDashboard:
     if rec is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown or revoked share link")
     sweeps = [s for s in store.get_sweeps(rec.sweep_ids)]
     return SharedDashboard(dashboard=dashboard_public(rec),
                            sweeps=[sweep_detail(s, store.sweep_runs(s.id)) for s in sweeps])
+
+
+@share.get("", response_model=SharedDashboard, responses=_ERRORS)
+def shared_dashboard_of_credential(p: PrincipalDep, store: StoreDep) -> SharedDashboard:
+    """The same as ``GET /share/{token}`` with the share token sent as ``Authorization:
+    Bearer <share token>``, so it never appears in a request URL (the dashboard uses this)."""
+    if p.kind != "share":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs a share link's token")
+    return _shared(store, store.get_dashboard(p.id))
+
+
+@share.get("/{token}", response_model=SharedDashboard,
+           responses={404: {"description": "unknown or revoked link"}, 503: _ERRORS[503]})
+def shared_dashboard(token: ShareToken, store: StoreDep) -> SharedDashboard:
+    """What a share link shows: the dashboard and its sweeps with their runs (no other
+    credential needed; the link itself is the read-only credential)."""
+    return _shared(store, store.dashboard_for_share(token))

@@ -168,4 +168,5 @@ export const queue = () => request("GET", "/queue");
 export const createDashboard = (body) => request("POST", "/dashboards", { body });
 export const listDashboards = ({ limit, cursor } = {}) => request("GET", "/dashboards", { params: { limit, cursor } });
 export const deleteDashboard = (dashboardId) => request("DELETE", `/dashboards/${id(dashboardId)}`);
-export const shared = (shareToken) => request("GET", `/share/${id(shareToken)}`);
+/** The shared dashboard of the current credential (a share token, sent in the header). */
+export const shared = () => request("GET", "/share");

@@ -127,12 +127,12 @@ async function startShare(shareToken) {
   ctx.share = { token: shareToken, dashboard: null, data: null };
   api.configure({ token: shareToken, unauthorized: () => mount(root, h("div", { class: "card error" }, "This share link is no longer valid.")) });
   try {
-    ctx.share.data = await api.shared(shareToken);
+    ctx.share.data = await api.shared();
     ctx.share.dashboard = ctx.share.data.dashboard;
   } catch (e) {
     drawTopbar();
     mount(root, h("div", { class: "card error", id: "share-error" },
-      e.status === 404 ? "This share link was revoked or never existed." : errorText(e)));
+      e.status === 404 || e.status === 401 ? "This share link was revoked or never existed." : errorText(e)));
     return;
   }
   document.title = `${ctx.share.dashboard.name} · TSCNC`;

@@ -166,6 +166,10 @@ def test_share_links_download_checkpoints_only_when_allowed(client, store: Store
     assert client.get(url, headers=h(tokens.viewer)).content == b"weights"        # tokens: as before
     shared = client.get(f"/api/v1/share/{opened['share_token']}").json()
     assert shared["dashboard"]["allow_checkpoints"] is True
+    # The same through the header (what the share page uses: no token in its API URLs).
+    assert client.get("/api/v1/share", headers=h(opened["share_token"])).json() == shared
+    assert client.get("/api/v1/share", headers=h(tokens.viewer)).status_code == 403
+    assert client.get("/api/v1/share").status_code == 401
 
 
 def test_tokens_in_urls_are_refused(client, tokens):

@@ -7,7 +7,8 @@ its access log on, a Celery worker) in Chromium:
 * every page carries a Content-Security-Policy and runs under it without a violation (the
   dashboard with its charts, and the API docs page, whose Swagger UI comes from the installed
   package, never from a CDN);
-* a share link downloads checkpoints only when its creator allowed it.
+* a share link downloads checkpoints only when its creator allowed it, and its page sends
+  the share token to the API in the header only (the page's own URL is the link).
 """
 
 from __future__ import annotations
@@ -186,6 +187,8 @@ def test_share_link_downloads_checkpoints_only_when_allowed(browser: Any, stack:
     ctx = browser.new_context(accept_downloads=True)
     try:
         pg = ctx.new_page()
+        api_urls: list[str] = []
+        pg.on("request", lambda r: api_urls.append(r.url) if "/api/" in r.url else None)
         pg.goto(f"{links[False]}#/run/{run['id']}")
         pg.wait_for_selector("#evaluation table")
         assert pg.locator("#checkpoint").count() == 0
@@ -194,5 +197,8 @@ def test_share_link_downloads_checkpoints_only_when_allowed(browser: Any, stack:
         with pg.expect_download() as dl:
             pg.click("#checkpoint")
         assert Path(dl.value.path()).stat().st_size > 0
+        share_tokens = [link.rsplit("/", 1)[-1] for link in links.values()]
+        assert any(u.endswith("/api/v1/share") for u in api_urls), api_urls
+        assert [u for u in api_urls if any(t in u for t in share_tokens)] == []
     finally:
         ctx.close()
