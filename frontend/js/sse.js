@@ -66,7 +66,8 @@ export class SSEParser {
 
 /**
  * An EventSource look-alike over fetch: new EventStream(url, {headers}) where headers() gives
- * the request headers (the Authorization header, read at each (re)connection). Listeners:
+ * the request headers (the Authorization header, read at each (re)connection); 502/503/504
+ * answers are retried like a dropped connection (EventSource would give up). Listeners:
  * addEventListener(type, fn(message)) with message {type, data, lastEventId}; onopen and
  * onerror as in EventSource; onunauthorized() when the server answers 401 (the stream is then
  * closed). readyState is CONNECTING, OPEN or CLOSED.
@@ -123,6 +124,9 @@ export class EventStream {
       return this.dropped(); // network error (or closed meanwhile)
     }
     if (this.readyState === EventStream.CLOSED) return;
+    // Unlike EventSource, a server or proxy that is briefly unavailable (502, 503, 504) is
+    // retried: the stream resumes after the last event once it is back.
+    if (resp.status === 502 || resp.status === 503 || resp.status === 504) return this.dropped();
     const type = resp.headers.get("Content-Type") || "";
     if (resp.status !== 200 || !type.startsWith("text/event-stream") || !resp.body) {
       // 204: the stream has nothing more and has ended; other answers are final too.

@@ -263,3 +263,33 @@ def test_sse_parser_handles_split_lines_crlf_comments_and_retry(page: Any,
         {"type": "status", "data": "", "lastEventId": "3-0"},
         {"type": "message", "data": "no type", "lastEventId": "4-0"},
     ]
+
+
+def test_event_stream_resumes_with_last_event_id_and_rides_out_503(page: Any,
+                                                                     static_frontend: str) -> None:
+    # The server's answers, in order (real Response objects handed to the reader): 503 while
+    # the service restarts, a stream that ends after two events, then 204 (finished).
+    page.goto(static_frontend + "/js/")
+    out = page.evaluate("""async () => {
+        const { EventStream } = await import('/js/sse.js');
+        const sse = { 'Content-Type': 'text/event-stream' };
+        const answers = [
+          () => new Response('unavailable', { status: 503 }),
+          () => new Response('retry: 10\\nid: 5-0\\nevent: epoch\\ndata: {"e":1}\\n\\n' +
+                             'id: 6-0\\nevent: status\\ndata: {"s":"x"}\\n\\n', { status: 200, headers: sse }),
+          () => new Response(null, { status: 204 }),
+        ];
+        const sent = [];
+        const fetchImpl = async (url, init) => { sent.push({ ...init.headers }); return answers[sent.length - 1](); };
+        return await new Promise((resolve) => {
+          const got = [], states = [];
+          const s = new EventStream('/x/events', { headers: () => ({ Authorization: 'Bearer t' }), retryMs: 10, fetchImpl });
+          for (const t of ['epoch', 'status']) s.addEventListener(t, (m) => got.push([m.type, m.data, m.lastEventId]));
+          s.onopen = () => states.push('open');
+          s.onerror = (e) => { states.push(`error ${e.status}`); if (s.readyState === s.CLOSED) resolve({ got, states, sent }); };
+        });
+    }""")
+    assert out["got"] == [["epoch", '{"e":1}', "5-0"], ["status", '{"s":"x"}', "6-0"]]
+    assert out["states"] == ["error 0", "open", "error 0", "error 204"]
+    assert [h.get("Last-Event-ID") for h in out["sent"]] == [None, None, "6-0"]
+    assert all(h["Authorization"] == "Bearer t" for h in out["sent"])
