@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from tscnc.errors import InvalidInput
 from tscnc.spec import PRESETS, SweepSpec, deep_merge, preset, resolve
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -80,11 +81,13 @@ def run(
                                                      "torch's default, every core); 1 is "
                                                      "fastest for the small embedded models")]
     = 1,
+    data_root: cli_data.RootOption = None,
 ) -> None:
     """Run a sweep here: pretrain → prune → finetune → evaluate for every run.
 
     Resumes from the checkpoints in OUT when run again.
     """
+    cli_data.use_roots(data_root)
     spec = load_spec(spec_file, preset_name)
     if device is not None:
         try:
@@ -99,13 +102,21 @@ def run(
         torch.set_num_threads(threads)
     from tscnc.cli_run import run_sweep_with_progress
 
-    code = run_sweep_with_progress(spec, out, quiet=quiet)
+    try:
+        code = run_sweep_with_progress(spec, out, quiet=quiet)
+    except InvalidInput as e:          # e.g. a missing dataset: its message says what to do
+        typer.echo(f"error: {e.message}", err=True)
+        raise typer.Exit(2) from None
     raise typer.Exit(code)
 
 
 from tscnc import cli_client  # noqa: E402  (submit, token: the service's REST client)
 
 cli_client.register(app)
+
+from tscnc import cli_data  # noqa: E402  (data list, data download)
+
+cli_data.register(app)
 
 
 def _load_plugins() -> None:
