@@ -77,6 +77,10 @@ def run(
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda (overrides the spec)")]
     = None,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+    fresh: Annotated[bool, typer.Option(help="start over wherever a checkpoint in OUT was "
+                                             "written by another tscnc build (version or git "
+                                             "revision) instead of reusing it with a warning")]
+    = False,
     threads: Annotated[int, typer.Option(min=0, help="torch intra-op threads on the CPU (0 = "
                                                      "torch's default, every core); 1 is "
                                                      "fastest for the small embedded models")]
@@ -85,7 +89,8 @@ def run(
 ) -> None:
     """Run a sweep here: pretrain → prune → finetune → evaluate for every run.
 
-    Resumes from the checkpoints in OUT when run again.
+    Resumes from the checkpoints in OUT when run again; a checkpoint from another build is
+    reused with a warning, or trained again with --fresh.
     """
     cli_data.use_roots(data_root)
     spec = load_spec(spec_file, preset_name)
@@ -103,7 +108,7 @@ def run(
     from tscnc.cli_run import run_sweep_with_progress
 
     try:
-        code = run_sweep_with_progress(spec, out, quiet=quiet)
+        code = run_sweep_with_progress(spec, out, quiet=quiet, fresh=fresh)
     except InvalidInput as e:          # e.g. a missing dataset: its message says what to do
         typer.echo(f"error: {e.message}", err=True)
         raise typer.Exit(2) from None

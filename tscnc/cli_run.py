@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +12,14 @@ from tqdm import tqdm
 
 from tscnc import pipeline, report
 from tscnc.errors import Cancelled
-from tscnc.records import EpochEvent, Event, ProgressEvent, RunResult, StageStarted
+from tscnc.records import (
+    EpochEvent,
+    Event,
+    LogEvent,
+    ProgressEvent,
+    RunResult,
+    StageStarted,
+)
 from tscnc.spec import SweepSpec
 
 
@@ -26,6 +34,7 @@ class _Progress:
         self.bar = tqdm(total=total, unit="epoch", disable=quiet, dynamic_ncols=True)
         self._group = {r.key: r.pretrain_key for r in spec.runs()}
         self._seen: set[tuple[str, str, int]] = set()
+        self._told: set[str] = set()
 
     def __call__(self, ev: Event) -> None:
         if isinstance(ev, StageStarted):
@@ -41,9 +50,14 @@ class _Progress:
                                  robust=f"{ev.robust_accuracy:.2f}")
         elif isinstance(ev, ProgressEvent):
             self.bar.set_postfix_str(f"batch {ev.batch}/{ev.batches}")
+        elif isinstance(ev, LogEvent) and ev.level == "warning" and ev.message not in self._told:
+            # Shared-stage warnings arrive once per run of the group; say each once.
+            self._told.add(ev.message)
+            tqdm.write(f"warning: {ev.message}", file=sys.stderr)
 
 
-def run_sweep_with_progress(spec: SweepSpec, out: Path, quiet: bool = False) -> int:
+def run_sweep_with_progress(spec: SweepSpec, out: Path, quiet: bool = False,
+                            fresh: bool = False) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec.json").write_text(spec.model_dump_json(indent=2))
     progress = _Progress(spec, quiet)
@@ -57,7 +71,8 @@ def run_sweep_with_progress(spec: SweepSpec, out: Path, quiet: bool = False) -> 
 
     t0 = time.monotonic()
     try:
-        outcome = pipeline.run_sweep(spec, out / "artifacts", emit=progress, on_result=save)
+        outcome = pipeline.run_sweep(spec, out / "artifacts", emit=progress, on_result=save,
+                                     fresh=fresh)
     except Cancelled as e:
         progress.bar.close()
         typer.echo(f"cancelled: {e.message}", err=True)

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from tscnc import adversarial, constraints, data, evaluation, metrics, pruning
+from tscnc import adversarial, code_version, constraints, data, evaluation, metrics, pruning
 from tscnc.errors import Cancelled, Diverged, OutOfMemory, StorageError, TSCNCError
 from tscnc.layers import apply_masks_, iter_prunable
 from tscnc.models import build_model
@@ -212,7 +212,48 @@ def build_run_model(spec: SweepSpec, run: RunSpec, device: torch.device) -> nn.M
 
 
 def save_final(path: Path, model: nn.Module, spec: SweepSpec, run: RunSpec) -> None:
-    _save(path, {"model": model.state_dict(), "meta": _model_meta(spec, run)})
+    _save(path, {"model": model.state_dict(), "meta": _model_meta(spec, run),
+                 "code": code_version()})
+
+
+# ---- which build wrote a checkpoint ---------------------------------------------------
+
+def _describe(code: dict[str, str]) -> str:
+    if not code:
+        return "an unrecorded older build"
+    rev = code.get("git")
+    return f"tscnc {code.get('tscnc', '?')}" + (f" (git {rev[:12]})" if rev else "")
+
+
+def _staleness(path: Path, recorded: Any, parent: Path | None) -> str | None:
+    """Why the checkpoint at ``path`` should not be reused silently, or None.
+
+    Stale when it was written by another build (``recorded`` ≠ :func:`tscnc.code_version`), or
+    when it is older than ``parent``, the artifact it was trained from (a pretrain or prune
+    redone since)."""
+    recorded = recorded if isinstance(recorded, dict) else {}
+    if recorded != code_version():
+        return f"{path} was written by {_describe(recorded)}; this is {_describe(code_version())}"
+    if parent is not None and parent.exists() and \
+            path.stat().st_mtime_ns < parent.stat().st_mtime_ns:
+        return f"{path} predates {parent}, which it was trained from"
+    return None
+
+
+def _stale_warning(reason: str, fresh: bool, run_ids: list[str], emit: Emit) -> None:
+    """Log and emit (as a warning event to every run) what happens to a stale checkpoint."""
+    action = ("starting over (fresh)" if fresh else
+              "reusing it; run again with --fresh (CLI) or retry with {\"fresh\": true} (API) "
+              "to start over")
+    message = f"{reason}: {action}"
+    log.warning(message)
+    for rid in run_ids:
+        emit(LogEvent(run=rid, level="warning", message=message))
+
+
+def _discard_checkpoints(stage_dir: Path) -> None:
+    for p in [*stage_dir.glob("epoch_*.pt"), stage_dir / FINAL_NAME]:
+        p.unlink(missing_ok=True)
 
 
 def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> nn.Module:
@@ -274,6 +315,10 @@ class StageConfig:
     # Called on a fresh model before a checkpoint is loaded (e.g. to create hydra scores).
     prepare: Callable[[nn.Module], None] = lambda m: None
     run_ids: list[str] = field(default_factory=list)
+    # The artifact this stage starts from: a checkpoint older than it is stale.
+    parent: Path | None = None
+    # Discard stale checkpoints (another build, or older than the parent) instead of reusing.
+    fresh: bool = False
 
 
 def no_decay_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -370,10 +415,24 @@ def train_stage(model: nn.Module, cfg: StageConfig, spec: SweepSpec, seed: int,
     opt = build_optimizer(spec, model, cfg.params(model), cfg.lr)
     scaler = opts.scaler()
     done = _latest_epoch(stage_dir)
+    state: dict[str, Any] = {}
     if done:
-        state = _load(stage_dir / CHECKPOINT_NAME.format(done), device)
+        path = stage_dir / CHECKPOINT_NAME.format(done)
+        state = _load(path, device)
+        reason = _staleness(path, state.get("code"), cfg.parent)
+        if reason:
+            _stale_warning(reason, cfg.fresh, cfg.run_ids, emit)
+            if cfg.fresh:
+                _discard_checkpoints(stage_dir)
+                done, state = 0, {}
+    if done:
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        try:
+            opt.load_state_dict(state["optimizer"])
+        except ValueError as e:   # parameter groups of another build
+            rep.send(LogEvent(run=rep.run, level="warning",
+                              message=f"optimizer state not restored ({e}); continuing from "
+                                      "the checkpoint's weights with a new optimizer state"))
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
     rep.send(StageStarted(run=rep.run, stage=cfg.stage, epochs=cfg.epochs,
@@ -421,7 +480,7 @@ def train_stage(model: nn.Module, cfg: StageConfig, spec: SweepSpec, seed: int,
             penalties={k: v / max(1, count) for k, v in parts_sum.items()}))
         _save(stage_dir / CHECKPOINT_NAME.format(epoch),
               {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-               "scaler": scaler.state_dict()})
+               "scaler": scaler.state_dict(), "code": code_version()})
         # Older epoch checkpoints are not needed to resume; keep only the latest.
         for p in stage_dir.glob("epoch_*.pt"):
             if p.name != CHECKPOINT_NAME.format(epoch):
@@ -438,22 +497,31 @@ def _all_params(model: nn.Module) -> Iterable[nn.Parameter]:
 
 def pretrain(spec: SweepSpec, run: RunSpec, run_ids: list[str], artifacts: Path, *,
              emit: Emit = _no_emit, should_cancel: ShouldCancel = _never,
-             device: torch.device | None = None, data_: Data | None = None) -> Path:
+             device: torch.device | None = None, data_: Data | None = None,
+             fresh: bool = False) -> Path:
     """Dense (constrained) adversarial pretraining shared by ``run``'s pretrain group.
 
     Events go to every id in ``run_ids``. Returns the path of the pretrained weights; when that
-    file already exists the stage is complete and nothing is trained again.
+    file already exists the stage is complete and nothing is trained again — unless it was
+    written by another build (:func:`tscnc.code_version`): then a warning is logged and sent
+    as an event, and with ``fresh`` the stage starts over.
     """
     device = device or resolve_device(spec.training.device)
     out = pretrain_dir(artifacts, run)
     final = out / FINAL_NAME
     if final.exists():
-        return final
+        reason = _staleness(final, _load(final, torch.device("cpu")).get("code"), None)
+        if not reason:
+            return final
+        _stale_warning(reason, fresh, run_ids, emit)
+        if not fresh:
+            return final
+        _discard_checkpoints(out)
     data_ = data_ or Data.load(spec)
     torch.manual_seed(run.seed)   # identical initial weights for every run of the group
     model = build_run_model(spec, run, device)
     cfg = StageConfig(Stage.pretrain, spec.training.pretrain_epochs, spec.training.lr,
-                      params=_all_params, run_ids=run_ids)
+                      params=_all_params, run_ids=run_ids, fresh=fresh)
     train_stage(model, cfg, spec, run.seed, out, data_, device, emit, should_cancel, run.method)
     save_final(final, model, spec, run)
     return final
@@ -461,24 +529,30 @@ def pretrain(spec: SweepSpec, run: RunSpec, run_ids: list[str], artifacts: Path,
 
 def complete_run(spec: SweepSpec, run: RunSpec, run_id: str, artifacts: Path, *,
                  emit: Emit = _no_emit, should_cancel: ShouldCancel = _never,
-                 device: torch.device | None = None, data_: Data | None = None) -> RunResult:
+                 device: torch.device | None = None, data_: Data | None = None,
+                 fresh: bool = False) -> RunResult:
     """Prune and finetune one run from its group's pretrained weights, then evaluate it.
 
-    Runs the (resumable) pretrain first if its weights are missing, e.g. on a retry.
+    Runs the (resumable) pretrain first if its weights are missing, e.g. on a retry. A
+    checkpoint written by another build, or older than the stage it was trained from, is
+    reused with a warning (log and event), or discarded with ``fresh`` (that stage and the
+    ones after it start over).
     """
     t0 = time.monotonic()
     device = device or resolve_device(spec.training.device)
     data_ = data_ or Data.load(spec)
     pre = pretrain(spec, run, [run_id], artifacts, emit=emit, should_cancel=should_cancel,
-                   device=device, data_=data_)
+                   device=device, data_=data_, fresh=fresh)
     out = run_dir(artifacts, run_id)
     final = out / FINAL_NAME
     model = build_run_model(spec, run, device)
     model.load_state_dict(_load(pre, device)["model"])
     if run.method != Method.dense:
-        _prune(model, spec, run, run_id, out, data_, device, emit, should_cancel)
+        parent = _prune(model, spec, run, run_id, out, data_, device, emit, should_cancel,
+                        parent=pre, fresh=fresh)
         cfg = StageConfig(Stage.finetune, spec.training.finetune_epochs,
-                          spec.training.finetune_lr, params=_all_params, run_ids=[run_id])
+                          spec.training.finetune_lr, params=_all_params, run_ids=[run_id],
+                          parent=parent, fresh=fresh)
         train_stage(model, cfg, spec, run.seed, out / "finetune", data_, device, emit,
                     should_cancel, run.method)
     save_final(final, model, spec, run)
@@ -486,24 +560,29 @@ def complete_run(spec: SweepSpec, run: RunSpec, run_id: str, artifacts: Path, *,
 
 
 def _prune(model: nn.Module, spec: SweepSpec, run: RunSpec, run_id: str, out: Path,
-           data_: Data, device: torch.device, emit: Emit, should_cancel: ShouldCancel) -> None:
+           data_: Data, device: torch.device, emit: Emit, should_cancel: ShouldCancel,
+           parent: Path | None = None, fresh: bool = False) -> Path | None:
+    """Prune ``model`` in place; returns the artifact the finetune starts from (the prune
+    stage's last checkpoint, or ``parent`` for the one-shot lwm)."""
     skip = tuple(spec.pruning.skip_layers)
     if run.method == Method.lwm:
         emit(StageStarted(run=run_id, stage=Stage.prune, epochs=0))
         t0 = time.monotonic()
         pruning.lwm_prune_(model, run.sparsity, skip=skip)
         emit(StageFinished(run=run_id, stage=Stage.prune, seconds=time.monotonic() - t0))
-        return
+        return parent
 
     def prepare(m: nn.Module) -> None:
         pruning.init_scores_(m, run.sparsity, spec.pruning.score_init_scale, skip=skip)
 
     cfg = StageConfig(Stage.prune, spec.training.prune_epochs, spec.training.prune_lr,
                       params=pruning.prune_stage_parameters, prepare=prepare,
-                      run_ids=[run_id])
+                      run_ids=[run_id], parent=parent, fresh=fresh)
     train_stage(model, cfg, spec, run.seed, out / "prune", data_, device, emit, should_cancel,
                 run.method)
     pruning.finalize_scores_(model)
+    last = out / "prune" / CHECKPOINT_NAME.format(_latest_epoch(out / "prune"))
+    return last if last.exists() else parent
 
 
 def _versions() -> dict[str, str]:
@@ -513,7 +592,7 @@ def _versions() -> dict[str, str]:
 
     from tscnc import __version__
 
-    return {"tscnc": __version__, "torch": torch.__version__,
+    return {**code_version(), "tscnc": __version__, "torch": torch.__version__,
             "torchvision": torchvision.__version__, "torchattacks": torchattacks.__version__,
             "scikit-learn": sklearn.__version__, "python": platform.python_version()}
 
@@ -564,10 +643,12 @@ class SweepOutcome:
 
 def run_sweep(spec: SweepSpec, artifacts: Path, *, emit: Emit = _no_emit,
               should_cancel: ShouldCancel = _never, device: torch.device | None = None,
-              on_result: Callable[[RunResult], None] | None = None) -> SweepOutcome:
+              on_result: Callable[[RunResult], None] | None = None,
+              fresh: bool = False) -> SweepOutcome:
     """Run every run of ``spec`` here, pretrain groups first; a failed run does not stop others.
 
     Run ids are the runs' keys (``RunSpec.key``). Cancellation propagates as ``Cancelled``.
+    ``fresh``: start over wherever a checkpoint is stale (see :func:`complete_run`).
     """
     device = device or resolve_device(spec.training.device)
     data_ = Data.load(spec)
@@ -579,7 +660,7 @@ def run_sweep(spec: SweepSpec, artifacts: Path, *, emit: Emit = _no_emit,
         ids = [r.key for r in runs]
         try:
             pretrain(spec, runs[0], ids, artifacts, emit=emit, should_cancel=should_cancel,
-                     device=device, data_=data_)
+                     device=device, data_=data_, fresh=fresh)
         except TSCNCError as e:
             if isinstance(e, Cancelled):
                 raise
@@ -591,7 +672,8 @@ def run_sweep(spec: SweepSpec, artifacts: Path, *, emit: Emit = _no_emit,
         for r in runs:
             try:
                 res = complete_run(spec, r, r.key, artifacts, emit=emit,
-                                   should_cancel=should_cancel, device=device, data_=data_)
+                                   should_cancel=should_cancel, device=device, data_=data_,
+                                   fresh=fresh)
             except Cancelled:
                 raise
             except TSCNCError as e:

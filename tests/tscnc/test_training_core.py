@@ -3,7 +3,11 @@ prune stage, and which build a checkpoint comes from."""
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,12 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import tscnc
 from tscnc import adversarial, pipeline
 from tscnc.constraints import attach_gates
 from tscnc.layers import prunable_layers
 from tscnc.models import build_model
 from tscnc.pruning import init_scores_, unfreeze_
-from tscnc.records import EpochEvent, Event
+from tscnc.records import EpochEvent, Event, LogEvent, Stage, StageStarted
 from tscnc.spec import DatasetName, ModelSpec, RunSpec, SweepSpec
 
 
@@ -140,3 +145,111 @@ def test_weight_decay_skips_gates_and_hydra_scores() -> None:
             assert torch.allclose(p.detach(), before[n] * (1 - 0.1 * 0.01)), n
     assert any(n.endswith("log_alpha") for n in before) and any(n.endswith("scores")
                                                                  for n in before)
+
+
+# ---- which build wrote a checkpoint (item 8) -------------------------------------------------
+
+def _rewrite_code(path: Path, code: dict[str, str]) -> None:
+    payload = torch.load(path, weights_only=True)
+    payload["code"] = code
+    torch.save(payload, path)
+
+
+def _warnings(events: list[Event]) -> list[str]:
+    return [e.message for e in events if isinstance(e, LogEvent) and e.level == "warning"]
+
+
+def test_checkpoints_and_results_record_the_build(tmp_path: Path, one_thread: None) -> None:
+    spec = _spec(methods=["hydra"])
+    run = spec.runs()[0]
+    result = pipeline.complete_run(spec, run, "r", tmp_path)
+    here = tscnc.code_version()
+    assert here["tscnc"] == tscnc.__version__
+    for path in [*tmp_path.rglob("*.pt")]:
+        assert torch.load(path, weights_only=True)["code"] == here, path
+    assert {"tscnc", "torch"} <= set(result.versions)
+    assert {k: result.versions[k] for k in here} == here
+    # This test runs from the project's git checkout: the revision is recorded.
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(tscnc.__file__).parent,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert here.get("git") == head
+
+
+def test_pretrain_from_another_build_warns_and_fresh_starts_over(tmp_path: Path,
+                                                                  one_thread: None,
+                                                                  caplog) -> None:
+    spec = _spec()
+    run = spec.runs()[0]
+    final = pipeline.pretrain(spec, run, ["r"], tmp_path)
+    _rewrite_code(final, {"tscnc": "0.0.1", "git": "0" * 40})
+    stamp = final.stat().st_mtime_ns
+
+    events: list[Event] = []
+    with caplog.at_level(logging.WARNING, logger="tscnc.pipeline"):
+        again = pipeline.pretrain(spec, run, ["r"], tmp_path, emit=events.append)
+    # Not silently reused: a warning event names both builds, and the log says it too.
+    (message,) = _warnings(events)
+    assert "tscnc 0.0.1 (git 000000000000)" in message and "--fresh" in message
+    assert any("tscnc 0.0.1" in r.getMessage() for r in caplog.records)
+    assert again == final and final.stat().st_mtime_ns == stamp
+    assert not [e for e in events if isinstance(e, EpochEvent)]
+
+    events = []
+    pipeline.pretrain(spec, run, ["r"], tmp_path, emit=events.append, fresh=True)
+    assert [e.epoch for e in events if isinstance(e, EpochEvent)] == [1, 2]
+    assert "starting over" in _warnings(events)[0]
+    assert torch.load(final, weights_only=True)["code"] == tscnc.code_version()
+
+
+def test_stage_checkpoint_from_another_build_is_not_silently_resumed(tmp_path: Path,
+                                                                     one_thread: None) -> None:
+    spec = _spec(methods=["hydra"], training={"pretrain_epochs": 1, "prune_epochs": 2,
+                                              "finetune_epochs": 2, "batch_size": 64,
+                                              "lr": 0.05, "monitor_examples": 20,
+                                              "device": "cpu"})
+    run = spec.runs()[0]
+    pipeline.complete_run(spec, run, "r", tmp_path)
+    prune = tmp_path / "runs" / "r" / "prune" / "epoch_0002.pt"
+    _rewrite_code(prune, {"tscnc": "0.0.1"})
+
+    events: list[Event] = []
+    pipeline.complete_run(spec, run, "r", tmp_path, emit=events.append)
+    assert any("prune" in m and "tscnc 0.0.1" in m for m in _warnings(events))
+    starts = {e.stage: e.resumed_from_epoch for e in events if isinstance(e, StageStarted)}
+    assert starts[Stage.prune] == 2                          # reused, but said so
+
+    events = []
+    pipeline.complete_run(spec, run, "r", tmp_path, emit=events.append, fresh=True)
+    starts = {e.stage: e.resumed_from_epoch for e in events if isinstance(e, StageStarted)}
+    # The prune stage starts over, and so does the finetune that was trained from it.
+    assert starts[Stage.prune] == 0 and starts[Stage.finetune] == 0
+    assert [(e.stage, e.epoch) for e in events if isinstance(e, EpochEvent)] == [
+        (Stage.prune, 1), (Stage.prune, 2), (Stage.finetune, 1), (Stage.finetune, 2)]
+    assert torch.load(prune, weights_only=True)["code"] == tscnc.code_version()
+
+
+def test_cli_run_warns_about_another_build_and_fresh_starts_over(tmp_path: Path,
+                                                                  one_thread: None) -> None:
+    spec = _spec(methods=["dense"], training={"pretrain_epochs": 1, "batch_size": 64,
+                                              "monitor_examples": 20, "device": "cpu"})
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(spec.model_dump_json())
+    out = tmp_path / "out"
+
+    def cli(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tscnc", "run", str(spec_file), "--out",
+                               str(out), *extra], capture_output=True, text=True, timeout=300)
+
+    pipeline.run_sweep(spec, out / "artifacts")        # what an earlier `tscnc run` left
+    (final,) = (out / "artifacts" / "pretrain").glob("*/final.pt")
+    _rewrite_code(final, {"tscnc": "0.0.1"})
+    p = cli()
+    assert p.returncode == 0, p.stderr
+    assert "warning:" in p.stderr and "tscnc 0.0.1" in p.stderr and "--fresh" in p.stderr
+    assert torch.load(final, weights_only=True)["code"] == {"tscnc": "0.0.1"}
+    p = cli("--fresh")
+    assert p.returncode == 0, p.stderr
+    assert "starting over" in p.stderr
+    assert torch.load(final, weights_only=True)["code"] == tscnc.code_version()
+    result = json.loads((out / "results.json").read_text())[0]
+    assert result["versions"]["tscnc"] == tscnc.__version__
