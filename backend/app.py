@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -106,6 +107,46 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+class AllowedMethods:
+    """Methods a path does not document: ``OPTIONS`` gets ``204`` and any other ``405``, both with
+    an ``Allow`` header listing every method the OpenAPI document gives the path (Starlette's own
+    405 names only the methods of the first route matching the path, e.g. ``GET`` alone for
+    ``/api/v1/sweeps``, which also takes ``POST``). CORS preflights never get here: the CORS
+    middleware, when configured, answers them first."""
+
+    def __init__(self, app: ASGIApp, api: FastAPI) -> None:
+        self.app, self.api = app, api
+        self._paths: list[tuple[re.Pattern[str], frozenset[str]]] | None = None
+
+    def allowed(self, path: str) -> frozenset[str]:
+        """The methods the OpenAPI document gives the template ``path`` matches (empty: none)."""
+        if self._paths is None:  # built once, from the document the server publishes
+            self._paths = [
+                (re.compile("^" + re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(t)) + "$"),
+                 frozenset(m.upper() for m in item if m in _HTTP_METHODS))
+                for t, item in self.api.openapi()["paths"].items()]
+        return frozenset().union(*(ms for rx, ms in self._paths if rx.match(path)))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX + "/"):
+            await self.app(scope, receive, send)
+            return
+        allowed = self.allowed(scope["path"])
+        if not allowed or scope["method"] in allowed:
+            await self.app(scope, receive, send)
+            return
+        headers = {"Allow": ", ".join(sorted(allowed))}
+        if scope["method"] == "OPTIONS":
+            response: Response = Response(status_code=204, headers=headers)
+        else:
+            response = JSONResponse({"detail": "Method Not Allowed"}, status_code=405,
+                                    headers=headers)
+        await response(scope, receive, send)
 
 
 class SecurityHeaders:
@@ -355,6 +396,7 @@ def create_app(settings: Settings | None = None, *,
     _static_routes(app, settings)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AllowedMethods, api=app)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST", "DELETE"],

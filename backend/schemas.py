@@ -17,20 +17,14 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tscnc.names import DisplayName
-from tscnc.records import FailureCategory, RunResult, RunStatus, Stage
-from tscnc.spec import Method, SweepSpec
+from tscnc.records import FailureCategory, MaybeInf, RunResult, RunStatus, Stage
+from tscnc.spec import PRESETS, Method, SweepSpec
 
 T = TypeVar("T")
 
-# A float that may be +/-inf (κ of a rank-deficient layer): JSON carries "Infinity".
-MaybeInf = Annotated[
-    float,
-    WithJsonSchema({"anyOf": [{"type": "number"},
-                              {"type": "string", "enum": ["Infinity", "-Infinity", "NaN"]}]}),
-]
 
 
 class _Schema(BaseModel):
@@ -81,8 +75,13 @@ class SweepCreate(_Schema):
     retried POST return the same sweep (status 200 instead of 201).
     """
 
+    # The schema lists the preset names (a client's validator then knows them); an unknown one
+    # still gets the server's 422 listing them.
     preset: str | None = Field(default=None, max_length=100,
-                               description="name from GET /api/v1/presets, e.g. digits-quick")
+                               description="name from GET /api/v1/presets, e.g. digits-quick",
+                               json_schema_extra=lambda s: s.update(
+                                   anyOf=[{"type": "string", "enum": list(PRESETS)},
+                                          {"type": "null"}]))
     spec: dict[str, Any] = Field(
         default_factory=dict,
         description="partial or full SweepSpec (see components/schemas/SweepSpec) merged over "

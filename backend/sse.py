@@ -15,9 +15,10 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated
 
 import redis.exceptions
-from fastapi import HTTPException, Request, status
+from fastapi import Header, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from backend.store import AsyncStore, StreamEntry
@@ -27,6 +28,16 @@ log = logging.getLogger(__name__)
 
 _STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 _U64 = 2**64
+# What the OpenAPI document declares for Last-Event-ID / last_event_id: ids every part of which
+# is below 2**64 (19 digits at most), so every value the schema allows is one the server takes.
+LAST_EVENT_ID_PATTERN = r"^[0-9]{1,19}(-[0-9]{1,19})?$"
+# Declared as plain strings (a header or query value cannot be null); both are optional.
+LastEventIdQuery = Annotated[str, Query(
+    pattern=LAST_EVENT_ID_PATTERN, max_length=50,
+    description="resume after this stream id (or send the Last-Event-ID header)")]
+LastEventIdHeader = Annotated[str, Header(
+    alias="Last-Event-ID", pattern=LAST_EVENT_ID_PATTERN, max_length=50,
+    description="resume after this stream id (as EventSource sends it)")]
 
 
 def valid_stream_id(value: str) -> bool:

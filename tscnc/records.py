@@ -5,7 +5,9 @@ them to a run's Redis stream, the CLI draws progress bars from them, and the das
 them. Every event names its run, and stage-scoped events their stage; epoch events are keyed
 by ``(run, stage, epoch)`` so a resumed stage never reports an epoch twice.
 
-κ may be infinite (rank-deficient alive part); JSON carries it as the string ``"Infinity"``.
+κ may be infinite (rank-deficient alive part); JSON carries it as the string ``"Infinity"``
+(``"-Infinity"``, ``"NaN"`` likewise), and every field that may hold one is typed
+:data:`MaybeInf`, whose JSON Schema says so (``number`` or one of those strings).
 
 Example::
 
@@ -22,9 +24,18 @@ import time
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema
 
 from tscnc.spec import Method
+
+# A float that may be ±inf or NaN (κ of a rank-deficient layer, a diverged loss). JSON carries
+# those as the strings "Infinity", "-Infinity", "NaN" (ser_json_inf_nan="strings"), and the JSON
+# Schema (OpenAPI) declares exactly that, so a client's validator accepts what is sent.
+NON_FINITE = ["Infinity", "-Infinity", "NaN"]
+MaybeInf = Annotated[
+    float,
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "enum": NON_FINITE}]}),
+]
 
 
 class Stage(StrEnum):
@@ -93,13 +104,13 @@ class EpochEvent(_EventBase):
     stage: Stage
     epoch: int                          # 1-based
     epochs: int
-    loss: float
+    loss: MaybeInf
     clean_accuracy: float
     robust_accuracy: float              # cheap PGD on the held-out monitor slice
     lr: float
     sparsity: float
-    condition_numbers: dict[str, float] # per layer κ (may be inf)
-    penalties: dict[str, float] = Field(default_factory=dict)   # tsc / cnc / lcc values
+    condition_numbers: dict[str, MaybeInf]  # per layer κ (may be inf)
+    penalties: dict[str, MaybeInf] = Field(default_factory=dict)   # tsc / cnc / lcc values
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -132,7 +143,7 @@ class LayerSpectrum(_Record):
     layer: str
     shape: tuple[int, int]
     singular_values: list[float]        # descending, possibly truncated
-    condition_number: float
+    condition_number: MaybeInf
     sparsity: float
 
 
@@ -142,8 +153,8 @@ class Evaluation(_Record):
     security_curve: list[tuple[float, float]]   # (epsilon, robust accuracy)
     flags: list[Flag]
     spectra: list[LayerSpectrum] = Field(default_factory=list)
-    lipschitz_upper: float | None = None
-    lipschitz_empirical: float | None = None
+    lipschitz_upper: MaybeInf | None = None
+    lipschitz_empirical: MaybeInf | None = None
 
 
 class EvaluationEvent(_EventBase):
@@ -181,9 +192,9 @@ def parse_event(data: str | bytes | dict[str, Any]) -> Event:
 
 
 class ConditionSummary(_Record):
-    median: float
-    max: float
-    per_layer: dict[str, float]
+    median: MaybeInf
+    max: MaybeInf
+    per_layer: dict[str, MaybeInf]
 
 
 class RunResult(_Record):
@@ -198,8 +209,8 @@ class RunResult(_Record):
     clean_accuracy: float
     robust_accuracy: dict[str, float]   # attack -> accuracy in [0, 1]
     condition_number: ConditionSummary
-    lipschitz_upper: float
-    lipschitz_empirical: float | None = None
+    lipschitz_upper: MaybeInf
+    lipschitz_empirical: MaybeInf | None = None
     security_curve: list[tuple[float, float]]
     flags: list[Flag]
     attacks: list[AttackResult]

@@ -125,9 +125,8 @@ def retry_run(run_id: RunId, p: WriterDep, store: StoreDep,
 async def run_events(
     run_id: RunId, request: Request, p: PrincipalDep, store: StoreDep, astore: AsyncStoreDep,
     settings: SettingsDep,
-    last_event_id: Annotated[str | None, Query(
-        max_length=50, description="SSE: resume after this id (EventSource sends the "
-                                   "Last-Event-ID header itself)")] = None,
+    last_event_id: sse.LastEventIdQuery = None,
+    last_event_id_header: sse.LastEventIdHeader = None,
     after: StreamId = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="JSON page size")] = 100,
 ) -> Response:

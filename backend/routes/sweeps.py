@@ -257,9 +257,8 @@ def sweep_results(sweep_id: SweepId, p: PrincipalDep, store: StoreDep,
 async def sweep_events(
     sweep_id: SweepId, request: Request, p: PrincipalDep, astore: AsyncStoreDep,
     settings: SettingsDep,
-    last_event_id: Annotated[str | None, Query(
-        max_length=50, description="resume after this id (EventSource sends the "
-                                   "Last-Event-ID header itself)")] = None,
+    last_event_id: sse.LastEventIdQuery = None,
+    last_event_id_header: sse.LastEventIdHeader = None,
 ) -> Response:
     p.require_sweep(sweep_id)
     after = sse.start_id(request, last_event_id)

@@ -522,6 +522,7 @@ def test_hostile_inputs_get_4xx_never_5xx(client, tokens):
         assert r.status_code in (200, 422), (after, r.status_code)
     r = client.get(f"/api/v1/runs/{rid}/events", headers={
         **h(tokens.viewer), "Last-Event-ID": "99999999999999999999-1"})
-    assert r.status_code == 400
+    # Refused by the pattern the OpenAPI document declares (issue 14.10), naming the header.
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["header", "Last-Event-ID"]
     assert client.get("/api/v1/runs", params={"cursor": "9" * 20},
                       headers=h(tokens.viewer)).json()["items"] != []
