@@ -36,15 +36,16 @@ class Dispatcher:
     """How the API hands runs to the workers (``worker.dispatch``, imported lazily so the API
     never imports Celery tasks or torch); tests pass their own callables."""
 
-    enqueue: Callable[[str, list[str] | None], Any]
+    # enqueue(sweep_id, run_ids) — and enqueue(sweep_id, run_ids, fresh=True) for a fresh retry
+    enqueue: Callable[..., Any]
     revoke: Callable[[str], Any]
 
 
 def default_dispatcher() -> Dispatcher:
-    def enqueue(sweep_id: str, run_ids: list[str] | None = None) -> Any:
+    def enqueue(sweep_id: str, run_ids: list[str] | None = None, fresh: bool = False) -> Any:
         from worker.dispatch import enqueue_runs
 
-        return enqueue_runs(sweep_id, run_ids)
+        return enqueue_runs(sweep_id, run_ids, fresh=fresh)
 
     def revoke(task_id: str) -> Any:
         from worker.dispatch import revoke as _revoke

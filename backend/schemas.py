@@ -356,6 +356,14 @@ class SharedDashboard(_Schema):
     sweeps: list[SweepDetail]
 
 
+class RetryRequest(_Schema):
+    """Body of ``POST /runs/{id}/retry`` (optional). ``fresh``: discard the run's checkpoints
+    that another tscnc build wrote (or that predate the stage they were trained from) and train
+    those stages again, instead of resuming from them with a warning."""
+
+    fresh: bool = False
+
+
 class ErrorBody(_Schema):
     """Error answers: ``detail`` is a message, or for 422 a list of
     ``{"loc": [...], "msg": ..., "type": ...}`` naming each bad field."""

@@ -400,9 +400,11 @@ class Client:
         """Cancel a run: a queued one at once, a running one at its next batch."""
         return self._json("POST", f"/runs/{_id(run)}/cancel")  # type: ignore[no-any-return]
 
-    def retry(self, run: str) -> dict[str, Any]:
-        """Queue a failed or cancelled run again (it resumes from its checkpoints)."""
-        return self._json("POST", f"/runs/{_id(run)}/retry")  # type: ignore[no-any-return]
+    def retry(self, run: str, fresh: bool = False) -> dict[str, Any]:
+        """Queue a failed or cancelled run again (it resumes from its checkpoints; with
+        ``fresh``, checkpoints another tscnc build wrote are discarded and trained again)."""
+        body = {"json": {"fresh": True}} if fresh else {}
+        return self._json("POST", f"/runs/{_id(run)}/retry", **body)  # type: ignore[no-any-return]
 
     def events(self, run: str, after: str | None = None) -> list[ServerEvent]:
         """The run's past events (every page), oldest first, without waiting for new ones."""

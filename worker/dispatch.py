@@ -49,8 +49,11 @@ def _run_spec(run: Any) -> RunSpec:
 
 
 def enqueue_runs(sweep_id: str, run_ids: list[str] | None = None, *, store: Any = None,
-                 celery_app: Celery | None = None) -> None:
-    """Queue ``run_ids`` of a sweep (all its runs when None) and record their task ids."""
+                 celery_app: Celery | None = None, fresh: bool = False) -> None:
+    """Queue ``run_ids`` of a sweep (all its runs when None) and record their task ids.
+
+    ``fresh`` (single runs: a retry): the complete task discards checkpoints another build
+    wrote instead of resuming from them (:func:`tscnc.pipeline.complete_run`)."""
     st, app = _store(store), _app(celery_app)
     sweep = st.get_sweep(sweep_id)
     if sweep is None:
@@ -62,7 +65,8 @@ def enqueue_runs(sweep_id: str, run_ids: list[str] | None = None, *, store: Any 
         for run in runs:
             tid = uuid.uuid4().hex
             st.set_task_id(run.id, tid)
-            signature(TASK_COMPLETE, args=(sweep_id, run.id), app=app, immutable=True,
+            signature(TASK_COMPLETE, args=(sweep_id, run.id),
+                      kwargs={"fresh": True} if fresh else {}, app=app, immutable=True,
                       queue=queue).apply_async(task_id=tid)
         return
     groups: dict[str, list[Any]] = {}

@@ -369,8 +369,9 @@ def pretrain_task(self: Any, sweep_id: str, run_ids: list[str]) -> None:
 
 
 @app.task(name=TASK_COMPLETE, bind=True)
-def complete_task(self: Any, sweep_id: str, run_id: str) -> None:
-    """Prune + finetune + evaluate one run (evaluate only for dense)."""
+def complete_task(self: Any, sweep_id: str, run_id: str, fresh: bool = False) -> None:
+    """Prune + finetune + evaluate one run (evaluate only for dense); ``fresh``: start over
+    where a checkpoint is stale (a retry with ``{"fresh": true}``)."""
     from pathlib import Path
 
     from tscnc import pipeline
@@ -389,7 +390,7 @@ def complete_task(self: Any, sweep_id: str, run_id: str) -> None:
                 spec, run, run_id, artifacts, emit=lambda ev: st.record_event(run_id, ev),
                 should_cancel=_throttled(
                     lambda: _stopping.is_set() or st.cancel_requested(run_id)),
-                device=_device())
+                device=_device(), fresh=fresh)
     except Cancelled as e:
         if _stopping.is_set() and not st.cancel_requested(run_id):
             _requeue(st, [run_id])

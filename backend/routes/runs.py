@@ -20,7 +20,15 @@ from backend.deps import (
     WriterDep,
 )
 from backend.routes.sweeps import _ERRORS, _SSE_ERRORS, Cursor, Limit, cancel_runs
-from backend.schemas import EventEnvelope, EventPage, Page, ResultPublic, RunPublic, RunSort
+from backend.schemas import (
+    EventEnvelope,
+    EventPage,
+    Page,
+    ResultPublic,
+    RetryRequest,
+    RunPublic,
+    RunSort,
+)
 from backend.settings import Settings
 from backend.store import RunRecord, Store
 from backend.views import result_public, run_public
@@ -94,9 +102,10 @@ def cancel_run(run_id: RunId, p: WriterDep, store: StoreDep,
              responses={409: {"description": "only failed or cancelled runs can be retried"},
                         **_ERRORS})
 def retry_run(run_id: RunId, p: WriterDep, store: StoreDep,
-              dispatcher: DispatcherDep) -> RunPublic:
+              dispatcher: DispatcherDep, body: RetryRequest | None = None) -> RunPublic:
     """Queue a failed or cancelled run again (its events are kept; stages resume from their
-    checkpoints)."""
+    checkpoints). A checkpoint written by another tscnc build is resumed from with a warning
+    event, or, with the body ``{"fresh": true}``, its stage and the later ones start over."""
     run = get_run_or_404(store, run_id)
     p.require_owner(run.owner, "run")
     if not store.retry_run(run_id):
@@ -104,7 +113,10 @@ def retry_run(run_id: RunId, p: WriterDep, store: StoreDep,
                             f"run {run_id} is {run.status.value}; only failed or cancelled runs "
                             "can be retried")
     try:
-        dispatcher.enqueue(run.sweep_id, [run_id])
+        if body is not None and body.fresh:
+            dispatcher.enqueue(run.sweep_id, [run_id], fresh=True)
+        else:
+            dispatcher.enqueue(run.sweep_id, [run_id])
     except Exception as e:
         log.exception("could not enqueue run %s", run_id)
         store.set_status(run_id, RunStatus.failed, category="error",

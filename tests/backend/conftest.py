@@ -46,13 +46,17 @@ class Recorder:
     """The dispatcher the tests give the app: records instead of queueing to Celery."""
 
     enqueued: list[tuple[str, list[str] | None]] = field(default_factory=list)
+    fresh: list[tuple[str, list[str] | None]] = field(default_factory=list)   # fresh retries
     revoked: list[str] = field(default_factory=list)
     fail: bool = False
 
-    def enqueue(self, sweep_id: str, run_ids: list[str] | None = None) -> None:
+    def enqueue(self, sweep_id: str, run_ids: list[str] | None = None,
+                fresh: bool = False) -> None:
         if self.fail:
             raise ConnectionError("broker down")
         self.enqueued.append((sweep_id, run_ids))
+        if fresh:
+            self.fresh.append((sweep_id, run_ids))
 
     def revoke(self, task_id: str) -> None:
         self.revoked.append(task_id)

@@ -18,7 +18,7 @@ BOOTSTRAP_TOKEN = "bootstrap-admin-secret-for-tests-0123456789"
 def app_without_workers() -> FastAPI:
     from backend.app import create_app
 
-    def enqueue(sweep_id: str, run_ids: list[str] | None = None) -> Any:
+    def enqueue(sweep_id: str, run_ids: list[str] | None = None, fresh: bool = False) -> Any:
         return None
 
     def revoke(task_id: str) -> Any:
