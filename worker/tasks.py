@@ -31,6 +31,20 @@ from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
+
+class _RejectWithoutTraceback(logging.Filter):
+    """A stage handed back to the broker on SIGTERM (``Reject``, see :func:`_requeue`) is a
+    routine stop, not an error: Celery logs every Reject with a traceback, which a Ctrl-C of
+    ``tscnc up`` printed to the terminal. Keep the log line, drop the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], Reject):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+logging.getLogger("celery.app.trace").addFilter(_RejectWithoutTraceback())
+
 _state: dict[str, Any] = {"run": None}
 _CANCEL_POLL_S = 0.2
 # Set by SIGTERM while a task runs: the stage stops between batches and is re-queued.

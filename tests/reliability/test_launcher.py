@@ -98,6 +98,28 @@ class Launcher:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def api(self, method: str, path: str, **kw: object) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {TOKEN}", **kw.pop("headers", {})}  # type: ignore
+        return httpx.request(method, f"http://127.0.0.1:{self.port}/api/v1{path}",
+                             headers=headers, timeout=10, **kw)  # type: ignore[arg-type]
+
+    def submit_long_run(self, timeout: float = 120) -> str:
+        """Submit one long dense run (tiny MLP, 500 pretrain epochs) and wait until it has
+        trained an epoch; returns its id."""
+        r = self.api("POST", "/sweeps", json={"spec": {
+            "methods": ["dense"], "model": {"name": "mlp", "width": 8},
+            "dataset": {"name": "digits", "train_subset": 200},
+            "training": {"pretrain_epochs": 500, "device": "cpu", "monitor_examples": 20},
+            "adversarial": {"steps": 1}}})
+        assert r.status_code == 201, r.text
+        run_id = r.json()["run_ids"][0]
+        deadline = time.monotonic() + timeout
+        while not ((run := self.api("GET", f"/runs/{run_id}").json())["status"] == "running"
+                   and (run.get("epoch") or 0) >= 1):
+            assert time.monotonic() < deadline, (run, self.output())
+            time.sleep(0.2)
+        return run_id
+
     def wait_up(self, timeout: float = 120) -> set[int]:
         """Wait for the banner and a healthy API; return the children it started."""
         deadline = time.monotonic() + timeout
@@ -169,11 +191,26 @@ def test_sigkill_ends_every_child_and_the_same_directory_starts_again(workdir) -
     launchers.append(second)
     kids2 = second.wait_up()
     assert not kids & kids2
+    # SIGTERM while a stage runs: graceful, like Ctrl-C, and the run goes back to the queue.
+    run_id = second.submit_long_run()
     second.proc.send_signal(signal.SIGTERM)
     assert second.proc.wait(timeout=90) == 0, second.output()
     assert_all_end(kids2)
     out = second.output()
     assert "stopping..." in out and "Traceback" not in out, out
+
+    third = Launcher(tmp)  # the run is there, re-queued, and resumes
+    launchers.append(third)
+    kids3 = third.wait_up()
+    events = third.api("GET", f"/runs/{run_id}/events", params={"limit": 1000},
+                       headers={"Accept": "application/json"}).json()["items"]
+    statuses = [(e["event"]["status"], e["event"].get("message") or "")
+                for e in events if e["event"]["type"] == "status"]
+    assert any(st == "queued" and "re-queued" in msg for st, msg in statuses), statuses
+    assert third.api("GET", f"/runs/{run_id}").json()["status"] in ("queued", "running")
+    third.proc.send_signal(signal.SIGTERM)
+    assert third.proc.wait(timeout=90) == 0, third.output()
+    assert_all_end(kids3)
 
 
 def test_sigint_stops_gracefully_and_a_second_up_names_the_holder(workdir) -> None:
