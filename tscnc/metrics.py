@@ -259,7 +259,10 @@ def _log_bound(module: nn.Module) -> float:
         return 0.5 * math.log(math.ceil(kh / sh) * math.ceil(kw / sw))
     if isinstance(module, _ONE_LIPSCHITZ):
         return 0.0
-    chain = (lambda *ms: sum(_log_bound(m) for m in ms))
+
+    def chain(*modules: nn.Module) -> float:
+        return sum((_log_bound(m) for m in modules), 0.0)
+
     if isinstance(module, BasicBlock):
         # relu(bn2(conv2(relu(bn1(conv1 x)))) + shortcut(x))
         main = chain(module.conv1, module.bn1, module.conv2, module.bn2)

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 import torch
 import torch.nn.functional as F
 from torch import nn
