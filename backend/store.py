@@ -470,6 +470,8 @@ class Page(NamedTuple):
 # ARGV: run id, event type, event json, dedupe member ('' = none), fields json {str: str}
 _APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return false end
 if ARGV[4] ~= '' and redis.call('SADD', KEYS[4], ARGV[4]) == 0 then return false end
 local id = redis.call('XADD', KEYS[2], '*', 'run', ARGV[1], 'type', ARGV[2], 'data', ARGV[3])
 redis.call('XADD', KEYS[3], '*', 'run', ARGV[1], 'type', ARGV[2], 'data', ARGV[3])
@@ -878,7 +880,9 @@ class Store:
         """Append ``event`` to the run's stream and its sweep's stream, atomically with the run
         fields it implies (stage, epoch, progress, latest metrics). Returns the run stream id,
         or None when dropped: an epoch event whose (stage, epoch) is already recorded (a
-        resumed stage never shows an epoch twice), or an unknown/deleted run. A StatusEvent
+        resumed stage never shows an epoch twice), an unknown/deleted run, or a run that has
+        ended (nothing follows its final status, e.g. a shared pretrain still going on for
+        the rest of its group after this run was cancelled). A StatusEvent
         goes through :meth:`set_status`. ``event.run`` is set to ``run_id``.
         """
         if isinstance(event, StatusEvent):
@@ -1027,13 +1031,15 @@ class Store:
         return bool(self._take_over(keys=[self.k.run(run_id)], args=[worker, self.k.worker_prefix]))
 
     def retry_run(self, run_id: str) -> bool:
-        """failed/cancelled → queued, clearing the cancel flag (events are kept)."""
+        """failed/cancelled → queued, clearing the cancel flag and counting one more attempt
+        (events are kept)."""
         ok, _ = self._set_status(run_id, RunStatus.queued, message="retried",
                                  expect={RunStatus.failed, RunStatus.cancelled},
                                  clear_cancel=True)
         if ok:
             self._update(keys=[self.k.run(run_id)],
                          args=[_fields_json({"progress": 0.0, "stage": None, "epoch": None})])
+            self.incr_attempts(run_id)
         return ok
 
     # ---- small run updates -------------------------------------------------------------

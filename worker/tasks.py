@@ -253,15 +253,25 @@ def _run_spec(run: Any) -> RunSpec:
     return RunSpec(method=Method(run.method), sparsity=run.sparsity, seed=run.seed)
 
 
-def _claim(st: Store, run_id: str) -> bool:
-    """Mark ``run_id`` running on this worker unless it ended or runs on a live worker."""
+def _startable(st: Store, run_id: str) -> bool:
+    """True unless ``run_id`` ended; a run whose cancel was asked for is cancelled now."""
     run = st.get_run(run_id)
     if run is None or RunStatus(run.status) in TERMINAL_STATUSES:
         return False
     if st.cancel_requested(run_id):
         st.set_status(run_id, RunStatus.cancelled, message="cancelled before it started")
         return False
-    return bool(st.claim(run_id, worker_name(), device_name()))
+    return True
+
+
+def _claim(st: Store, run_id: str) -> bool:
+    """Mark ``run_id`` running on this worker unless it ended or runs on a live worker."""
+    return _startable(st, run_id) and bool(st.claim(run_id, worker_name(), device_name()))
+
+
+def _wait(st: Store, run_id: str, message: str) -> None:
+    """Say why a queued run waits (a status event on its log; it stays ``queued``)."""
+    st.set_status(run_id, RunStatus.queued, message=message, expect={RunStatus.queued})
 
 
 def _throttled(check: Callable[[], bool]) -> Callable[[], bool]:
@@ -334,33 +344,66 @@ def _fail(st: Store, run_id: str, err: BaseException) -> None:
 
 @app.task(name=TASK_PRETRAIN, bind=True)
 def pretrain_task(self: Any, sweep_id: str, run_ids: list[str]) -> None:
-    """Shared pretrain of a group; events go to every live run of the group."""
+    """Shared pretrain of a group; events go to every live run of the group.
+
+    ``running`` means a worker executes the run now: the pretrain runs under one run of the
+    group (its owner, claimed), the others stay ``queued`` with the message that they wait for
+    it (their logs get the shared pretrain's events). When it is done every run of the group
+    is ``queued`` again until a worker takes its own prune/finetune/evaluate task."""
     from pathlib import Path
 
     from tscnc import pipeline
     from tscnc.errors import Cancelled, TSCNCError
 
     st = task_store()
-    live = [r for r in run_ids if _claim(st, r)]
+    live: list[str] = []
+    owner: list[str] = []          # the run the pretrain runs under (one, or none yet)
+
+    def take_owner() -> None:
+        for r in list(live):
+            if st.claim(r, worker_name(), device_name()):
+                owner[:] = [r]
+                others = st.get_run(r)
+                for w in live:
+                    if w != r:
+                        _wait(st, w, f"waiting for its shared pretrain (running under "
+                                     f"{others.key if others else r})")
+                return
+            live.remove(r)         # runs on another live worker: not this task's
+        owner.clear()
+
+    for r in run_ids:
+        run = st.get_run(r)
+        if not _startable(st, r) or run is None:
+            continue
+        # Queued runs wait for this pretrain; a running one is another (live or lost)
+        # worker's, except when this message is redelivered after this group's owner died.
+        if run.status == RunStatus.queued or not live:
+            live.append(r)
+    take_owner()
     if not live:
         raise Ignore()
     spec = _spec(st, sweep_id)
     first = _run_spec(st.get_run(live[0]))
     artifacts = Path(settings().artifacts_dir) / sweep_id
-    _state["run"] = live[0]
+    _state["run"] = owner[0] if owner else None
 
     def emit(ev: Event) -> None:
         if ev.run in live:
-            st.record_event(ev.run, ev)
+            st.record_event(ev.run, ev)   # dropped by the store once the run has ended
 
     def should_cancel() -> bool:
         if _stopping.is_set():
             return True
         # One run of the group cancelled: confirm it and drop it; stop when none is left.
+        # (A queued one was already cancelled by the API; the owner is confirmed here.)
         for r in list(live):
             if st.cancel_requested(r):
                 live.remove(r)
-                st.set_status(r, RunStatus.cancelled, message="cancelled during pretrain")
+                st.set_status(r, RunStatus.cancelled, message="cancelled during its pretrain")
+                if owner and owner[0] == r:
+                    take_owner()
+                    _state["run"] = owner[0] if owner else None
         return not live
 
     try:
@@ -377,9 +420,10 @@ def pretrain_task(self: Any, sweep_id: str, run_ids: list[str]) -> None:
         raise Ignore() from None
     finally:
         _state["run"] = None
-    # The chained complete tasks re-claim their runs; release the claim for them.
+    # Each run now waits for a worker to take its own (chained) task, which claims it again.
     for r in live:
-        st.release(r)
+        st.set_status(r, RunStatus.queued, expect={RunStatus.queued, RunStatus.running},
+                      message="pretrain done; waiting for a worker")
 
 
 @app.task(name=TASK_COMPLETE, bind=True)

@@ -135,8 +135,10 @@ def test_sigterm_requeues_the_run_and_another_worker_finishes_it(stack: Stack):
     assert final["status"] == "succeeded", final
     events = _check_complete(stack, probe, run_id)
     statuses = probe.statuses(events)
-    # queued → running → queued (handed back) → running (elsewhere) → succeeded
-    assert statuses == ["queued", "running", "queued", "running", "succeeded"], statuses
+    # queued → running → queued (handed back) → running (elsewhere) → queued (pretrain done,
+    # waiting for a worker to take its prune/finetune task) → running → succeeded
+    assert statuses == ["queued", "running", "queued", "running", "queued", "running",
+                        "succeeded"], statuses
     requeued = [e for e in events if e["type"] == "status" and e["status"] == "queued"][1]
     assert "SIGTERM" in requeued["message"]
     starts = [e for e in events if e["type"] == "stage_started" and e["stage"] == "pretrain"]
