@@ -73,7 +73,7 @@ def parse_data_roots(value: str | Iterable[str | os.PathLike[str]] | None) -> tu
     if isinstance(value, str):
         text = value.strip()
         items: list[str | os.PathLike[str]] = (
-            list(json.loads(text)) if text.startswith("[") else text.split(","))
+            list(json.loads(text)) if text.startswith("[") else list(text.split(",")))
     else:
         items = list(value)
     roots = tuple(Path(str(p).strip()) for p in items if str(p).strip())

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import urllib.error
 from pathlib import Path
+from typing import Any
 
 from tscnc.errors import DatasetError
 from tscnc.spec import DatasetName
@@ -54,7 +55,7 @@ def _remove(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def _mnist_like(cls: type, root: Path, name: DatasetName) -> Path:
+def _mnist_like(cls: Any, root: Path, name: DatasetName) -> Path:
     from torchvision.datasets.utils import download_and_extract_archive
 
     raw = root / cls.__name__ / "raw"
@@ -75,7 +76,7 @@ def _mnist_like(cls: type, root: Path, name: DatasetName) -> Path:
     return raw.parent
 
 
-def _cifar(cls: type, root: Path, name: DatasetName) -> Path:
+def _cifar(cls: Any, root: Path, name: DatasetName) -> Path:
     from torchvision.datasets.utils import check_integrity, download_and_extract_archive
 
     try:
@@ -92,7 +93,7 @@ def _cifar(cls: type, root: Path, name: DatasetName) -> Path:
     return folder
 
 
-def _svhn(cls: type, root: Path, name: DatasetName) -> Path:
+def _svhn(cls: Any, root: Path, name: DatasetName) -> Path:
     from torchvision.datasets.utils import download_url
 
     root.mkdir(parents=True, exist_ok=True)

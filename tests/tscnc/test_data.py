@@ -15,8 +15,8 @@ import torch
 import torchvision
 
 from tscnc.data import (
-    EMBEDDED,
     DATASETS,
+    EMBEDDED,
     EXPECTED_FILES,
     check_dataset,
     data_dir_hint,
