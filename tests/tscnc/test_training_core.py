@@ -174,7 +174,12 @@ def test_checkpoints_and_results_record_the_build(tmp_path: Path, one_thread: No
                          cwd=Path(tscnc.__file__).parent, capture_output=True, text=True)
     lines = git.stdout.split()
     if git.returncode == 0 and Path(lines[0]).resolve() == Path(tscnc.__file__).parent.parent:
-        assert here.get("git") == lines[1]
+        # code_version() is computed once per process; HEAD may have moved since (a commit
+        # during the test session), so compare a fresh reading and check the cached one is a
+        # commit of this checkout.
+        assert tscnc._git_revision() == lines[1]
+        assert subprocess.run(["git", "cat-file", "-e", f"{here['git']}^{{commit}}"],
+                              cwd=lines[0]).returncode == 0
     else:
         assert "git" not in here
 
