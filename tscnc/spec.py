@@ -448,7 +448,8 @@ def _mnist5k_cnn() -> SweepSpec:
     # for CPUs: a 4-conv CNN of 16/16/32/32 channels + fc 32 (the standard models have 32/64
     # channels, 4-8x the cost), and 10 training attack steps of 0.04 (the field's 40 x 0.01 has
     # the same travel, 0.4, at 4x the cost). Six methods x two sparsities: 70 epochs of 4,000
-    # images at ~26 s (one thread, measured) plus ~1 min of evaluation per run (11 runs).
+    # images at 26-28 s each (measured, one torch thread, TSC+CNC included) plus 23 s of
+    # evaluation per run (11 runs): ~36 min in one process, about half on two CPU workers.
     return SweepSpec(
         name="mnist5k-cnn",
         dataset=DatasetSpec(name=DatasetName.mnist5k),
@@ -493,8 +494,8 @@ PRESETS: dict[str, tuple[str, Any]] = {
     "mnist5k-quick": ("embedded real MNIST (5k), small CNN, TRADES eps 0.3, 3 runs (CPU, "
                       "measured 3.5-5 min)", _mnist5k_quick),
     "mnist5k-cnn": ("embedded real MNIST (5k), CNN 16/32, TRADES-10 eps 0.3, 6 methods x 2 "
-                    "sparsities, 11 runs (CPU estimate: ~40 min in one process, ~20-25 min on "
-                    "2 workers)", _mnist5k_cnn),
+                    "sparsities, 11 runs (CPU estimate from measured epochs: ~36 min in one "
+                    "process, ~20 min on 2 workers)", _mnist5k_cnn),
     "cifar10-vgg16": ("CIFAR-10, VGG-16-BN, TRADES-10, paper scale (needs a GPU)", _cifar10_vgg16),
 }
 
