@@ -41,11 +41,11 @@ class Role(StrEnum):
 
 
 class SweepStatus(StrEnum):
-    """Aggregate status of a sweep's runs.
+    """Aggregate status of a sweep's runs (``summary`` adds the counts).
 
-    ``queued``: every run queued; ``running``: some run running or waiting while others are
-    done; ``succeeded``: all succeeded; ``failed``: all finished and at least one failed;
-    ``cancelled``: all finished, none failed, at least one cancelled.
+    ``queued``: every run queued; ``running``: some run running, or queued while others have
+    ended; ``succeeded`` / ``failed`` / ``cancelled``: every run ended so; ``finished``: every
+    run ended, not all the same way (e.g. 11 succeeded, 1 cancelled).
     """
 
     queued = "queued"
@@ -53,6 +53,7 @@ class SweepStatus(StrEnum):
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
+    finished = "finished"
 
 
 class Page(_Schema, Generic[T]):
@@ -104,6 +105,18 @@ class RunSort(StrEnum):
     status = "status"
 
 
+class RunMonitor(_Schema):
+    """The training monitor's latest values (a cheap PGD on the monitor slice each epoch):
+    progress, not results."""
+
+    stage: Stage | None = None
+    epoch: int | None = None
+    clean_accuracy: float | None = None
+    robust_accuracy: float | None = None
+    kappa_median: MaybeInf | None = None
+    sparsity: float | None = Field(default=None, description="fraction of weights pruned now")
+
+
 class RunPublic(_Schema):
     """One run: a (method, sparsity, seed) point of a sweep, with its live state."""
 
@@ -132,13 +145,16 @@ class RunPublic(_Schema):
     task_id: str | None = None
     cancel_requested: bool = False
     owner: str = Field(description="id of the token that submitted the sweep")
-    # Latest metrics for tables (monitor values while training, final ones once evaluated).
-    clean_accuracy: float | None = None
+    # Results: null until the run is evaluated (has_result); live values are in `monitor`.
+    clean_accuracy: float | None = Field(default=None, description="final; null until evaluated")
     robust_accuracy: float | None = Field(
-        default=None, description="while training: cheap PGD on the monitor slice; after "
-                                  "evaluation: the lowest accuracy over the attacks")
+        default=None, description="final: the lowest accuracy over the attacks; null until "
+                                  "evaluated")
     kappa_median: MaybeInf | None = None
     sparsity_actual: float | None = None
+    monitor: RunMonitor | None = Field(
+        default=None, description="latest training-monitor values (not results); null before "
+                                  "the first epoch")
     has_result: bool = False
     has_checkpoint: bool = False
 
@@ -153,6 +169,8 @@ class SweepPublic(_Schema):
     owner_name: str
     created: float
     status: SweepStatus
+    summary: str = Field(description="the status and the runs per status, e.g. "
+                                     "'finished · 11 succeeded · 1 cancelled'")
     counts: dict[RunStatus, int] = Field(description="number of runs per status")
     progress: float = Field(ge=0.0, le=1.0, description="mean progress of its runs")
     run_ids: list[str]

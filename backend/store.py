@@ -305,6 +305,13 @@ class RunRecord(_Rec):
     robust_accuracy: float | None = None
     kappa_median: float | None = None
     sparsity_actual: float | None = None
+    # The training monitor's latest epoch (progress, not results).
+    monitor_stage: Stage | None = None
+    monitor_epoch: int | None = None
+    monitor_clean_accuracy: float | None = None
+    monitor_robust_accuracy: float | None = None
+    monitor_kappa_median: float | None = None
+    monitor_sparsity: float | None = None
     checkpoint: str | None = None
     has_result: bool = False
     cancel_requested: bool = False
@@ -336,6 +343,12 @@ def _decode_run(h: Mapping[str, str], cancel: bool = False) -> RunRecord | None:
         robust_accuracy=_opt_float(h.get("robust_accuracy")),
         kappa_median=_opt_float(h.get("kappa_median")),
         sparsity_actual=_opt_float(h.get("sparsity_actual")),
+        monitor_stage=Stage(h["monitor_stage"]) if h.get("monitor_stage") else None,
+        monitor_epoch=_opt_int(h.get("monitor_epoch")),
+        monitor_clean_accuracy=_opt_float(h.get("monitor_clean_accuracy")),
+        monitor_robust_accuracy=_opt_float(h.get("monitor_robust_accuracy")),
+        monitor_kappa_median=_opt_float(h.get("monitor_kappa_median")),
+        monitor_sparsity=_opt_float(h.get("monitor_sparsity")),
         checkpoint=_opt(h.get("checkpoint")), has_result=h.get("has_result") == "1",
         cancel_requested=cancel,
     )
@@ -574,10 +587,14 @@ def derived_fields(event: Event, run: RunRecord) -> dict[str, Any]:
         f.update(stage=event.stage, epoch=event.resumed_from_epoch,
                  progress=frac(event.stage, event.resumed_from_epoch))
     elif isinstance(event, EpochEvent):
+        # Monitor values go to their own fields: the result columns (and sorting by them)
+        # hold evaluated numbers only.
         f.update(stage=event.stage, epoch=event.epoch, progress=frac(event.stage, event.epoch),
-                 clean_accuracy=event.clean_accuracy, robust_accuracy=event.robust_accuracy,
-                 kappa_median=_median(event.condition_numbers.values()),
-                 sparsity_actual=event.sparsity)
+                 monitor_stage=event.stage, monitor_epoch=event.epoch,
+                 monitor_clean_accuracy=event.clean_accuracy,
+                 monitor_robust_accuracy=event.robust_accuracy,
+                 monitor_kappa_median=_median(event.condition_numbers.values()),
+                 monitor_sparsity=event.sparsity)
     elif isinstance(event, ProgressEvent):
         done = event.epoch - 1 + (event.batch / event.batches if event.batches else 0.0)
         f.update(stage=event.stage, epoch=event.epoch - 1, progress=frac(event.stage, done))

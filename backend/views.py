@@ -12,6 +12,7 @@ from backend.schemas import (
     DashboardPublic,
     ResultPublic,
     Role,
+    RunMonitor,
     RunPublic,
     SweepDetail,
     SweepPublic,
@@ -38,31 +39,48 @@ def run_public(r: RunRecord) -> RunPublic:
         total_epochs=r.total_epochs, category=r.category, message=r.message, created=r.created,
         started=r.started, finished=r.finished, worker=r.worker, device=r.device,
         attempts=r.attempts, task_id=r.task_id, cancel_requested=r.cancel_requested,
-        owner=r.owner, clean_accuracy=r.clean_accuracy, robust_accuracy=r.robust_accuracy,
-        kappa_median=r.kappa_median, sparsity_actual=r.sparsity_actual,
-        has_result=r.has_result, has_checkpoint=bool(r.checkpoint),
+        owner=r.owner, has_result=r.has_result, has_checkpoint=bool(r.checkpoint),
+        # Results only once evaluated (a record written before the monitor fields existed
+        # holds monitor values in these).
+        **({"clean_accuracy": r.clean_accuracy, "robust_accuracy": r.robust_accuracy,
+            "kappa_median": r.kappa_median, "sparsity_actual": r.sparsity_actual}
+           if r.has_result else {}),
+        monitor=RunMonitor(stage=r.monitor_stage, epoch=r.monitor_epoch,
+                           clean_accuracy=r.monitor_clean_accuracy,
+                           robust_accuracy=r.monitor_robust_accuracy,
+                           kappa_median=r.monitor_kappa_median, sparsity=r.monitor_sparsity)
+        if r.monitor_epoch is not None else None,
     )
 
 
 def sweep_status(counts: Mapping[RunStatus, int]) -> SweepStatus:
+    """The sweep's state from its runs' (see :class:`SweepStatus`)."""
     n = sum(counts.values())
     queued, running = counts.get(RunStatus.queued, 0), counts.get(RunStatus.running, 0)
     if n == 0 or queued == n:
         return SweepStatus.queued
     if queued or running:
         return SweepStatus.running
-    if counts.get(RunStatus.failed, 0):
-        return SweepStatus.failed
-    if counts.get(RunStatus.cancelled, 0):
-        return SweepStatus.cancelled
-    return SweepStatus.succeeded
+    ended = [s for s in RunStatus if counts.get(s, 0)]
+    return SweepStatus(ended[0].value) if len(ended) == 1 else SweepStatus.finished
+
+
+def sweep_summary(counts: Mapping[RunStatus, int]) -> str:
+    """The status and the non-zero counts in status order.
+
+    >>> sweep_summary({RunStatus.succeeded: 11, RunStatus.cancelled: 1})
+    'finished · 11 succeeded · 1 cancelled'
+    """
+    parts = [f"{counts[s]} {s.value}" for s in RunStatus if counts.get(s, 0)]
+    return " · ".join([sweep_status(counts).value, *parts])
 
 
 def sweep_public(s: SweepRecord, summary: SweepSummary | None) -> SweepPublic:
     counts = dict(summary.counts) if summary else {st: 0 for st in RunStatus}
     return SweepPublic(
         id=s.id, name=s.name, preset=s.preset, owner=s.owner, owner_name=s.owner_name,
-        created=s.created, status=sweep_status(counts), counts=counts,
+        created=s.created, status=sweep_status(counts), summary=sweep_summary(counts),
+        counts=counts,
         progress=summary.progress if summary else 0.0, run_ids=s.run_ids, spec=s.sweep_spec(),
     )
 

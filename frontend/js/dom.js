@@ -42,7 +42,8 @@ export function mount(el, ...children) {
 }
 
 export const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
-export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+// Final states: of a run, and of a sweep ("finished": its runs ended in different states).
+export const TERMINAL = new Set(["succeeded", "failed", "cancelled", "finished"]);
 
 export function statusBadge(status, title) {
   return h("span", { class: `badge status-${status}`, title: title || null, "data-status": status }, status);
@@ -110,4 +111,47 @@ export function action(fn) {
       if (btn) btn.disabled = false;
     }
   };
+}
+
+/**
+ * Show `items` in `tbody`, one row per item, keyed by `key(item)`, updating rows in place: a
+ * row whose item is still shown keeps its <tr> (a click, focus or text selection survives a
+ * live update) and a cell is rendered again only when its signature changed.
+ * cells(item) → [{sig: string, render: () → node | string | array, class?, col?}]
+ * rowClass(item) → class of the row (or null). Rows without a key (placeholders) are removed.
+ */
+export function syncRows(tbody, items, key, cells, rowClass = () => null) {
+  const old = new Map();
+  for (const tr of tbody.children) if (tr.rowKey !== undefined) old.set(tr.rowKey, tr);
+  const rows = items.map((item) => {
+    const k = key(item);
+    let tr = old.get(k);
+    old.delete(k);
+    if (!tr) {
+      tr = document.createElement("tr");
+      tr.rowKey = k;
+      tr.sigs = [];
+      tr.dataset.id = k;
+    }
+    const specs = cells(item);
+    specs.forEach((c, i) => {
+      let td = tr.children[i];
+      if (!td) td = tr.appendChild(document.createElement("td"));
+      const cls = c.class || "";
+      if (td.className !== cls) td.className = cls;
+      if (c.col && td.dataset.col !== c.col) td.dataset.col = c.col;
+      if (tr.sigs[i] !== c.sig) {
+        mount(td, c.render());
+        tr.sigs[i] = c.sig;
+      }
+    });
+    while (tr.children.length > specs.length) tr.lastChild.remove();
+    const cls = rowClass(item) || "";
+    if (tr.className !== cls) tr.className = cls;
+    return tr;
+  });
+  for (const tr of [...tbody.children]) if (tr.rowKey === undefined || old.has(tr.rowKey)) tr.remove();
+  rows.forEach((tr, i) => {
+    if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);
+  });
 }

@@ -3,7 +3,7 @@
 // orders all rows on the server (the page is fetched again from the first one); other
 // columns sort the rows of the page shown.
 
-import { h, mount, download, notify, errorText } from "./dom.js";
+import { h, mount, download, notify, errorText, syncRows } from "./dom.js";
 import { toCSV, toJSON } from "./export.js";
 
 export class PagedTable {
@@ -168,14 +168,23 @@ export class PagedTable {
   renderBody() {
     const rows = this.sortedRows();
     const span = this.columns.length + (this.selectable ? 1 : 0);
-    mount(this.tbody, rows.length ? rows.map((r) => {
-      const cells = this.columns.map((c) => h("td", { class: c.class || null, "data-col": c.key }, c.render ? c.render(r) : ((c.value ? c.value(r) : r[c.key]) ?? "–")));
-      if (this.selectable) {
-        cells.unshift(h("td", { class: "check" }, h("input", { type: "checkbox", checked: this.selected.has(r.id), "data-select": r.id,
-          onchange: (e) => { if (e.target.checked) this.selected.add(r.id); else this.selected.delete(r.id); this.renderSelection(); } })));
-      }
-      return h("tr", { "data-id": r.id, class: this.selected.has(r.id) ? "selected" : null }, cells);
-    }) : h("tr", {}, h("td", { colspan: span, class: "empty" }, this.emptyText)));
+    if (!rows.length) {
+      mount(this.tbody, h("tr", {}, h("td", { colspan: span, class: "empty" }, this.emptyText)));
+    } else {
+      // Rows are updated in place, keyed by id: a live refresh re-renders only the rows whose
+      // data changed and keeps every <tr> (clicks and text selection survive it).
+      syncRows(this.tbody, rows, (r) => r.id, (r) => {
+        const sig = JSON.stringify(r);
+        const cells = this.columns.map((c) => ({ class: c.class || null, col: c.key, sig,
+          render: () => (c.render ? c.render(r) : ((c.value ? c.value(r) : r[c.key]) ?? "–")) }));
+        if (this.selectable) {
+          const on = this.selected.has(r.id);
+          cells.unshift({ class: "check", sig: String(on), render: () => h("input", { type: "checkbox", checked: on, "data-select": r.id,
+            onchange: (e) => { if (e.target.checked) this.selected.add(r.id); else this.selected.delete(r.id); this.renderSelection(); } }) });
+        }
+        return cells;
+      }, (r) => (this.selected.has(r.id) ? "selected" : null));
+    }
     const page = this.cursors.length;
     const first = this.total ? (page - 1) * this.limit + 1 : 0;
     const last = (page - 1) * this.limit + this.rows.length;

@@ -239,7 +239,8 @@ def test_runs_sorted_server_side_across_pages(client, store: Store, tokens):
     a = submit(client, tokens.alice).json()
     submit(client, tokens.bob)
     for i, rid in enumerate(a["run_ids"]):
-        store.r.hset(store.k.run(rid), "clean_accuracy", str([0.5, 0.9, 0.1, 0.7, 0.3][i]))
+        store.r.hset(store.k.run(rid), mapping={  # as put_result leaves an evaluated run
+            "clean_accuracy": str([0.5, 0.9, 0.1, 0.7, 0.3][i]), "has_result": "1"})
     seen, cursor = [], None
     while True:
         params = {"sweep": a["id"], "sort": "clean_accuracy", "order": "desc", "limit": 2,

@@ -89,13 +89,15 @@ def test_record_event_derives_fields_and_drops_repeated_epochs(store: Store) -> 
     assert store.epoch_keys(rid) == {("pretrain", 1)}
     run = store.get_run(rid)
     assert run.stage == Stage.pretrain and run.epoch == 1
-    assert run.progress == 1 / 8 and run.kappa_median == 4.0 and run.clean_accuracy == 0.8
+    assert run.progress == 1 / 8 and run.monitor_kappa_median == 4.0
+    assert run.monitor_clean_accuracy == 0.8 and run.monitor_epoch == 1
+    assert run.clean_accuracy is None and run.kappa_median is None   # results only once evaluated
     store.record_event(rid, ProgressEvent(run=rid, stage=Stage.finetune, epoch=2, batch=5,
                                           batches=10, progress=0.75))
     assert store.get_run(rid).progress == (6 + 1.5) / 8       # finetune starts after 6 epochs
     # Infinite κ survives the round trip.
     store.record_event(rid, epoch(rid, Stage.finetune, 1, 2, {"a": math.inf, "b": math.inf}))
-    assert store.get_run(rid).kappa_median == math.inf
+    assert store.get_run(rid).monitor_kappa_median == math.inf
     # The event's run is the run id; both streams got every event.
     evs = [parse_event(e.data) for e in store.events(rid)]
     assert [e.type for e in evs] == ["status", "stage_started", "epoch", "progress", "epoch"]

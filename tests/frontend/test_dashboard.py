@@ -71,7 +71,7 @@ def fill_form(page: Any, fields: dict[str, str], checks: dict[str, list[str]]) -
 def finish_all(stack: Stack, sweep_id: str, timeout: float = 90) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         s = stack.api("GET", f"/sweeps/{sweep_id}").json()
-        return s if s["status"] in ("succeeded", "failed", "cancelled") else None
+        return s if s["status"] in ("succeeded", "failed", "cancelled", "finished") else None
     return wait_until(done, timeout, 0.3, f"sweep {sweep_id} to finish")
 
 

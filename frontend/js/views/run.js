@@ -45,7 +45,8 @@ export function render(root, ctx) {
     security: chartCard("chart-security", `${runId}-security`, () => (evaluation?.security_curve || []).map(([e, a]) => ({ epsilon: e, accuracy: a }))),
   };
 
-  const back = ctx.share ? h("a", { class: "btn", href: "#/" }, "‹ Dashboard") : h("a", { class: "btn", href: "#/runs" }, "‹ Runs");
+  // Back to where the run belongs: its sweep (the link is set once the run is known).
+  const back = ctx.share ? h("a", { class: "btn", href: "#/" }, "‹ Dashboard") : h("a", { class: "btn", href: "#/runs", "data-action": "back" }, "‹ Runs");
   mount(root,
     h("div", { class: "toolbar" }, back, title, live.el, h("span", { class: "spacer" }), actions),
     info,
@@ -74,9 +75,23 @@ export function render(root, ctx) {
     });
   }
 
+  // The target sparsity, and the one reached: the result's, or the monitor's once pruning
+  // started (before that nothing is pruned yet, which is not a result of "actual 0").
+  function sparsityText(r, res) {
+    const actual = res?.sparsity_actual ?? r.sparsity_actual;
+    if (actual != null) return `${fmtSparsity(r.sparsity)} (actual ${fmtSparsity(actual)})`;
+    const m = r.monitor;
+    if (m && m.stage !== "pretrain" && m.sparsity != null) return `${fmtSparsity(r.sparsity)} (now ${fmtSparsity(m.sparsity)})`;
+    return `${fmtSparsity(r.sparsity)} (not pruned yet)`;
+  }
+
   function drawInfo() {
     if (!run) return;
     title.textContent = run.key;
+    if (!ctx.share) {
+      back.setAttribute("href", href(`/sweep/${run.sweep_id}`));
+      back.textContent = `‹ ${sweep ? sweep.name : "Sweep"}`;
+    }
     document.title = `${run.key} · TSCNC`;
     const row = (k, v) => h("div", {}, h("dt", {}, k), h("dd", {}, v));
     mount(info,
@@ -87,9 +102,12 @@ export function render(root, ctx) {
         run.category ? `${run.category}: ` : "", run.message),
       h("dl", { class: "facts" },
         row("sweep", h("a", { href: ctx.share ? "#/" : href(`/sweep/${run.sweep_id}`) }, sweep ? sweep.name : run.sweep_id)),
-        row("method", run.method), row("sparsity", `${fmtSparsity(run.sparsity)} (actual ${fmtSparsity(result?.sparsity_actual ?? run.sparsity_actual)})`),
-        row("seed", run.seed), row("clean / robust", `${fmtAcc(run.clean_accuracy)} / ${fmtAcc(run.robust_accuracy)}`),
-        row("κ median", fmtKappa(run.kappa_median)),
+        row("method", run.method), row("sparsity", sparsityText(run, result)),
+        row("seed", run.seed), row("clean / robust", run.has_result ? `${fmtAcc(run.clean_accuracy)} / ${fmtAcc(run.robust_accuracy)}` : "– (not evaluated yet)"),
+        row("κ median", run.has_result ? fmtKappa(run.kappa_median) : "–"),
+        run.monitor && !run.has_result && row("monitor", h("span", { id: "run-monitor", title: "the training monitor's last epoch: progress, not results" },
+          `${run.monitor.stage} epoch ${run.monitor.epoch}: clean ${fmtAcc(run.monitor.clean_accuracy)}, robust ${fmtAcc(run.monitor.robust_accuracy)}, ` +
+          `κ median ${fmtKappa(run.monitor.kappa_median)}`)),
         row("worker", run.worker ? `${run.worker} (${run.device || "?"})` : "–"), row("attempts", run.attempts),
         row("created", dateTime(run.created)), row("started", dateTime(run.started)), row("finished", dateTime(run.finished)),
         row("id", h("code", {}, run.id))));

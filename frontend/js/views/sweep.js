@@ -4,7 +4,7 @@
 // shared by all three charts. Also used, read-only, by the share page.
 
 import * as api from "../api.js";
-import { h, mount, statusBadge, progressBar, notify, action, errorText, TERMINAL } from "../dom.js";
+import { h, mount, statusBadge, progressBar, notify, action, errorText, syncRows, TERMINAL } from "../dom.js";
 import { href, navigate } from "../router.js";
 import { listen, liveIndicator, runOf } from "../live.js";
 import { draw, purge, chartCard } from "../plot.js";
@@ -74,35 +74,58 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
 
   function drawHeader() {
     const all = [...runs.values()];
-    const counts = {};
-    for (const r of all) counts[r.status] = (counts[r.status] || 0) + 1;
     if (cancelBtn) cancelBtn.hidden = TERMINAL.has(latest.status);
+    // Why runs failed, once per distinct reason (the table has each run's own).
+    const reasons = new Map();
+    for (const r of all) {
+      if (r.status !== "failed") continue;
+      const why = `${r.category ? `${r.category}: ` : ""}${r.message || "no message"}`;
+      reasons.set(why, [...(reasons.get(why) || []), r.key]);
+    }
     mount(headerInfo,
       statusBadge(latest.status), progressBar(latest.progress, latest.status),
-      h("span", { class: "muted", "data-counts": "" }, Object.entries(counts).map(([s, n]) => `${n} ${s}`).join(" · ")),
+      h("span", { class: "muted", "data-counts": "" }, latest.summary || latest.status),
       h("span", { class: "muted" }, `${sweep.spec.dataset.name} · ${sweep.spec.model.name}-${sweep.spec.model.width} · ` +
-        `${sweep.spec.adversarial.objective} · ${results.size}/${all.length} evaluated`));
+        `${sweep.spec.adversarial.objective} · ${results.size}/${all.length} evaluated`),
+      reasons.size > 0 && h("div", { class: "card error failures", id: "sweep-failures" },
+        h("strong", {}, `Why ${[...reasons.values()].flat().length} run(s) failed:`),
+        h("ul", {}, [...reasons].map(([why, keys]) => h("li", {}, h("span", { class: "muted" }, `${keys.join(", ")}: `), why)))));
     selectionInfo.textContent = selected.size ? `${selected.size} run(s) selected` : "drag a box on a chart to select runs";
+  }
+
+  // What a run is doing: its stage and epoch, and the training monitor's values (progress,
+  // not results: the result columns stay "–" until the run is evaluated).
+  function progressText(r) {
+    if (!r.stage || TERMINAL.has(r.status) && r.has_result) return "";
+    const m = r.monitor;
+    const mon = m && !r.has_result ? ` · monitor clean ${fmtAcc(m.clean_accuracy)}, robust ${fmtAcc(m.robust_accuracy)}` : "";
+    return ` ${r.stage}${r.epoch ? ` ${r.epoch}` : ""}${mon}`;
   }
 
   function drawRuns() {
     const order = [...runs.values()].sort((a, b) => a.method.localeCompare(b.method) || a.sparsity - b.sparsity || a.seed - b.seed);
-    mount(runList, order.map((r) => {
+    syncRows(runList, order, (r) => r.id, (r) => {
       const res = results.get(r.id);
-      const robust = res ? Math.min(...Object.values(res.robust_accuracy)) : r.robust_accuracy;
-      return h("tr", { "data-id": r.id, class: selected.has(r.id) ? "selected" : null },
-        h("td", { class: "check" }, h("input", { type: "checkbox", checked: selected.has(r.id), "data-select": r.id,
-          onchange: (e) => { if (e.target.checked) selected.add(r.id); else selected.delete(r.id); redraw(); } })),
-        h("td", {}, h("a", { href: href(`/run/${r.id}`) }, r.key)),
-        h("td", {}, statusBadge(r.status, r.message)),
-        h("td", {}, progressBar(r.progress, r.status), h("small", { class: "muted" }, r.stage ? ` ${r.stage} ${r.epoch || ""}` : "")),
-        h("td", { class: "num" }, fmtSparsity(r.sparsity)),
-        h("td", { class: "num" }, fmtAcc(res ? res.clean_accuracy : r.clean_accuracy)),
-        h("td", { class: "num" }, fmtAcc(robust)),
-        h("td", { class: "num" }, fmtKappa(res ? res.condition_number.median : r.kappa_median)),
-        !ctx.readOnly && h("td", {}, !TERMINAL.has(r.status) && h("button", { class: "btn small", "data-action": "cancel",
-          onclick: action(async () => { runs.set(r.id, await api.cancelRun(r.id)); redraw(); }) }, "Cancel")));
-    }));
+      const robust = res ? Math.min(...Object.values(res.robust_accuracy)) : null;
+      const isSel = selected.has(r.id);
+      const cells = [
+        { class: "check", sig: String(isSel), render: () => h("input", { type: "checkbox", checked: isSel, "data-select": r.id,
+          onchange: (e) => { if (e.target.checked) selected.add(r.id); else selected.delete(r.id); redraw(); } }) },
+        { sig: r.key, render: () => h("a", { href: href(`/run/${r.id}`) }, r.key) },
+        { col: "status", sig: `${r.status}|${r.message}|${r.cancel_requested}`, render: () => statusBadge(r.status, r.message) },
+        { col: "progress", sig: `${r.progress}|${r.status}|${progressText(r)}`, render: () => [progressBar(r.progress, r.status),
+          h("small", { class: "muted" }, progressText(r))] },
+        { class: "num", sig: String(r.sparsity), render: () => fmtSparsity(r.sparsity) },
+        { class: "num", col: "clean", sig: String(res ? res.clean_accuracy : null), render: () => fmtAcc(res ? res.clean_accuracy : null) },
+        { class: "num", col: "robust", sig: String(robust), render: () => fmtAcc(robust) },
+        { class: "num", col: "kappa", sig: String(res ? res.condition_number.median : null), render: () => fmtKappa(res ? res.condition_number.median : null) },
+      ];
+      if (!ctx.readOnly) {
+        cells.push({ sig: `${TERMINAL.has(r.status)}`, render: () => !TERMINAL.has(r.status) && h("button", { class: "btn small", "data-action": "cancel",
+          onclick: action(async () => { runs.set(r.id, await api.cancelRun(r.id)); redraw(); refreshSoon(); }) }, "Cancel") });
+      }
+      return cells;
+    }, (r) => (selected.has(r.id) ? "selected" : null));
   }
 
   // ---- data ---------------------------------------------------------------------------------
@@ -135,22 +158,18 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
     }, REFRESH_MS);
   }
 
+  // A result is asked for only once the API says the run has one (has_result): no 404s.
   function onStatus(ev) {
     const r = runs.get(runOf(ev));
     if (r) runs.set(runOf(ev), { ...r, status: ev.status, message: ev.message ?? r.message });
-    if (ev.status === "succeeded") fetchResult(runOf(ev));
     redraw();
     refreshSoon();
   }
 
   const stop = listen(api.sweepEvents(sweep.id), {
     status: onStatus,
-    evaluation: (ev) => fetchResult(runOf(ev)),
-    epoch: (ev) => {
-      const r = runs.get(runOf(ev));
-      if (r) runs.set(runOf(ev), { ...r, stage: ev.stage, epoch: ev.epoch, status: r.status === "queued" ? "running" : r.status });
-      refreshSoon();
-    },
+    evaluation: () => refreshSoon(),
+    epoch: () => refreshSoon(),
     stage_started: () => refreshSoon(),
     progress: () => refreshSoon(),
     finished: () => [...runs.values()].every((r) => TERMINAL.has(r.status)),

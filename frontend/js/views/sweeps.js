@@ -15,7 +15,8 @@ export function render(root, ctx) {
   const columns = [
     { key: "name", label: "Sweep", value: (s) => s.name,
       render: (s) => h("a", { href: href(`/sweep/${s.id}`), class: "strong" }, s.name) },
-    { key: "status", label: "Status", value: (s) => s.status, render: (s) => statusBadge(s.status) },
+    { key: "status", label: "Status", value: (s) => s.summary || s.status, render: (s) => h("span", {},
+      statusBadge(s.status, s.summary), " ", h("small", { class: "muted", "data-summary": "" }, (s.summary || "").split(" · ").slice(1).join(" · "))) },
     { key: "progress", label: "Progress", value: (s) => s.progress, render: (s) => progressBar(s.progress, s.status) },
     { key: "dataset", label: "Dataset", value: (s) => s.spec.dataset.name },
     { key: "model", label: "Model", value: (s) => `${s.spec.model.name}-${s.spec.model.width}` },

@@ -1,0 +1,110 @@
+"""The dashboard as a daily tool (issue 13), in Chromium against the real stack: truthful sweep
+and run states, result columns empty until evaluated, rows updated in place, no requests for
+results that do not exist yet, the run page's way back to its sweep."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+
+from tests.frontend.test_dashboard import finish_all, wait_until
+from tests.support.services import process_output
+
+pytestmark = pytest.mark.slow
+Stack = Any
+
+# Mark every row of the sweep's run table (a JS property: lost if the row is rebuilt) and count
+# rows removed from it from now on.
+MARK_JS = """() => {
+  const tbody = document.querySelector('#sweep-runs tbody');
+  for (const tr of tbody.querySelectorAll('tr[data-id]')) tr.__mark = tr.dataset.id;
+  window.__removedRows = 0;
+  new MutationObserver((ms) => { for (const m of ms) for (const n of m.removedNodes)
+    if (n.nodeName === 'TR') window.__removedRows += 1; }).observe(tbody, { childList: true });
+  return tbody.querySelectorAll('tr[data-id]').length;
+}"""
+ROWS_JS = """() => [...document.querySelectorAll('#sweep-runs tbody tr[data-id]')].map((tr) => ({
+  id: tr.dataset.id, mark: tr.__mark || null,
+  status: tr.querySelector('[data-status]')?.dataset.status,
+  clean: tr.querySelector('td[data-col="clean"]').textContent,
+  robust: tr.querySelector('td[data-col="robust"]').textContent,
+  progress: tr.querySelector('td[data-col="progress"]').textContent }))"""
+
+
+def _spec() -> dict[str, Any]:
+    return {"name": "daily-states", "dataset": {"name": "digits", "train_subset": 1000},
+            "model": {"name": "mlp", "width": 24},
+            "training": {"pretrain_epochs": 25, "prune_epochs": 1, "finetune_epochs": 1,
+                         "batch_size": 64, "monitor_examples": 40, "device": "cpu"},
+            "adversarial": {"steps": 2},
+            "evaluation": {"attacks": ["fgsm", "pgd"], "pgd_steps": 3, "examples": 60,
+                           "security_curve": [0.0, 1.0]},
+            "methods": ["hydra"], "sparsities": [0.5, 0.9], "seeds": [0]}
+
+
+def test_sweep_view_is_truthful_and_updates_rows_in_place(page: Any, stack: Stack) -> None:
+    r = stack.api("POST", "/sweeps", json={"spec": _spec()})
+    assert r.status_code == 201, r.text
+    sweep = r.json()
+    page.goto(stack.login_url(f"#/sweep/{sweep['id']}"))
+    page.wait_for_selector("#sweep-runs tbody tr[data-id]")
+    assert page.evaluate(MARK_JS) == 2
+
+    # While it trains: a run shows monitor values as progress, never in the result columns;
+    # the rows are the same elements however often the table is updated.
+    samples = [0]
+
+    def check() -> list[dict]:
+        rows = page.evaluate(ROWS_JS)
+        for x in rows:
+            assert x["mark"] == x["id"], "a row was rebuilt instead of updated"
+            if x["status"] != "succeeded":
+                assert (x["clean"], x["robust"]) == ("–", "–"), x
+        samples[0] += 1
+        return rows
+
+    def training() -> bool:
+        rows = check()
+        return any(re.search(r"pretrain ([4-9]|\d\d) · monitor", x["progress"]) for x in rows)
+
+    wait_until(training, 60, 0.1, "monitor values in the progress column")
+
+    # Cancel the run that waits for the shared pretrain: at once.
+    runs = stack.api("GET", "/runs", params={"sweep": sweep["id"]}).json()["items"]
+    waiting = next(x for x in runs if x["status"] == "queued")
+    page.click(f'#sweep-runs tr[data-id="{waiting["id"]}"] [data-action="cancel"]')
+    wait_until(lambda: any(x["id"] == waiting["id"] and x["status"] == "cancelled"
+                           for x in page.evaluate(ROWS_JS)), 5, 0.05, "the row cancelled")
+
+    while stack.api("GET", f"/sweeps/{sweep['id']}").json()["status"] not in (
+            "succeeded", "failed", "cancelled", "finished"):
+        check()
+        time.sleep(0.1)
+    assert samples[0] > 10
+    assert finish_all(stack, sweep["id"])["summary"] == "finished · 1 succeeded · 1 cancelled"
+    page.wait_for_selector('.sweep-meta [data-status="finished"]')
+    assert page.inner_text(".sweep-meta [data-counts]") == "finished · 1 succeeded · 1 cancelled"
+    done = wait_until(lambda: (rows := page.evaluate(ROWS_JS)) and all(
+        x["status"] != "succeeded" or x["clean"] != "–" for x in rows) and rows, 20, 0.1,
+        "the result in the table")
+    assert all(x["mark"] == x["id"] for x in done)
+    assert page.evaluate("window.__removedRows") == 0
+
+    # The result was asked for once it existed: no 404 on /result for these runs.
+    log = process_output(stack.api_proc)
+    for rid in sweep["run_ids"]:
+        assert not re.search(rf"/runs/{rid}/result[^\n]* 404", log), rid
+
+    # The cancelled run's page: no results, no "actual 0"; its way back leads to its sweep.
+    page.goto(stack.login_url(f"#/run/{waiting['id']}"))
+    page.wait_for_selector('.run-info [data-status="cancelled"]')
+    facts = page.inner_text(".run-info .facts")
+    assert "not evaluated yet" in facts and "actual" not in facts, facts
+    back = page.locator('[data-action="back"]')
+    wait_until(lambda: back.get_attribute("href") == f"#/sweep/{sweep['id']}", 5, 0.05, "back")
+    assert "daily-states" in back.inner_text()
+    back.click()
+    page.wait_for_selector(f'[data-sweep="{sweep["id"]}"]')
