@@ -220,7 +220,7 @@ def test_hydra_straight_through_passes_the_sign_of_the_score() -> None:
         expected = torch.tensor([[1.0, 0.0]]) * layer.scores.detach().sign()
         assert torch.equal(layer.scores.grad, expected)
         opt.step()
-        seen.append(abs(float(layer.scores[0, 0])))
+        seen.append(abs(float(layer.scores.detach()[0, 0])))
     # |s0| only shrinks toward 0 (it may hop over 0 by at most one step, lr·1): it never grows
     # past where it started, and the harmful weight ends pruned, the other one kept.
     assert max(seen) <= s0
