@@ -238,6 +238,24 @@ class WorkerPublic(_Schema):
         default=None, description="memory its device offers a run (RAM, or the GPU's memory)")
 
 
+class DatasetAvailability(_Schema):
+    """One dataset and whether the online workers can read it."""
+
+    name: str
+    workers: int = Field(description="online workers that can read it")
+    data_dirs: list[str | None] = Field(
+        description="dataset.data_dir values under which workers find it (null: a data root "
+                    "itself)")
+
+
+class DatasetsPublic(_Schema):
+    """``GET /api/v1/datasets``: what a sweep can train on now, and how to add a dataset."""
+
+    workers: int = Field(description="online workers that reported their datasets")
+    datasets: list[DatasetAvailability]
+    how_to_add: str
+
+
 class QueuePublic(_Schema):
     queues: dict[str, int] = Field(description="messages waiting per Celery queue (gpu, cpu)")
     workers: list[WorkerPublic]

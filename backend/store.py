@@ -460,6 +460,8 @@ class WorkerRecord(_Rec):
     last_seen: float
     # Memory the worker's device offers (RAM of a CPU worker, GPU memory of a GPU worker), bytes.
     memory_bytes: int | None = None
+    # Datasets it can read: [{"name", "data_dir"}] (data_dir None: a data root itself).
+    datasets: list[dict[str, str | None]] | None = None
 
 
 # Run fields a listing can be ordered by (besides creation time); the ALPHA ones sort as text.
@@ -1127,15 +1129,19 @@ class Store:
     # ---- workers and queues --------------------------------------------------------------
 
     def heartbeat(self, worker: str, device: str, run_id: str | None, ttl: int,
-                  queue: str | None = None, memory_bytes: int | None = None) -> None:
-        """Record that ``worker`` is alive (expires after ``ttl`` seconds) and what memory its
-        device offers (admission of new sweeps compares their estimate with it)."""
+                  queue: str | None = None, memory_bytes: int | None = None,
+                  datasets: Sequence[Mapping[str, str | None]] | None = None) -> None:
+        """Record that ``worker`` is alive (expires after ``ttl`` seconds), what memory its
+        device offers (admission of new sweeps compares their estimate with it) and which
+        datasets it can read (``[{"name": "mnist", "data_dir": None}, ...]``; None: not told)."""
         now = time.time()
         key = self.k.worker(worker)
         with self.r.pipeline(transaction=True) as p:
             p.hset(key, mapping={"name": worker, "device": device, "queue": _enc(queue),
                                  "run": _enc(run_id), "last_seen": _enc(now),
-                                 "memory": _enc(memory_bytes)})
+                                 "memory": _enc(memory_bytes),
+                                 "datasets": "" if datasets is None else json.dumps(
+                                     [dict(d) for d in datasets])})
             p.expire(key, max(1, int(ttl)))
             p.zadd(self.k.workers, {worker: now})
             p.execute()
@@ -1157,7 +1163,9 @@ class Store:
             out.append(WorkerRecord(name=h.get("name", n), device=h.get("device", ""),
                                     queue=_opt(h.get("queue")), run=_opt(h.get("run")),
                                     last_seen=float(h.get("last_seen") or 0),
-                                    memory_bytes=int(h["memory"]) if h.get("memory") else None))
+                                    memory_bytes=int(h["memory"]) if h.get("memory") else None,
+                                    datasets=json.loads(h["datasets"]) if h.get("datasets")
+                                    else None))
         if gone:
             self.r.zrem(self.k.workers, *gone)
         return sorted(out, key=lambda w: w.name)

@@ -194,17 +194,56 @@ def _start_background() -> None:
     t.start()
 
 
+_DATASETS_EVERY_S = 60.0
+
+
+def readable_datasets() -> list[dict[str, str | None]]:
+    """The datasets this worker can read: embedded ones, and each one whose files are whole in
+    one of its data roots (``TSCNC_DATA_ROOTS``) or in a folder directly under one (that
+    folder's name is the ``data_dir`` to give). Names no machine path."""
+    from tscnc.data import EMBEDDED, locate_dataset
+    from tscnc.dataroots import data_roots
+    from tscnc.spec import DatasetName, DatasetSpec
+
+    out: list[dict[str, str | None]] = []
+    roots = data_roots()
+    for name in DatasetName:
+        if name in EMBEDDED:
+            out.append({"name": name.value, "data_dir": None})
+            continue
+        dirs: list[str | None] = [None]
+        for root in roots:
+            with contextlib.suppress(OSError):
+                dirs += sorted(p.name for p in root.iterdir() if p.is_dir())
+        for data_dir in dict.fromkeys(dirs):
+            try:
+                spec = DatasetSpec(name=name, data_dir=data_dir)
+            except ValueError:                  # a folder name a spec cannot give
+                continue
+            if locate_dataset(spec, roots) is not None:
+                out.append({"name": name.value, "data_dir": data_dir})
+    return out
+
+
 def _background() -> None:
     s = settings()
     queue = s.queue if s.queue != "auto" else ("gpu" if device_name() != "cpu" else "cpu")
     dev = device_name()
     memory = device_memory_bytes(s)
     healthy_since: float | None = None
+    datasets: list[dict[str, str | None]] | None = None
+    datasets_at = 0.0
     while True:
+        if time.monotonic() - datasets_at >= _DATASETS_EVERY_S:  # a dataset added is seen
+            try:
+                datasets = readable_datasets()
+            except Exception:
+                log.warning("could not list the readable datasets", exc_info=True)
+            datasets_at = time.monotonic()
         try:
             st = store()
             st.heartbeat(worker_name(), dev, _state["run"], ttl=int(s.heartbeat_ttl),
-                         queue=queue, memory_bytes=memory)
+                         queue=queue, memory_bytes=memory, datasets=datasets)
             now = time.monotonic()
             healthy_since = now if healthy_since is None else healthy_since
             # After a Redis outage longer than the TTL every worker's heartbeat has expired at

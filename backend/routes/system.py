@@ -9,8 +9,23 @@ from fastapi.responses import JSONResponse
 import tscnc
 from backend.deps import PrincipalDep, ReaderDep, SettingsDep, StoreDep
 from backend.routes.sweeps import _ERRORS
-from backend.schemas import Health, Me, PresetPublic, QueuePublic, WorkerPublic
-from tscnc.spec import PRESETS, preset
+from backend.schemas import (
+    DatasetAvailability,
+    DatasetsPublic,
+    Health,
+    Me,
+    PresetPublic,
+    QueuePublic,
+    WorkerPublic,
+)
+from tscnc.spec import PRESETS, DatasetName, preset
+
+HOW_TO_ADD_DATASET = (
+    "A worker reads datasets from its data roots (TSCNC_DATA_ROOTS). On the workers' machine, "
+    "`tscnc data download NAME --dir ROOT` fetches one into a data root (checksums verified), "
+    "or put its files there yourself (`tscnc data list` shows what each root holds and the "
+    "dataset.data_dir to use); a spec with dataset.download: true fetches it on first use. "
+    "Workers report what they can read every minute.")
 
 router = APIRouter(tags=["system"])
 
@@ -51,3 +66,18 @@ def queue(p: ReaderDep, store: StoreDep, settings: SettingsDep) -> QueuePublic:
                  for w in store.workers()],
         runs=store.status_counts(),
     )
+
+
+@router.get("/datasets", response_model=DatasetsPublic, responses=_ERRORS)
+def datasets(p: ReaderDep, store: StoreDep) -> DatasetsPublic:
+    """Datasets the online workers can read (each worker reports its own data roots), so a
+    form offers only what can run; ``how_to_add`` says how to add one."""
+    reporting = [w for w in store.workers() if w.datasets is not None]
+    out = []
+    for name in DatasetName:
+        readers = [w for w in reporting if any(d.get("name") == name.value for d in w.datasets
+                                               or [])]
+        dirs = list(dict.fromkeys(d.get("data_dir") for w in readers for d in w.datasets or []
+                                  if d.get("name") == name.value))
+        out.append(DatasetAvailability(name=name.value, workers=len(readers), data_dirs=dirs))
+    return DatasetsPublic(workers=len(reporting), datasets=out, how_to_add=HOW_TO_ADD_DATASET)

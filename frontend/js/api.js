@@ -127,6 +127,7 @@ const id = (x) => encodeURIComponent(x);
 export const me = () => request("GET", "/me");
 export const health = () => request("GET", "/health");
 export const presets = () => request("GET", "/presets");
+export const datasets = () => request("GET", "/datasets");
 export const openapi = () => request("GET", "/openapi.json");
 
 // ---- sweeps ------------------------------------------------------------------------------

@@ -75,3 +75,45 @@ def test_results_only_once_evaluated_monitor_values_apart(client: Any, store: St
     run = client.get(f"/api/v1/runs/{rid}", headers=h(tokens.viewer)).json()
     assert (run["clean_accuracy"], run["robust_accuracy"], run["sparsity_actual"]) == (0.9, 0.4,
                                                                                        0.9)
+
+
+def test_datasets_are_what_the_online_workers_report(client: Any, store: Store,
+                                                     tokens: Any) -> None:
+    def get() -> dict[str, Any]:
+        r = client.get("/api/v1/datasets", headers=h(tokens.viewer))
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    none = get()
+    assert none["workers"] == 0 and all(d["workers"] == 0 for d in none["datasets"])
+    assert "tscnc data download" in none["how_to_add"] and "TSCNC_DATA_ROOTS" in none["how_to_add"]
+    store.heartbeat("w1", "cpu", None, ttl=30, queue="cpu", datasets=[
+        {"name": "digits", "data_dir": None}, {"name": "mnist", "data_dir": "mnist-data"}])
+    store.heartbeat("w2", "cpu", None, ttl=30, queue="cpu", datasets=[
+        {"name": "digits", "data_dir": None}, {"name": "mnist", "data_dir": None}])
+    store.heartbeat("old", "cpu", None, ttl=30, queue="cpu")       # does not tell: not counted
+    got = {d["name"]: d for d in get()["datasets"]}
+    assert get()["workers"] == 2
+    assert got["digits"] == {"name": "digits", "workers": 2, "data_dirs": [None]}
+    assert got["mnist"] == {"name": "mnist", "workers": 2, "data_dirs": ["mnist-data", None]}
+    assert got["cifar10"]["workers"] == 0 and got["cifar10"]["data_dirs"] == []
+    assert client.get("/api/v1/datasets").status_code == 401
+
+
+def test_a_worker_reports_the_datasets_in_its_data_roots(tmp_path: Any, monkeypatch: Any) -> None:
+    from worker.tasks import readable_datasets
+
+    files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte"]
+    for f in files:
+        path = tmp_path / "mine" / "MNIST" / "raw" / f
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    (tmp_path / "partial" / "MNIST" / "raw").mkdir(parents=True)
+    (tmp_path / "partial" / "MNIST" / "raw" / files[0]).write_bytes(b"x")
+    monkeypatch.setenv("TSCNC_DATA_ROOTS", str(tmp_path))
+    got = readable_datasets()
+    assert {"name": "mnist", "data_dir": "mine"} in got
+    assert {"name": "digits", "data_dir": None} in got
+    assert not any(d["data_dir"] == "partial" for d in got)
+    assert not any(d["name"] in ("cifar10", "fashion_mnist", "svhn") for d in got)

@@ -108,3 +108,29 @@ def test_sweep_view_is_truthful_and_updates_rows_in_place(page: Any, stack: Stac
     assert "daily-states" in back.inner_text()
     back.click()
     page.wait_for_selector(f'[data-sweep="{sweep["id"]}"]')
+
+
+def test_form_offers_readable_datasets_and_a_failed_sweep_says_why(page: Any,
+                                                                   stack: Stack) -> None:
+    # The stack's worker has no data roots: the embedded datasets only.
+    page.goto(stack.login_url("#/new"))
+    page.wait_for_selector("#sweep-form")
+    options = page.evaluate("""() => [...document.querySelectorAll('#f-dataset-name option')]
+        .map((o) => [o.value, o.disabled, o.textContent])""")
+    usable = {v for v, disabled, _ in options if not disabled}
+    assert usable == {"digits", "mnist5k"}, options
+    assert any(v == "mnist" and d and "no worker" in t for v, d, t in options), options
+    assert "workers can read: digits, mnist5k" in page.inner_text('[data-field="dataset.name"] .hint')
+    page.click("#dataset-how summary")
+    assert "tscnc data download" in page.inner_text("#dataset-how")
+
+    # A sweep on a dataset no worker has (sent past the form): its page says why it failed.
+    spec = {**_spec(), "name": "daily-missing", "dataset": {"name": "mnist", "train_subset": 100}}
+    r = stack.api("POST", "/sweeps", json={"spec": spec})
+    assert r.status_code == 201, r.text
+    sweep = r.json()
+    page.goto(stack.login_url(f"#/sweep/{sweep['id']}"))
+    box = page.wait_for_selector("#sweep-failures", timeout=60_000)
+    text = box.inner_text()
+    assert "2 run(s) failed" in text and "invalid_input" in text and "MNIST" in text, text
+    assert "hydra-s0.5-seed0" in text and "hydra-s0.9-seed0" in text

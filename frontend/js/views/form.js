@@ -22,13 +22,15 @@ export function render(root, ctx) {
   }
   mount(root, h("div", { class: "card" }, "Loading presets…"));
   let alive = true;
-  Promise.all([api.presets(), api.openapi().catch(() => null)]).then(([presets, openapi]) => {
-    if (alive) build(root, presets, openapi, ctx.query.preset);
+  Promise.all([api.presets(), api.openapi().catch(() => null), api.datasets().catch(() => null)]).then(([presets, openapi, datasets]) => {
+    if (alive) build(root, presets, openapi, ctx.query.preset, datasets);
   }, (e) => mount(root, h("div", { class: "card error" }, errorText(e))));
   return () => { alive = false; };
 }
 
-function build(root, presets, openapi, wanted) {
+function build(root, presets, openapi, wanted, datasets) {
+  // What the online workers can read (null: the API could not tell; then every name is offered).
+  const readable = datasets ? new Map(datasets.datasets.filter((d) => d.workers > 0).map((d) => [d.name, d])) : null;
   const schemas = Object.fromEntries(FIELDS.map((f) => [f.path, fieldSchema(openapi, f.path)]));
   const inputs = {}; // path → {get(), set(value), row, error, hint}
   let preset = presets.find((p) => p.name === wanted) || presets[0] || { name: null, spec: {}, description: "" };
@@ -62,6 +64,12 @@ function build(root, presets, openapi, wanted) {
       el = h("div", { class: "checks", id, "data-input": field.path }, boxes);
       get = () => [...el.querySelectorAll("input:checked")].map((i) => i.value);
       set = (v) => el.querySelectorAll("input").forEach((i) => { i.checked = (v || []).includes(i.value); });
+    } else if (field.path === "dataset.name" && opts.length && readable) {
+      // Only datasets some online worker can read can be chosen; the others say why.
+      el = h("select", { id, name: field.path, "data-input": field.path }, opts.map((o) => h("option", { value: o, disabled: !readable.has(o) },
+        readable.has(o) ? o : `${o} (no worker has it)`)));
+      get = () => el.value;
+      set = (v) => { el.value = readable.has(v) ? v : ([...readable.keys()][0] ?? opts[0]); };
     } else if (field.kind === "enum" && opts.length) {
       el = h("select", { id, name: field.path, "data-input": field.path }, opts.map((o) => h("option", { value: o }, o)));
       get = () => el.value;
@@ -75,10 +83,15 @@ function build(root, presets, openapi, wanted) {
     }
     const bits = [field.hint, boundsText(field.kind === "floats" || field.kind === "ints" ? fs?.schema.items : fs?.schema),
       fs?.nullable && field.blank ? `blank = ${field.blank}` : null].filter(Boolean);
+    if (field.path === "dataset.name" && datasets) {
+      bits.push(datasets.workers ? `workers can read: ${[...readable.keys()].join(", ") || "none"}` : "no worker online to ask: start one");
+    }
     const hint = h("small", { class: "hint" }, bits.join(" · "));
+    const more = field.path === "dataset.name" && datasets
+      && h("details", { class: "how-to-add", id: "dataset-how" }, h("summary", {}, "How to add a dataset"), h("p", {}, datasets.how_to_add));
     const error = h("div", { class: "field-error", role: "alert" });
     const row = h("div", { class: "field", "data-field": field.path },
-      h("label", { for: id }, field.label), el, hint, error);
+      h("label", { for: id }, field.label), el, hint, more, error);
     el.addEventListener("change", () => { check(field); update(); });
     el.addEventListener("input", () => { error.textContent = ""; row.classList.remove("invalid"); });
     inputs[field.path] = { get, set, row, error, hint, field, fs };
@@ -143,6 +156,9 @@ function build(root, presets, openapi, wanted) {
       formError.textContent = `Fix the ${bad} highlighted field${bad === 1 ? "" : "s"} first.`;
       return null;
     }
+    // A dataset the workers hold in a folder under their data root: name that folder.
+    const where = readable?.get(spec.dataset?.name);
+    if (where && !where.data_dirs.includes(null) && where.data_dirs.length) setPath(spec, "dataset.data_dir", where.data_dirs[0]);
     return { preset: preset.name, spec: deepMerge(spec, more) };
   }
 

@@ -161,7 +161,7 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
   // A result is asked for only once the API says the run has one (has_result): no 404s.
   function onStatus(ev) {
     const r = runs.get(runOf(ev));
-    if (r) runs.set(runOf(ev), { ...r, status: ev.status, message: ev.message ?? r.message });
+    if (r) runs.set(runOf(ev), { ...r, status: ev.status, message: ev.message ?? r.message, category: ev.category ?? r.category });
     redraw();
     refreshSoon();
   }
