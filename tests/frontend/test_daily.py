@@ -134,3 +134,47 @@ def test_form_offers_readable_datasets_and_a_failed_sweep_says_why(page: Any,
     text = box.inner_text()
     assert "2 run(s) failed" in text and "invalid_input" in text and "MNIST" in text, text
     assert "hydra-s0.5-seed0" in text and "hydra-s0.9-seed0" in text
+
+
+def test_form_counts_valid_runs_shows_json_overrides_and_focuses_errors(page: Any,
+                                                                        stack: Stack) -> None:
+    page.goto(stack.login_url("#/new"))
+    page.wait_for_selector("#sweep-form")
+    page.select_option("#preset", "digits-quick")
+    box = page.locator('[data-input="sparsities"]')
+    box.fill("0.5, 1.5")
+    box.dispatch_event("change")
+    summary = page.inner_text("#run-summary")
+    assert "expands to" not in summary and "sparsities" in summary, summary
+    box.fill("0.5, 0.9")
+    box.dispatch_event("change")
+    assert "expands to" in page.inner_text("#run-summary")
+
+    # The JSON box is wide, and a field it overrides shows the value that will be sent.
+    page.click("details:has(#extra-json) summary")
+    assert page.eval_on_selector("#extra-json", "(e) => e.getBoundingClientRect().width") > 400
+    page.fill("#extra-json", '{"training": {"pretrain_epochs": 7}, "seeds": [0, 1]}')
+    page.dispatch_event("#extra-json", "change")
+    assert page.input_value('[data-input="training.pretrain_epochs"]') == "7"
+    assert page.input_value('[data-input="seeds"]').replace(" ", "") == "0,1"
+    page.fill("#extra-json", "")
+
+    in_view = """(e) => { const r = e.getBoundingClientRect();
+        return r.top >= 0 && r.bottom <= window.innerHeight; }"""
+    focused = "() => document.activeElement && document.activeElement.dataset.input"
+    # A client-side error: scrolled to and focused.
+    box.fill("0.5, 1.5")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.click("#submit-sweep")
+    assert page.evaluate(focused) == "sparsities"
+    assert box.evaluate(in_view)
+    # A server-side one (a repeated sparsity: only the server checks that): the same.
+    box.fill("0.5, 0.5")
+    page.locator('[data-input="name"]').fill("daily-form")
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    page.locator('[data-input="name"]').evaluate("(e) => e.blur()")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.click("#submit-sweep")
+    page.wait_for_selector('[data-field="sparsities"] .field-error[data-source="server"]')
+    wait_until(lambda: page.evaluate(focused) == "sparsities", 5, 0.05, "focus on the field")
+    assert box.evaluate(in_view)

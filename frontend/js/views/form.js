@@ -125,35 +125,66 @@ function build(root, presets, openapi, wanted, datasets) {
     update();
   }
 
+  // The run count counts valid values only: with an invalid grid field it says which to fix.
   function update() {
-    const list = (path) => parseField(inputs[path].field, inputs[path].get(), inputs[path].fs).value || [];
-    const methods = list("methods");
-    const n = runCount(methods, list("sparsities"), list("seeds"));
+    const parsed = Object.fromEntries(["methods", "sparsities", "seeds"].map((path) =>
+      [path, parseField(inputs[path].field, inputs[path].get(), inputs[path].fs)]));
+    const bad = Object.entries(parsed).filter(([, p]) => p.error).map(([path]) => inputs[path].field.label.toLowerCase());
+    if (bad.length) {
+      summary.textContent = `Fix ${bad.join(" and ")} to count the runs of this sweep.`;
+      return;
+    }
+    const methods = parsed.methods.value || [];
+    const n = runCount(methods, parsed.sparsities.value || [], parsed.seeds.value || []);
     summary.textContent = `This sweep expands to ${n} run${n === 1 ? "" : "s"} (${methods.join(", ") || "no methods"}).`;
+  }
+
+  // The JSON box overrides fields: show the values it sets in those fields, so the form never
+  // shows a value that will not be sent. Returns the parsed object (null if invalid).
+  function applyExtra() {
+    const text = extra.value.trim();
+    showError("extra", null);
+    if (!text) return {};
+    let more;
+    try {
+      more = JSON.parse(text);
+      if (typeof more !== "object" || Array.isArray(more) || more === null) throw new Error("must be a JSON object");
+    } catch (e) {
+      showError("extra", `not valid JSON: ${e.message}`, "client");
+      return null;
+    }
+    for (const f of FIELDS) {
+      const v = getPath(more, f.path);
+      if (v !== undefined) inputs[f.path].set(v);
+    }
+    update();
+    return more;
+  }
+  extra.addEventListener("change", applyExtra);
+
+  // Bring the first field in error into view and give it the focus.
+  function focusFirstError() {
+    const first = root.querySelector(".field.invalid");
+    if (!first) return;
+    first.scrollIntoView({ block: "center" });
+    const control = first.querySelector("input, select, textarea");
+    if (control) control.focus({ preventScroll: true });
   }
 
   function collect() {
     clearErrors();
     const spec = {};
     let bad = 0;
+    const more = applyExtra(); // first: the fields then show (and send) what it overrides
+    if (more === null) bad += 1;
     for (const f of FIELDS) {
       const { value, error } = check(f);
       if (error) bad += 1;
       else setPath(spec, f.path, value);
     }
-    let more = {};
-    const text = extra.value.trim();
-    if (text) {
-      try {
-        more = JSON.parse(text);
-        if (typeof more !== "object" || Array.isArray(more) || more === null) throw new Error("must be a JSON object");
-      } catch (e) {
-        showError("extra", `not valid JSON: ${e.message}`, "client");
-        bad += 1;
-      }
-    }
     if (bad) {
       formError.textContent = `Fix the ${bad} highlighted field${bad === 1 ? "" : "s"} first.`;
+      focusFirstError();
       return null;
     }
     // A dataset the workers hold in a folder under their data root: name that folder.
@@ -191,8 +222,8 @@ function build(root, presets, openapi, wanted, datasets) {
         } else general.push(message);
       }
       formError.textContent = general.length ? general.join("; ") : "The server rejected some fields (see below).";
-      const first = root.querySelector(".field.invalid");
-      if (first) first.scrollIntoView({ block: "center" });
+      if (root.querySelector(".field.invalid")) focusFirstError();
+      else formError.scrollIntoView({ block: "center" });
     } finally {
       submitBtn.disabled = false;
     }
