@@ -337,6 +337,10 @@ function epochHover(r, extra) {
   return `${r.stage} epoch ${r.epoch}<br>${extra}`;
 }
 
+// A legend under the plot, below the x-axis title: placed in the figure's own coordinates
+// (yref "container"), so Plotly makes room for it instead of drawing it over the axis title.
+const LEGEND_BELOW = { orientation: "h", x: 0, xanchor: "left", yref: "container", y: 0, yanchor: "bottom" };
+
 /**
  * Training curves of one run, one trace per stage.
  * metric "loss": the training loss; "accuracy": clean (solid) and robust (dashed) accuracy on
@@ -365,7 +369,7 @@ export function trainingFigure(series, metric = "loss") {
       xaxis: { title: { text: "epoch (all stages)" }, rangemode: "tozero", ...epochTicks(series) },
       yaxis: metric === "loss" ? { title: { text: "loss" } } : { title: { text: "accuracy" }, range: [0, 1.02], tickformat: ".0%" },
       margin: { l: 60, r: 10, t: 40, b: 45 },
-      legend: { orientation: "h", y: -0.25 },
+      legend: LEGEND_BELOW,
       uirevision: `train-${metric}`,
       height: 320,
     },
@@ -425,7 +429,7 @@ export function spectraFigure(spectra) {
       xaxis: { title: { text: "index (largest first)" } },
       yaxis: { title: { text: "singular value" }, type: "log" },
       margin: { l: 60, r: 10, t: 40, b: 45 },
-      legend: { orientation: "h", y: -0.25 },
+      legend: LEGEND_BELOW,
       uirevision: "spectra",
       height: 320,
     },
@@ -450,7 +454,7 @@ export function securityFigure(curves) {
       xaxis: { title: { text: "ε (L∞)" }, rangemode: "tozero" },
       yaxis: { title: { text: "robust accuracy" }, range: [0, 1.02], tickformat: ".0%" },
       margin: { l: 60, r: 10, t: 40, b: 45 },
-      legend: { orientation: "h", y: -0.25 },
+      legend: LEGEND_BELOW,
       uirevision: "security",
       height: 320,
     },
@@ -479,7 +483,7 @@ export function compareTrainingFigure(runs, metric = "robust") {
       xaxis: { title: { text: "epoch (all stages)" }, ...epochTicks(runs.flatMap((r) => r.series)) },
       yaxis: metric === "loss" ? { title: { text: "loss" } } : { title: { text: "accuracy" }, range: [0, 1.02], tickformat: ".0%" },
       margin: { l: 60, r: 10, t: 40, b: 45 },
-      legend: { orientation: "h", y: -0.25 },
+      legend: LEGEND_BELOW,
       uirevision: `compare-${metric}`,
       height: 340,
     },

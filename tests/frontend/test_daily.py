@@ -178,3 +178,48 @@ def test_form_counts_valid_runs_shows_json_overrides_and_focuses_errors(page: An
     page.wait_for_selector('[data-field="sparsities"] .field-error[data-source="server"]')
     wait_until(lambda: page.evaluate(focused) == "sparsities", 5, 0.05, "focus on the field")
     assert box.evaluate(in_view)
+
+
+OVERLAP_JS = """(id) => {
+  const gd = document.getElementById(id);
+  const legend = gd.querySelector('.legend'), title = gd.querySelector('.xtitle');
+  if (!legend || !title) return null;
+  const a = legend.getBoundingClientRect(), b = title.getBoundingClientRect();
+  return a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+}"""
+
+
+def test_compare_lets_the_user_pick_curves_and_names_sweeps(page: Any, stack: Stack) -> None:
+    small = {**_spec(), "name": "daily-cmp-small", "dataset": {"name": "digits", "train_subset": 300},
+             "training": {**_spec()["training"], "pretrain_epochs": 2}}
+    a = stack.api("POST", "/sweeps", json={"spec": small}).json()
+    big = {**_spec(), "name": "daily-cmp-big", "methods": ["hydra", "tscnc"],
+           "sparsities": [0.3, 0.5, 0.7, 0.8, 0.9, 0.95]}
+    b = stack.api("POST", "/sweeps", json={"spec": big}).json()
+    assert stack.api("POST", f"/sweeps/{b['id']}/cancel").status_code == 200
+    finish_all(stack, a["id"])
+    page.goto(stack.login_url(f"#/compare?sweeps={b['id']},{a['id']}"))
+    page.wait_for_selector('#curve-pick [data-curves]')
+    summary = page.locator('#curve-pick [data-curves]')
+    wait_until(lambda: "12 of 14" in summary.inner_text(), 20, 0.1, "the curves summary")
+    checked = set(page.evaluate("""() => [...document.querySelectorAll('#curve-pick input:checked')]
+        .map((i) => i.dataset.curve)"""))
+    assert set(a["run_ids"]) <= checked, "a sweep's runs are missing from the curves"
+    assert len(checked) == 12
+    # Chips name the sweeps.
+    wait_until(lambda: "sweep daily-cmp-big" in page.inner_text(".chips")
+               and "sweep daily-cmp-small" in page.inner_text(".chips"), 10, 0.1, "chip names")
+
+    # Pick another run: it is drawn; a 13th cannot be added.
+    page.click("#curve-pick summary")
+    first = a["run_ids"][0]
+    page.uncheck(f'#curve-pick [data-curve="{first}"]')
+    wait_until(lambda: "11 of 14" in summary.inner_text(), 5, 0.05, "one curve fewer")
+    page.check(f'#curve-pick [data-curve="{first}"]')
+    assert page.locator('#curve-pick input:not(:checked)').first.is_disabled()
+
+    # The legends do not cover the axis titles (training and security curves).
+    for chart in ("chart-curves", "chart-security"):
+        wait_until(lambda c=chart: page.evaluate(OVERLAP_JS, c) is not None, 30, 0.1,
+                   f"{chart} drawn with a legend")
+        assert page.evaluate(OVERLAP_JS, chart) is False, chart

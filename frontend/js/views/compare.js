@@ -43,10 +43,17 @@ export function render(root, ctx) {
       }
     }
   };
+  // Chips name what they stand for (the id until the name has arrived).
+  const named = (el, load) => { load().then((t) => { el.textContent = t; }, () => {}); return el; };
   const chips = [
-    ...sweepIds.map((id) => h("span", { class: "chip" }, `sweep ${id.slice(0, 8)}`,
+    ...sweepIds.map((id) => h("span", { class: "chip", "data-chip": id },
+      named(h("span", { title: id }, `sweep ${id.slice(0, 8)}`), async () => `sweep ${(await api.getSweep(id)).name}`),
       h("button", { class: "chip-x", title: "remove", onclick: () => go(runIds, sweepIds.filter((x) => x !== id)) }, "×"))),
-    ...runIds.map((id) => h("span", { class: "chip" }, h("a", { href: href(`/run/${id}`) }, `run ${id.slice(0, 8)}`),
+    ...runIds.map((id) => h("span", { class: "chip", "data-chip": id },
+      named(h("a", { href: href(`/run/${id}`), title: id }, `run ${id.slice(0, 8)}`), async () => {
+        const r = await api.getRun(id);
+        return `${r.sweep_name || "run"} · ${r.key}`;
+      }),
       h("button", { class: "chip-x", title: "remove", onclick: () => go(runIds.filter((x) => x !== id), sweepIds) }, "×"))),
   ];
   const box = h("div");
@@ -75,8 +82,10 @@ export function comparePanel(container, what, ctx, state = {}) {
   const sweeps = new Map((what.sweeps || []).map((s) => [s.id, s]));
   const results = new Map();
   let runs = [];
-  const curves = [];
+  const curveIds = new Set(state.curves || []); // runs whose training curves are drawn
+  const curveCache = new Map(); // run id → epoch series
   const runIds = what.runIds || [];
+  const curvePick = h("details", { class: "curve-pick", id: "curve-pick" });
 
   const attackSelect = h("select", { id: "attack", "data-control": "attack", onchange: (e) => { attack = e.target.value; attackChosen = true; redraw(); } });
   const metricSelect = h("select", { id: "curve-metric", onchange: (e) => { metric = e.target.value; redraw(); } },
@@ -84,7 +93,9 @@ export function comparePanel(container, what, ctx, state = {}) {
   const names = () => Object.fromEntries([...sweeps.values()].map((s) => [s.id, s.name]));
   const points = () => sweepPoints(runs, results, names());
   const charts = Object.fromEntries(["clean", "robust", "kappa"].map((m) => [m, chartCard(`chart-${m}`, `compare-${m}`, () => pointRows(points()))]));
-  const curveChart = chartCard("chart-curves", "compare-curves", () => curves.flatMap((c) => c.series.map(({ kappas, penalties, ...r }) => ({ run: c.name, ...r }))));
+  const curveName = (r) => `${names()[r.sweep_id] || r.sweep_id.slice(0, 8)} · ${r.key}`;
+  const curves = () => runs.filter((r) => curveIds.has(r.id) && curveCache.has(r.id)).map((r) => ({ name: curveName(r), series: curveCache.get(r.id) }));
+  const curveChart = chartCard("chart-curves", "compare-curves", () => curves().flatMap((c) => c.series.map(({ kappas, penalties, ...r }) => ({ run: c.name, ...r }))));
   const securityChart = chartCard("chart-security", "compare-security", () => runs.filter((r) => results.has(r.id))
     .flatMap((r) => results.get(r.id).security_curve.map(([e, a]) => ({ run: r.key, epsilon: e, accuracy: a }))));
   const shareArea = h("div");
@@ -94,11 +105,11 @@ export function comparePanel(container, what, ctx, state = {}) {
     h("div", { class: "chart-controls" }, h("label", {}, "Robust accuracy under ", attackSelect), status, h("span", { class: "spacer" }),
       !ctx.readOnly && h("button", { class: "btn", "data-action": "share", onclick: () => shareDialog(shareArea, {
         name: `comparison of ${sweeps.size} sweep(s)`, sweepIds: [...new Set(runs.map((r) => r.sweep_id))],
-        state: { view: "compare", runs: runIds, attack, metric } }) }, "Share…")),
+        state: { view: "compare", runs: runIds, attack, metric, curves: [...curveIds] } }) }, "Share…")),
     shareArea,
     h("div", { class: "chart-grid three" }, charts.clean.card, charts.robust.card, charts.kappa.card),
     h("div", { class: "chart-grid two" },
-      h("div", {}, h("div", { class: "chart-controls" }, h("label", {}, "Training curves: ", metricSelect)), curveChart.card),
+      h("div", {}, h("div", { class: "chart-controls" }, h("label", {}, "Training curves: ", metricSelect)), curvePick, curveChart.card),
       h("div", {}, h("div", { class: "chart-controls" }, h("span", {}, "Security curves")), securityChart.card)));
 
   function redraw() {
@@ -109,13 +120,45 @@ export function comparePanel(container, what, ctx, state = {}) {
     mount(attackSelect, [...available, WORST_ATTACK].map((n) => h("option", { value: n, selected: n === attack }, n === WORST_ATTACK ? "worst over attacks" : n)));
     const groupBy = new Set(runs.map((r) => r.sweep_id)).size > 1 ? "sweep-method" : "method";
     for (const m of ["clean", "robust", "kappa"]) draw(charts[m].graph, sweepFigure(pts, { metric: m, attack, groupBy }));
-    draw(curveChart.graph, compareTrainingFigure(curves, metric));
-    const withCurve = runs.filter((r) => results.has(r.id)).slice(0, MAX_CURVES);
-    draw(securityChart.graph, securityFigure(withCurve.map((r) => ({
-      name: `${names()[r.sweep_id] || r.sweep_id.slice(0, 8)} · ${r.key}`, points: results.get(r.id).security_curve }))));
+    draw(curveChart.graph, compareTrainingFigure(curves(), metric));
+    // The security chart shows the same runs as the training curves.
+    const withCurve = runs.filter((r) => results.has(r.id) && curveIds.has(r.id));
+    draw(securityChart.graph, securityFigure(withCurve.map((r) => ({ name: curveName(r), points: results.get(r.id).security_curve }))));
     const evaluated = runs.filter((r) => results.has(r.id)).length;
-    status.textContent = `${runs.length} run(s) from ${new Set(runs.map((r) => r.sweep_id)).size} sweep(s), ${evaluated} evaluated` +
-      (runs.length > MAX_CURVES ? ` · curves of the first ${MAX_CURVES} runs` : "");
+    status.textContent = `${runs.length} run(s) from ${new Set(runs.map((r) => r.sweep_id)).size} sweep(s), ${evaluated} evaluated`;
+    drawCurvePick();
+  }
+
+  // Which runs' curves are drawn: said in the summary, chosen with the checkboxes.
+  function drawCurvePick() {
+    const open = curvePick.open;
+    mount(curvePick,
+      h("summary", { "data-curves": "" }, `Curves of ${curveIds.size} of ${runs.length} run(s)` +
+        (runs.length > curveIds.size ? ` (at most ${MAX_CURVES}; choose)` : "")),
+      h("div", { class: "curve-options" }, runs.map((r) => h("label", { class: "check-option" },
+        h("input", { type: "checkbox", "data-curve": r.id, checked: curveIds.has(r.id),
+          disabled: !curveIds.has(r.id) && curveIds.size >= MAX_CURVES,
+          onchange: (e) => { if (e.target.checked) curveIds.add(r.id); else curveIds.delete(r.id); loadCurves(); redraw(); } }),
+        ` ${curveName(r)}`))));
+    curvePick.open = open;
+  }
+
+  // By default the first runs of each sweep in turn, so every sweep is shown.
+  function defaultCurves() {
+    const bySweep = new Map();
+    for (const r of runs) bySweep.set(r.sweep_id, [...(bySweep.get(r.sweep_id) || []), r.id]);
+    const queues = [...bySweep.values()];
+    for (let i = 0; curveIds.size < MAX_CURVES && queues.some((q) => i < q.length); i += 1) {
+      for (const q of queues) if (i < q.length && curveIds.size < MAX_CURVES) curveIds.add(q[i]);
+    }
+  }
+
+  async function loadCurves() {
+    for (const id of [...curveIds]) {
+      if (closed || curveCache.has(id)) continue;
+      curveCache.set(id, epochSeries(await allEvents(id)));
+      redraw();
+    }
   }
 
   async function allEvents(runId) {
@@ -141,14 +184,11 @@ export function comparePanel(container, what, ctx, state = {}) {
       const res = await api.sweepResults(sid);
       for (const r of res.items) results.set(r.run_id, r);
     }));
+    const known = new Set(runs.map((r) => r.id));
+    for (const id of [...curveIds]) if (!known.has(id)) curveIds.delete(id);
+    if (!curveIds.size) defaultCurves();
     redraw();
-    const curveRuns = (picked.length ? picked : runs).slice(0, MAX_CURVES);
-    for (const r of curveRuns) {
-      if (closed) return;
-      const events = await allEvents(r.id);
-      curves.push({ name: `${names()[r.sweep_id] || r.sweep_id.slice(0, 8)} · ${r.key}`, series: epochSeries(events) });
-      redraw();
-    }
+    await loadCurves();
   }
 
   load().catch((e) => { status.textContent = errorText(e); });
