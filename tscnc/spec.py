@@ -157,6 +157,9 @@ StrictFloat = Annotated[float, Strict()]
 StrictBool = Annotated[bool, Strict()]
 
 Epochs = Annotated[int, Strict(), Field(ge=0, le=MAX_EPOCHS)]
+
+# One grid value as a run records it in ``params`` (an enum knob by its value, e.g. "logdet").
+ParamValue = bool | int | float | str | None
 Probability = Annotated[float, Strict(), Field(ge=0.0, le=1.0)]
 
 
