@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
-import json
 import os
 import secrets
 import shutil
@@ -232,6 +231,29 @@ def _bootstrap_token() -> str:
     return token
 
 
+DEMO_KEY = "tscnc-demo"
+
+
+def submit_demo(base: str, token: str) -> str:
+    """Submit the digits-quick demo sweep (once: a fixed Idempotency-Key) and say what
+    happened: a new sweep, or the one an earlier ``make demo`` started, with its state (delete
+    it in the dashboard to run the demo afresh)."""
+    import httpx
+
+    r = httpx.post(f"{base}/api/v1/sweeps", json={"preset": "digits-quick"},
+                   headers={"Authorization": f"Bearer {token}", "Idempotency-Key": DEMO_KEY},
+                   timeout=30)
+    r.raise_for_status()
+    sweep = r.json()
+    where = f"{base}/#/sweep/{sweep['id']}"
+    if r.status_code == 201:
+        n = len(sweep.get("run_ids", []))
+        return f"demo sweep submitted: {n} run{'' if n == 1 else 's'} queued, see {where}"
+    return (f"demo sweep not submitted again: the one from an earlier `make demo` is shown "
+            f"({sweep.get('summary') or sweep.get('status')}), see {where}; delete it in the "
+            "dashboard to run the demo afresh")
+
+
 def up(
     demo: Annotated[bool, typer.Option(help="also submit the digits-quick sweep")] = False,
     host: Annotated[str, typer.Option(help="API bind address")] = "127.0.0.1",
@@ -271,13 +293,7 @@ def up(
         base = f"http://{host}:{port}"
         _wait_http(f"{base}/api/v1/health", procs)
         if demo:
-            import httpx
-
-            r = httpx.post(f"{base}/api/v1/sweeps", json={"preset": "digits-quick"},
-                           headers={"Authorization": f"Bearer {token}",
-                                    "Idempotency-Key": "tscnc-demo"}, timeout=30)
-            r.raise_for_status()
-            typer.echo(f"demo sweep submitted: {json.dumps(r.json().get('id'))}")
+            typer.echo(submit_demo(base, token))
         typer.echo(f"\nTSCNC is up. Dashboard: {base}/?token={token}\n"
                    f"API: {base}/api/v1/docs   (Ctrl-C stops everything)")
         while all(p.poll() is None for p in procs):

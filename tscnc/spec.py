@@ -493,7 +493,7 @@ def _cifar10_vgg16() -> SweepSpec:
 
 
 PRESETS: dict[str, tuple[str, Any]] = {
-    "digits-quick": ("embedded digits, MLP, TRADES; the default (CPU, ~2 min)", _digits_quick),
+    "digits-quick": ("embedded digits, MLP, TRADES; the default (CPU, under a minute on one worker)", _digits_quick),
     "mnist5k-quick": ("embedded real MNIST (5k), small CNN, TRADES eps 0.3, 3 runs (CPU, "
                       "measured 3.5-5 min)", _mnist5k_quick),
     "mnist5k-cnn": ("embedded real MNIST (5k), CNN 16/32, TRADES-10 eps 0.3, 6 methods x 2 "

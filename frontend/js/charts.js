@@ -490,6 +490,16 @@ export function compareTrainingFigure(runs, metric = "robust") {
   };
 }
 
+/**
+ * The figure, with `text` written across it when it has no point to show (an empty chart
+ * says why it is empty, e.g. "no run evaluated yet"); unchanged otherwise.
+ */
+export function withEmptyNote(figure, text) {
+  if (pointCount(figure) > 0) return figure;
+  const note = { text, xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false, font: { size: 13, color: "#6b7280" } };
+  return { ...figure, layout: { ...figure.layout, annotations: [...(figure.layout.annotations || []), note] } };
+}
+
 /** Number of plotted (non-null) points in a figure's traces: handy for views and tests. */
 export function pointCount(figure) {
   let n = 0;

@@ -117,3 +117,14 @@ def test_a_worker_reports_the_datasets_in_its_data_roots(tmp_path: Any, monkeypa
     assert {"name": "digits", "data_dir": None} in got
     assert not any(d["data_dir"] == "partial" for d in got)
     assert not any(d["name"] in ("cifar10", "fashion_mnist", "svhn") for d in got)
+
+
+def test_make_demo_twice_says_it_reuses_the_first_sweep(live: str) -> None:
+    from backend.launcher import submit_demo
+    from tests.backend.conftest import BOOTSTRAP
+
+    first = submit_demo(live, BOOTSTRAP)
+    assert first.startswith("demo sweep submitted: ") and " runs queued" in first, first
+    sweep_id = first.rsplit("/", 1)[1]
+    again = submit_demo(live, BOOTSTRAP)
+    assert "not submitted again" in again and sweep_id in again and "queued ·" in again, again

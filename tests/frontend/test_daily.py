@@ -223,3 +223,27 @@ def test_compare_lets_the_user_pick_curves_and_names_sweeps(page: Any, stack: St
         wait_until(lambda c=chart: page.evaluate(OVERLAP_JS, c) is not None, 30, 0.1,
                    f"{chart} drawn with a legend")
         assert page.evaluate(OVERLAP_JS, chart) is False, chart
+
+
+def test_smaller_things(page: Any, context: Any, stack: Stack) -> None:
+    # The runs table fits a 1440 px wide window (no sideways scrolling).
+    spec = {**_spec(), "name": "daily-wide-sweep-name-for-the-table", "methods": ["hydra", "tscnc"]}
+    sweep = stack.api("POST", "/sweeps", json={"spec": spec}).json()
+    assert stack.api("POST", f"/sweeps/{sweep['id']}/cancel").status_code == 200
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(stack.login_url("#/runs"))
+    page.wait_for_selector('[data-table="runs"] tbody tr[data-id]')
+    widths = page.evaluate("""() => { const s = document.querySelector('[data-table="runs"] .table-scroll');
+        return [s.scrollWidth, s.clientWidth, document.documentElement.scrollWidth, window.innerWidth]; }""")
+    assert widths[0] <= widths[1] + 1 and widths[2] <= widths[3], widths
+
+    # An empty chart says why; a run that ended unevaluated says that too.
+    page.goto(stack.login_url(f"#/sweep/{sweep['id']}"))
+    page.wait_for_selector("#chart-clean .annotation-text")
+    notes = "(id) => [...document.querySelectorAll(`#${id} .annotation-text`)].map((e) => e.textContent).join(' | ')"
+    assert "No run evaluated yet" in page.evaluate(notes, "chart-clean")
+    page.goto(stack.login_url(f"#/run/{sweep['run_ids'][0]}"))
+    page.wait_for_selector("#chart-security .annotation-text")
+    wait_until(lambda: "cancelled before its evaluation" in page.evaluate(notes, "chart-security"),
+               10, 0.1, "the note")
+    assert "No epoch finished yet" in page.evaluate(notes, "chart-loss")

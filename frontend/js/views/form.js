@@ -205,7 +205,8 @@ function build(root, presets, openapi, wanted, datasets) {
     submitBtn.disabled = true;
     try {
       const sweep = await api.createSweep(body, lastKey);
-      notify(`Sweep ${sweep.name} submitted: ${sweep.run_ids.length} runs queued.`, "ok");
+      const n = sweep.run_ids.length;
+      notify(`Sweep ${sweep.name} submitted: ${n} run${n === 1 ? "" : "s"} queued.`, "ok");
       navigate(`/sweep/${sweep.id}`);
     } catch (e) {
       const errs = e.fieldErrors;

@@ -9,6 +9,7 @@ import { draw, purge, chartCard } from "../plot.js";
 import { toJSON } from "../export.js";
 import {
   epochSeries, trainingFigure, kappaHeatmapFigure, spectraFigure, securityFigure, fmtAcc, fmtKappa, fmtSparsity,
+  withEmptyNote,
 } from "../charts.js";
 
 const REFRESH_MS = 1500;
@@ -64,11 +65,14 @@ export function render(root, ctx) {
       pending = false;
       if (closed) return;
       const s = series();
-      draw(charts.loss.graph, trainingFigure(s, "loss"));
-      draw(charts.accuracy.graph, trainingFigure(s, "accuracy"));
+      const noEpoch = "No epoch finished yet";
+      const notEvaluated = run && TERMINAL.has(run.status) && !run.has_result
+        ? `Not evaluated: the run ${run.status} before its evaluation` : "Appears once the run is evaluated";
+      draw(charts.loss.graph, withEmptyNote(trainingFigure(s, "loss"), noEpoch));
+      draw(charts.accuracy.graph, withEmptyNote(trainingFigure(s, "accuracy"), noEpoch));
       draw(charts.kappa.graph, kappaHeatmapFigure(s));
-      draw(charts.spectra.graph, spectraFigure(evaluation?.spectra || []));
-      draw(charts.security.graph, securityFigure(evaluation ? [{ name: run?.key || runId, points: evaluation.security_curve }] : []));
+      draw(charts.spectra.graph, withEmptyNote(spectraFigure(evaluation?.spectra || []), notEvaluated));
+      draw(charts.security.graph, withEmptyNote(securityFigure(evaluation ? [{ name: run?.key || runId, points: evaluation.security_curve }] : []), notEvaluated));
       drawInfo();
       drawEvaluation();
       drawLog();

@@ -16,7 +16,7 @@ export function render(root, ctx) {
   const columns = [
     { key: "key", label: "Run", serverSort: "key", value: (r) => r.key, render: (r) => h("a", { href: href(`/run/${r.id}`), class: "strong" }, r.key) },
     { key: "sweep", label: "Sweep", value: (r) => r.sweep_name || r.sweep_id,
-      render: (r) => h("a", { href: href(`/sweep/${r.sweep_id}`) }, r.sweep_name || r.sweep_id.slice(0, 8)) },
+      render: (r) => h("a", { href: href(`/sweep/${r.sweep_id}`), title: r.sweep_name || r.sweep_id }, r.sweep_name || r.sweep_id.slice(0, 8)) },
     { key: "status", label: "Status", serverSort: "status", value: (r) => r.status,
       render: (r) => statusBadge(r.status, r.message || (r.cancel_requested && !TERMINAL.has(r.status) ? "cancel requested" : null)) },
     { key: "progress", label: "Progress", serverSort: "progress", value: (r) => r.progress, render: (r) => h("div", {},

@@ -10,6 +10,7 @@ import { listen, liveIndicator, runOf } from "../live.js";
 import { draw, purge, chartCard } from "../plot.js";
 import {
   sweepPoints, sweepFigure, attackNames, defaultAttack, pointRows, fmtAcc, fmtKappa, fmtSparsity, WORST_ATTACK,
+  withEmptyNote,
 } from "../charts.js";
 import { shareDialog } from "./dashboards.js";
 
@@ -66,7 +67,10 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
       if (!attackChosen || (attack !== WORST_ATTACK && names.length && !names.includes(attack))) attack = defaultAttack(pts);
       mount(attackSelect, [...names, WORST_ATTACK].map((n) =>
         h("option", { value: n, selected: n === attack }, n === WORST_ATTACK ? "worst over attacks" : n)));
-      for (const m of METRICS) draw(charts[m].graph, sweepFigure(pts, { metric: m, attack, selected }));
+      for (const m of METRICS) {
+        draw(charts[m].graph, withEmptyNote(sweepFigure(pts, { metric: m, attack, selected }),
+          "No run evaluated yet: each point appears when its run is evaluated"));
+      }
       drawHeader();
       drawRuns();
     });
