@@ -185,6 +185,19 @@ def _wait_http(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 
     raise typer.BadParameter(f"API at {url} did not become healthy within {timeout:.0f} s")
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Exit with a clear message when ``host:port`` is taken: otherwise the API would fail to
+    bind while the health check, answered by whatever holds the port, reported it up."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host.strip("[]"), port))
+        except OSError as e:
+            typer.echo(f"cannot listen on {host}:{port} ({e.strerror}); another server holds "
+                       "it: stop it or choose another --port", err=True)
+            raise typer.Exit(2) from None
+
+
 def _spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return _owned_popen(cmd, env=env)
 
@@ -263,6 +276,7 @@ def up(
     """Start Redis (embedded unless REDIS_URL is set), a worker per device and the API."""
     procs: list[subprocess.Popen[bytes]] = []
     lock = lock_data_dir(STATE_DIR)
+    check_port_free(host, port)
     env = dict(os.environ)
     env["ARTIFACTS_DIR"] = str(artifacts.resolve())
     for sig in (signal.SIGTERM, signal.SIGHUP):

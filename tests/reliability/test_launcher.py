@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,9 +84,9 @@ class Launcher:
 
     count = 0
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
         Launcher.count += 1
-        self.port = free_port()
+        self.port = port or free_port()
         self.log = workdir / f"up-{Launcher.count}.log"
         env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
         env.update(TSCNC_BOOTSTRAP_TOKEN=TOKEN, PYTHONPATH=str(ROOT),
@@ -231,3 +232,17 @@ def test_sigint_stops_gracefully_and_a_second_up_names_the_holder(workdir) -> No
     assert_all_end(kids)
     out = first.output()
     assert "stopping..." in out and "Traceback" not in out, out
+
+
+def test_a_busy_port_is_refused_before_anything_starts(workdir) -> None:
+    tmp, launchers = workdir
+    with socket.socket() as holder:  # another server on the port the API should use
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        up = Launcher(tmp, port=port)
+        launchers.append(up)
+        assert up.proc.wait(timeout=60) == 2
+    out = up.output()
+    assert f"127.0.0.1:{port}" in out and "another server" in out, out
+    assert "TSCNC is up" not in out
