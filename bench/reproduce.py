@@ -193,11 +193,8 @@ def sweep_with_data(spec: SweepSpec, artifacts: Path, data_: pipeline.Data,
     """:func:`tscnc.pipeline.run_sweep`'s loop with a caller-given :class:`Data` (tuning uses a
     validation split); a failed run is reported and skipped, as there."""
     out: list[RunResult] = []
-    groups: dict[str, list[Any]] = {}
-    for r in spec.runs():
-        groups.setdefault(r.pretrain_key, []).append(r)
     device = torch.device("cpu")
-    for runs in groups.values():
+    for runs in spec.pretrain_groups().values():
         try:
             pipeline.pretrain(spec, runs[0], [r.key for r in runs], artifacts, device=device,
                               data_=data_)
@@ -614,7 +611,7 @@ def claims_table(checks: Sequence[ClaimCheck], attacks: Sequence[str]) -> str:
     for c in checks:
         if c.claim == "kappa":
             what, h, t = "κ median: tscnc < hydra", fmt_k(c.hydra), fmt_k(c.tscnc)
-            diff = fmt_ratio(c.diff) + " (κ ratio)"
+            diff = fmt_ratio(c.diff) + (" (κ ratio)" if c.diff.n else "")
             rest = ["–"] * len(attacks)
         else:
             what, h, t = "robust (min over attacks): tscnc ≥ hydra", f"{c.hydra:.3f}", \

@@ -163,6 +163,10 @@ def kappa_axis(values: Iterable[float]) -> KappaAxis:
                      high=top + 1.5)
 
 
+def _category(sparsity: float) -> str:
+    return f"{sparsity:g}"
+
+
 def sweep_figure(points: Sequence[Point], attack: str = "pgd", title: str = "TSCNC sweep") -> Any:
     """Three panels against sparsity: clean accuracy, robust accuracy (``attack``; ``"min"``:
     the per-run minimum over attacks), κ (log) — error bars are 95 % intervals over seeds; on the
@@ -181,7 +185,7 @@ def sweep_figure(points: Sequence[Point], attack: str = "pgd", title: str = "TSC
     for method in [m for m in METHOD_ORDER if any(p.method == m for p in points)] + sorted(
             {p.method for p in points} - set(METHOD_ORDER)):
         ps = sorted((p for p in points if p.method == method), key=lambda p: p.sparsity)
-        x = [p.sparsity for p in ps]
+        x = [_category(p.sparsity) for p in ps]
         c = colors.get(method)
         common = dict(mode="lines+markers", name=method, legendgroup=method,
                       line=dict(color=c), marker=dict(color=c))
@@ -200,7 +204,8 @@ def sweep_figure(points: Sequence[Point], attack: str = "pgd", title: str = "TSC
         inf = [p for p in ps if math.isinf(p.kappa_median)]
         if inf:
             fig.add_trace(go.Scatter(
-                x=[p.sparsity for p in inf], y=[axis.y(math.inf)] * len(inf), mode="markers",
+                x=[_category(p.sparsity) for p in inf], y=[axis.y(math.inf)] * len(inf),
+                mode="markers",
                 name=f"{method}: κ = ∞", legendgroup=method, showlegend=False,
                 marker=dict(color=c, symbol=INF_SYMBOL, size=12, line=dict(width=1,
                                                                             color="#333")),
@@ -224,8 +229,11 @@ def sweep_figure(points: Sequence[Point], attack: str = "pgd", title: str = "TSC
     fig.add_annotation(text=f"κ = {INF_LABEL} (rank-deficient)", xref="x3 domain", x=0.02,
                        xanchor="left", yref="y3", y=axis.high - 0.1, yanchor="top",
                        showarrow=False, font=dict(size=11, color="#444"))
+    # Sparsities as evenly spaced categories (0.9, 0.95 and 0.99 would crowd a linear axis).
+    categories = [_category(sp) for sp in sorted({p.sparsity for p in points})]
     for col in (1, 2, 3):
-        fig.update_xaxes(title_text="sparsity", row=1, col=col)
+        fig.update_xaxes(title_text="sparsity", type="category", categoryorder="array",
+                         categoryarray=categories, row=1, col=col)
     fig.update_layout(title=title, height=420, width=1250, template="plotly_white")
     return fig
 

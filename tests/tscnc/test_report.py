@@ -72,8 +72,9 @@ def test_sweep_figure_draws_infinite_kappa_on_the_band() -> None:
     kappa_traces = [t for t in fig.data if t.yaxis == "y3"]
     on_band = [(t.name, x, y) for t in kappa_traces if t.marker.symbol == report.INF_SYMBOL
                for x, y in zip(t.x, t.y, strict=True) if x is not None]
-    assert sorted(on_band) == [("hydra: κ = ∞", 0.99, 10 ** axis.inf_at),
-                               ("tscnc: κ = ∞", 0.99, 10 ** axis.inf_at)]
+    assert sorted(on_band) == [("hydra: κ = ∞", "0.99", 10 ** axis.inf_at),
+                               ("tscnc: κ = ∞", "0.99", 10 ** axis.inf_at)]
+    assert list(fig.layout.xaxis3.categoryarray) == ["0.9", "0.99"]
     # Finite medians stay on their lines; the ∞ medians are gaps there, not fake numbers.
     lines = {t.name: list(t.y) for t in kappa_traces if t.mode == "lines+markers"}
     assert lines == {"hydra": [12.0, None], "tscnc": [6.0, None]}
