@@ -44,6 +44,12 @@ Usage::
     nice .venv/bin/python bench/reproduce.py --models mlp           # one model per call ...
     nice .venv/bin/python bench/reproduce.py --models cnn           # ... report from both
     nice .venv/bin/python bench/reproduce.py --report-only          # rewrite the report only
+
+A model's sweep can be split over processes by seed (each run depends on its own seed only),
+each with its own ``--out``, then merged::
+
+    nice .venv/bin/python bench/reproduce.py --models cnn --seeds 1 --out .tscnc/reproduce-s1 --no-report
+    nice .venv/bin/python bench/reproduce.py --models cnn --merge-from .tscnc/reproduce-s1
 """
 
 from __future__ import annotations
@@ -283,6 +289,39 @@ def load_model_results(out: Path, model: str) -> tuple[dict[str, Any], list[RunR
         return None
     d = json.loads(path.read_text())
     return d["meta"], [RunResult.model_validate(r) for r in d["results"]], d["failures"]
+
+
+def merge_results(model: str, out: Path, others: Sequence[Path]) -> Path:
+    """Merge ``<dir>/results/<model>.json`` of ``out`` and ``others`` (runs of one spec split
+    over processes, e.g. by seed) into ``out``'s: results and failures concatenated (a run
+    present twice is an error), seeds united in the recorded spec, every command kept, the
+    wall time the longest of the parts (they ran side by side)."""
+    parts = []
+    for d in [out, *others]:
+        got = load_model_results(d, model)
+        if got is None:
+            raise SystemExit(f"no results/{model}.json under {d}")
+        parts.append(got)
+    metas = [m for m, _, _ in parts]
+    hashes = {m["spec_hash"] for m in metas}
+    if len(hashes) != 1:
+        raise SystemExit(f"cannot merge runs of different specs: {sorted(hashes)}")
+    results = [r for _, rs, _ in parts for r in rs]
+    if len({r.run for r in results}) != len(results):
+        raise SystemExit("a run appears in more than one part")
+    spec = SweepSpec.model_validate(metas[0]["spec"])
+    spec = spec.model_copy(update={"seeds": sorted({sd for m in metas
+                                                    for sd in m["spec"]["seeds"]})})
+    meta = {**metas[0], "spec": spec.model_dump(mode="json"),
+            "wall_s": max(m["wall_s"] for m in metas),
+            "commands": [c for m in metas for c in m.get("commands", [m["command"]])],
+            "merged_from": len(metas)}
+    path = out / "results" / f"{model}.json"
+    path.write_text(json.dumps({
+        "meta": meta, "results": [r.model_dump(mode="json") for r in results],
+        "failures": [f for _, _, fs in parts for f in fs]}, indent=1, allow_nan=True))
+    print(f"== {model}: merged {len(results)} runs from {len(metas)} parts -> {path}", flush=True)
+    return path
 
 
 # ---- claims ---------------------------------------------------------------------------------
@@ -912,7 +951,12 @@ def write_report(args: argparse.Namespace) -> Path | None:
              f"{m0['python']}; commit {m0['commit']} (plus the working tree); {m0['date']}.")
     s.append("\nCommands:\n")
     for meta in metas.values():
-        s.append(f"    {meta['command']}")
+        for cmd in meta.get("commands", [meta["command"]]):
+            s.append(f"    {cmd}")
+        if meta.get("merged_from"):
+            s.append(f"\n(`{meta['model']}`: {len(meta['commands'])} processes run side by side, "
+                     f"one per seed, their results merged with `--merge-from`; every run depends "
+                     f"on its own seed only, so the split changes no number.)\n")
     s.append("")
     for model, points in per_model.items():
         s.append(f"## Results: `{model}`\n")
@@ -986,6 +1030,9 @@ def main(argv: Iterable[str] | None = None) -> int:
                     help="figure directory (default docs/figures; <out>/figures with --quick)")
     ap.add_argument("--no-report", action="store_true", help="run, but do not write the report")
     ap.add_argument("--report-only", action="store_true", help="only rewrite the report")
+    ap.add_argument("--merge-from", nargs="+", type=Path, default=None, metavar="OUT",
+                    help="merge the results of these --out directories (the same model run in "
+                         "separate processes, e.g. one per seed) into --out's, then report")
     ap.add_argument("--quick", action="store_true",
                     help="smoke version (~1 min): mlp, dense/hydra/tscnc, sparsities 0.9 0.95 "
                          "0.99, seed 0, PGD and AutoAttack; report under --out")
@@ -1017,7 +1064,10 @@ def main(argv: Iterable[str] | None = None) -> int:
                                     else ROOT / "docs" / "figures")
     torch.set_num_threads(args.threads)
     t0 = time.monotonic()
-    if args.tune:
+    if args.merge_from:
+        for model in args.models:
+            merge_results(model, args.out, args.merge_from)
+    elif args.tune:
         tune(args)
     elif not args.report_only:
         for model in args.models:

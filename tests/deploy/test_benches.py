@@ -162,3 +162,35 @@ def test_reproduce_validation_split_is_the_first_fifth_of_the_permutation() -> N
     first = tdata.to_tensors(torch.utils.data.Subset(train, perm[:n_val].tolist()))
     assert torch.equal(val.test_x, first[0]) and torch.equal(val.test_y, first[1])
     assert list(val.train.indices) == perm[n_val:].tolist()
+
+
+def test_reproduce_merges_runs_split_by_seed(tmp_path, monkeypatch) -> None:
+    import json
+
+    monkeypatch.setenv("PATH", "")          # no Chromium: the HTML figure only
+    r = _reproduce()
+    results = _synthetic_results()
+    spec = r.make_spec("mlp", ["hydra", "tscnc"], [0.95, 0.99], [0, 1, 2, 3])
+    outs = []
+    for part, seeds in enumerate(([0, 1], [2, 3])):
+        out = tmp_path / f"out{part}"
+        (out / "results").mkdir(parents=True)
+        sp = spec.model_copy(update={"seeds": seeds})
+        meta = {"model": "mlp", "command": f"cmd {part}", "wall_s": 60.0 + part, **r.machine(),
+                "spec": sp.model_dump(mode="json"), "spec_hash": r.spec_hash(sp)}
+        (out / "results" / "mlp.json").write_text(json.dumps({
+            "meta": meta, "failures": [],
+            "results": [x.model_dump(mode="json") for x in results if x.seed in seeds]}))
+        outs.append(out)
+    report_path = tmp_path / "reproduction.md"
+    r.main(["--models", "mlp", "--merge-from", str(outs[1]), "--out", str(outs[0]),
+            "--report", str(report_path), "--figures", str(tmp_path / "figures")])
+    merged = json.loads((outs[0] / "results" / "mlp.json").read_text())
+    assert len(merged["results"]) == len(results)
+    assert merged["meta"]["spec"]["seeds"] == [0, 1, 2, 3]
+    assert merged["meta"]["commands"] == ["cmd 0", "cmd 1"] and merged["meta"]["wall_s"] == 61.0
+    text = report_path.read_text()
+    assert "    cmd 0\n    cmd 1" in text and "seeds [0, 1, 2, 3]" in text
+    # The same runs twice is refused.
+    with pytest.raises(SystemExit, match="more than one part"):
+        r.merge_results("mlp", outs[0], [outs[0]])
