@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import tscnc
 from backend import redact
 from backend.deps import default_dispatcher
-from backend.routes import access, runs, sweeps, system
+from backend.routes import access, annotations, runs, sweeps, system
 from backend.schemas import Role
 from backend.settings import Settings
 from backend.store import AsyncStore, Store
@@ -382,6 +382,7 @@ def create_app(settings: Settings | None = None, *,
     api.include_router(system.router)
     api.include_router(sweeps.router)
     api.include_router(runs.router)
+    api.include_router(annotations.router)
     api.include_router(access.tokens)
     api.include_router(access.dashboards)
     api.include_router(access.share)
@@ -399,7 +400,7 @@ def create_app(settings: Settings | None = None, *,
     app.add_middleware(AllowedMethods, api=app)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
-                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "Idempotency-Key",
                                           "Last-Event-ID"])
     app.add_middleware(SecurityHeaders)

@@ -161,6 +161,8 @@ class RunPublic(_Schema):
                                   "the first epoch")
     has_result: bool = False
     has_checkpoint: bool = False
+    notes: str = Field(default="", description="free text its owner wrote (PATCH to change)")
+    tags: list[str] = Field(default_factory=list)
 
 
 class SweepPublic(_Schema):
@@ -179,6 +181,8 @@ class SweepPublic(_Schema):
     progress: float = Field(ge=0.0, le=1.0, description="mean progress of its runs")
     run_ids: list[str]
     spec: SweepSpec
+    notes: str = Field(default="", description="free text its owner wrote (PATCH to change)")
+    tags: list[str] = Field(default_factory=list)
 
 
 class SweepDetail(SweepPublic):
@@ -469,6 +473,23 @@ class SharedDashboard(_Schema):
 
     dashboard: DashboardPublic
     sweeps: list[SweepDetail]
+
+
+# A tag: a short label, e.g. "baseline" or "paper:fig3" (letters, digits and . : + # / - _).
+Tag = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[\w][\w.:+#/ -]*$")]
+
+
+class AnnotationUpdate(_Schema):
+    """Body of ``PATCH /sweeps/{id}`` and ``PATCH /runs/{id}``: the new notes and/or tags
+    (a field left out is unchanged; ``[]`` / ``""`` clear it). Duplicate tags are dropped."""
+
+    notes: str | None = Field(default=None, max_length=5000)
+    tags: list[Tag] | None = Field(default=None, max_length=20)
+
+    @field_validator("tags")
+    @classmethod
+    def _unique(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else list(dict.fromkeys(t.strip() for t in v))
 
 
 class RetryRequest(_Schema):

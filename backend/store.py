@@ -315,6 +315,8 @@ class RunRecord(_Rec):
     checkpoint: str | None = None
     has_result: bool = False
     cancel_requested: bool = False
+    notes: str = ""
+    tags: list[str] = Field(default_factory=list)
 
     @property
     def terminal(self) -> bool:
@@ -350,7 +352,7 @@ def _decode_run(h: Mapping[str, str], cancel: bool = False) -> RunRecord | None:
         monitor_kappa_median=_opt_float(h.get("monitor_kappa_median")),
         monitor_sparsity=_opt_float(h.get("monitor_sparsity")),
         checkpoint=_opt(h.get("checkpoint")), has_result=h.get("has_result") == "1",
-        cancel_requested=cancel,
+        cancel_requested=cancel, notes=h.get("notes", ""), tags=json.loads(h.get("tags") or "[]"),
     )
 
 
@@ -365,6 +367,8 @@ class SweepRecord(_Rec):
     spec: dict[str, Any]
     run_ids: list[str]
     enqueued: bool = False
+    notes: str = ""
+    tags: list[str] = Field(default_factory=list)
 
     def sweep_spec(self) -> SweepSpec:
         return SweepSpec.model_validate(self.spec)
@@ -378,6 +382,7 @@ def _decode_sweep(h: Mapping[str, str]) -> SweepRecord | None:
         owner_name=h.get("owner_name", ""), created=float(h.get("created") or 0),
         seq=int(h.get("seq") or 0), spec=json.loads(h.get("spec") or "{}"),
         run_ids=json.loads(h.get("run_ids") or "[]"), enqueued=h.get("enqueued") == "1",
+        notes=h.get("notes", ""), tags=json.loads(h.get("tags") or "[]"),
     )
 
 
@@ -1091,6 +1096,18 @@ class Store:
         raws = self.r.mget([self.k.run_result(r) for r in run_ids])
         return {r: RunResult.model_validate_json(x) for r, x in zip(run_ids, raws, strict=True)
                 if x}
+
+    def annotate(self, kind: str, item_id: str, *, notes: str | None = None,
+                 tags: Sequence[str] | None = None) -> bool:
+        """Set the notes and/or the tags (None: unchanged) of a ``kind`` ("sweep" or "run");
+        False when it does not exist."""
+        fields: dict[str, Any] = {}
+        if notes is not None:
+            fields["notes"] = notes
+        if tags is not None:
+            fields["tags"] = json.dumps(list(tags))
+        key = self.k.sweep(item_id) if kind == "sweep" else self.k.run(item_id)
+        return bool(self._update(keys=[key], args=[_fields_json(fields)]))
 
     def request_cancel(self, run_id: str, ttl: int = 7 * 86400) -> None:
         self.r.set(self.k.run_cancel(run_id), "1", ex=ttl)

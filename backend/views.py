@@ -40,6 +40,7 @@ def run_public(r: RunRecord) -> RunPublic:
         started=r.started, finished=r.finished, worker=r.worker, device=r.device,
         attempts=r.attempts, task_id=r.task_id, cancel_requested=r.cancel_requested,
         owner=r.owner, has_result=r.has_result, has_checkpoint=bool(r.checkpoint),
+        notes=r.notes, tags=r.tags,
         # Results only once evaluated (a record written before the monitor fields existed
         # holds monitor values in these).
         **({"clean_accuracy": r.clean_accuracy, "robust_accuracy": r.robust_accuracy,
@@ -82,6 +83,7 @@ def sweep_public(s: SweepRecord, summary: SweepSummary | None) -> SweepPublic:
         created=s.created, status=sweep_status(counts), summary=sweep_summary(counts),
         counts=counts,
         progress=summary.progress if summary else 0.0, run_ids=s.run_ids, spec=s.sweep_spec(),
+        notes=s.notes, tags=s.tags,
     )
 
 

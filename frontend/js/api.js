@@ -142,6 +142,9 @@ export const downloadSweepResultsCsv = (sweepId, filename) =>
 export const createSweep = (body, idempotencyKey) =>
   request("POST", "/sweeps", { body, headers: idempotencyKey ? { "Idempotency-Key": idempotencyKey } : {} });
 export const cancelSweep = (sweepId) => request("POST", `/sweeps/${id(sweepId)}/cancel`);
+/** Set notes and/or tags ({notes, tags}) of a sweep or a run. */
+export const annotateSweep = (sweepId, body) => request("PATCH", `/sweeps/${id(sweepId)}`, { body });
+export const annotateRun = (runId, body) => request("PATCH", `/runs/${id(runId)}`, { body });
 export const deleteSweep = (sweepId) => request("DELETE", `/sweeps/${id(sweepId)}`);
 
 // ---- runs --------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import { toCSV, toJSON } from "./export.js";
 export class PagedTable {
   /**
    * columns: [{key, label, render(row) → node|string, value(row) → sortable/exported value,
-   *             serverSort: API field to order all rows by (optional)}]
+   *             serverSort: API field to order all rows by (optional),
+   *             hidden: exported but not shown (optional)}]
    * fetchPage({limit, cursor, sort, order}) → {items, total, next}
    * selectable: rows get a checkbox; `selected` holds their ids.
    */
@@ -106,6 +107,10 @@ export class PagedTable {
     return this.load();
   }
 
+  shownColumns() {
+    return this.columns.filter((c) => !c.hidden);
+  }
+
   /** The column the rows are ordered by on the server, if the sort is a server one. */
   serverSortColumn() {
     if (!this.sort) return null;
@@ -134,7 +139,7 @@ export class PagedTable {
   }
 
   renderHead() {
-    const cells = this.columns.map((c) => {
+    const cells = this.shownColumns().map((c) => {
       const mark = this.sort && this.sort.key === c.key ? (this.sort.dir > 0 ? " ▲" : " ▼") : "";
       return h("th", {
         class: c.sortable === false ? "" : "sortable",
@@ -167,7 +172,7 @@ export class PagedTable {
 
   renderBody() {
     const rows = this.sortedRows();
-    const span = this.columns.length + (this.selectable ? 1 : 0);
+    const span = this.shownColumns().length + (this.selectable ? 1 : 0);
     if (!rows.length) {
       mount(this.tbody, h("tr", {}, h("td", { colspan: span, class: "empty" }, this.emptyText)));
     } else {
@@ -175,7 +180,7 @@ export class PagedTable {
       // data changed and keeps every <tr> (clicks and text selection survive it).
       syncRows(this.tbody, rows, (r) => r.id, (r) => {
         const sig = JSON.stringify(r);
-        const cells = this.columns.map((c) => ({ class: c.class || null, col: c.key, sig,
+        const cells = this.shownColumns().map((c) => ({ class: c.class || null, col: c.key, sig,
           render: () => (c.render ? c.render(r) : ((c.value ? c.value(r) : r[c.key]) ?? "–")) }));
         if (this.selectable) {
           const on = this.selected.has(r.id);

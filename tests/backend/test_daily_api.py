@@ -128,3 +128,44 @@ def test_make_demo_twice_says_it_reuses_the_first_sweep(live: str) -> None:
     sweep_id = first.rsplit("/", 1)[1]
     again = submit_demo(live, BOOTSTRAP)
     assert "not submitted again" in again and sweep_id in again and "queued ·" in again, again
+
+
+def test_notes_and_tags_owner_writes_readers_and_share_links_read(client: Any, store: Store,
+                                                                 tokens: Any) -> None:
+    sweep = submit(client, tokens.alice).json()
+    rid = sweep["run_ids"][0]
+    body = {"notes": "lr too high?\nrerun with 0.02", "tags": ["baseline", "paper:fig3",
+                                                                  "baseline"]}
+    r = client.patch(f"/api/v1/sweeps/{sweep['id']}", json=body, headers=h(tokens.alice))
+    assert r.status_code == 200, r.text
+    assert (r.json()["notes"], r.json()["tags"]) == (body["notes"], ["baseline", "paper:fig3"])
+    r = client.patch(f"/api/v1/runs/{rid}", json={"tags": ["odd"]}, headers=h(tokens.alice))
+    assert r.status_code == 200 and r.json()["tags"] == ["odd"] and r.json()["notes"] == ""
+    # Another member and a viewer may not; an admin may (and a field left out is kept).
+    for who in (tokens.bob, tokens.viewer):
+        for path in (f"/sweeps/{sweep['id']}", f"/runs/{rid}"):
+            assert client.patch(f"/api/v1{path}", json={"notes": "x"},
+                                headers=h(who)).status_code == 403
+    r = client.patch(f"/api/v1/runs/{rid}", json={"notes": "checked"}, headers=h(tokens.admin))
+    assert (r.json()["notes"], r.json()["tags"]) == ("checked", ["odd"])
+    # Readers see them in details, lists and exports of the API.
+    got = client.get(f"/api/v1/sweeps/{sweep['id']}", headers=h(tokens.viewer)).json()
+    assert got["tags"] == ["baseline", "paper:fig3"] and got["notes"] == body["notes"]
+    assert next(x for x in got["runs"] if x["id"] == rid)["tags"] == ["odd"]
+    listed = client.get("/api/v1/sweeps", headers=h(tokens.viewer)).json()["items"][0]
+    assert listed["tags"] == ["baseline", "paper:fig3"]
+    # A share link reads them.
+    dash = client.post("/api/v1/dashboards", json={"name": "d", "sweep_ids": [sweep["id"]]},
+                       headers=h(tokens.alice)).json()
+    shared = client.get("/api/v1/share", headers=h(dash["share_token"]))
+    assert shared.status_code == 200, shared.text
+    assert shared.json()["sweeps"][0]["tags"] == ["baseline", "paper:fig3"]
+    # Bad input names the field; clearing works.
+    bad = client.patch(f"/api/v1/runs/{rid}", json={"tags": ["<b>"]}, headers=h(tokens.alice))
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][:2] == ["body", "tags"]
+    assert client.patch(f"/api/v1/runs/{rid}", json={"notes": "x" * 5001},
+                        headers=h(tokens.alice)).status_code == 422
+    r = client.patch(f"/api/v1/runs/{rid}", json={"tags": [], "notes": ""},
+                     headers=h(tokens.alice))
+    assert (r.json()["notes"], r.json()["tags"]) == ("", [])
+    assert client.patch("/api/v1/runs/nope", json={}, headers=h(tokens.admin)).status_code == 404

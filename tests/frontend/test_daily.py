@@ -4,8 +4,10 @@ results that do not exist yet, the run page's way back to its sweep."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -247,3 +249,51 @@ def test_smaller_things(page: Any, context: Any, stack: Stack) -> None:
     wait_until(lambda: "cancelled before its evaluation" in page.evaluate(notes, "chart-security"),
                10, 0.1, "the note")
     assert "No epoch finished yet" in page.evaluate(notes, "chart-loss")
+
+
+def test_notes_and_tags_edited_inline_shown_in_tables_and_exports(page: Any, browser: Any,
+                                                                 stack: Stack) -> None:
+    spec = {**_spec(), "name": "daily-notes"}
+    sweep = stack.api("POST", "/sweeps", json={"spec": spec}).json()
+    assert stack.api("POST", f"/sweeps/{sweep['id']}/cancel").status_code == 200
+    page.goto(stack.login_url(f"#/sweep/{sweep['id']}"))
+    page.click('[data-annotations] [data-action="edit-notes"]')
+    page.fill('[data-annotations] [data-input="tags"]', "baseline, paper:fig3")
+    page.fill('[data-annotations] [data-input="notes"]', "lr too high?\nrerun at 0.02")
+    page.click('[data-annotations] [data-action="save-notes"]')
+    page.wait_for_selector('[data-annotations] [data-tag="paper:fig3"]')
+    got = stack.api("GET", f"/sweeps/{sweep['id']}").json()
+    assert (got["tags"], got["notes"]) == (["baseline", "paper:fig3"], "lr too high?\nrerun at 0.02")
+
+    # The run page edits the run's own.
+    rid = sweep["run_ids"][0]
+    page.goto(stack.login_url(f"#/run/{rid}"))
+    page.click('[data-annotations] [data-action="edit-notes"]')
+    page.fill('[data-annotations] [data-input="tags"]', "odd one")
+    page.fill('[data-annotations] [data-input="notes"]', "diverged at epoch 3")
+    page.click('[data-annotations] [data-action="save-notes"]')
+    page.wait_for_selector('[data-annotations] [data-tag="odd one"]')
+    assert stack.api("GET", f"/runs/{rid}").json()["notes"] == "diverged at epoch 3"
+
+    # Tables show them, and their exports keep them.
+    page.goto(stack.login_url("#/sweeps"))
+    row = page.wait_for_selector(f'[data-table="sweeps"] tr[data-id="{sweep["id"]}"]')
+    assert row.query_selector('[data-tag="baseline"]') and row.query_selector("[data-notes]")
+    page.goto(stack.login_url(f"#/runs?sweep={sweep['id']}"))
+    page.wait_for_selector(f'[data-table="runs"] tr[data-id="{rid}"] [data-tag="odd one"]')
+    with page.expect_download() as dl:
+        page.click('[data-table="runs"] [data-export="json"]')
+    rows = {r["key"]: r for r in json.loads(Path(dl.value.path()).read_text())}
+    mine = next(r for r in rows.values() if r["notes"])
+    assert (mine["tags"], mine["notes"]) == ("odd one", "diverged at epoch 3")
+
+    # A viewer reads them but has no editor.
+    viewer = stack.api("POST", "/tokens", json={"name": "reader", "role": "viewer"}).json()
+    other = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        p2 = other.new_page()
+        p2.goto(f"{stack.base}/?token={viewer['token']}#/sweep/{sweep['id']}")
+        p2.wait_for_selector('[data-annotations] [data-tag="paper:fig3"]')
+        assert p2.locator('[data-action="edit-notes"]').count() == 0
+    finally:
+        other.close()

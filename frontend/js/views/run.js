@@ -7,6 +7,7 @@ import { href } from "../router.js";
 import { listen, liveIndicator } from "../live.js";
 import { draw, purge, chartCard } from "../plot.js";
 import { toJSON } from "../export.js";
+import { annotationBox, canEdit } from "../annotate.js";
 import {
   epochSeries, trainingFigure, kappaHeatmapFigure, spectraFigure, securityFigure, fmtAcc, fmtKappa, fmtSparsity,
   withEmptyNote,
@@ -89,8 +90,13 @@ export function render(root, ctx) {
     return `${fmtSparsity(r.sparsity)} (not pruned yet)`;
   }
 
+  let notesBox = null; // made once the run is known; kept across redraws (an open editor stays)
   function drawInfo() {
     if (!run) return;
+    if (!notesBox) {
+      notesBox = annotationBox(run, { editable: canEdit(ctx, run.owner), save: (body) => api.annotateRun(run.id, body),
+        onSaved: (r) => { run = r; } });
+    } else notesBox.update(run);
     title.textContent = run.key;
     if (!ctx.share) {
       back.setAttribute("href", href(`/sweep/${run.sweep_id}`));
@@ -114,7 +120,8 @@ export function render(root, ctx) {
           `κ median ${fmtKappa(run.monitor.kappa_median)}`)),
         row("worker", run.worker ? `${run.worker} (${run.device || "?"})` : "–"), row("attempts", run.attempts),
         row("created", dateTime(run.created)), row("started", dateTime(run.started)), row("finished", dateTime(run.finished)),
-        row("id", h("code", {}, run.id))));
+        row("id", h("code", {}, run.id))),
+      notesBox.el);
     mount(actions,
       h("a", { class: "btn", href: `#/compare?runs=${run.id}`, hidden: Boolean(ctx.share) }, "Compare…"),
       run.has_checkpoint && !(ctx.share && !ctx.share.dashboard?.allow_checkpoints) && h("button", { class: "btn", id: "checkpoint",

@@ -4,6 +4,7 @@
 import * as api from "../api.js";
 import { h, mount, statusBadge, progressBar, ago, dateTime, notify, action, TERMINAL, STATUSES } from "../dom.js";
 import { PagedTable } from "../table.js";
+import { tagChips } from "../annotate.js";
 import { href, replaceQuery } from "../router.js";
 import { fmtAcc, fmtKappa, fmtSparsity, num, METHOD_ORDER } from "../charts.js";
 
@@ -32,6 +33,9 @@ export function render(root, ctx) {
     { key: "robust_accuracy", label: "Robust", serverSort: "robust_accuracy", class: "num", value: (r) => r.robust_accuracy, render: (r) => fmtAcc(r.robust_accuracy) },
     { key: "kappa_median", label: "κ median", serverSort: "kappa_median", class: "num", value: (r) => num(r.kappa_median), render: (r) => fmtKappa(r.kappa_median) },
     { key: "worker", label: "Worker", value: (r) => r.worker, render: (r) => r.worker ? h("span", { title: r.device || "" }, r.worker) : "–" },
+    { key: "tags", label: "Tags", value: (r) => (r.tags || []).join(" "), render: (r) => h("span", {}, tagChips(r.tags),
+      r.notes && h("span", { class: "has-notes", title: r.notes, "data-notes": "" }, "✎")) },
+    { key: "notes", label: "Notes", hidden: true, value: (r) => r.notes || "" },
     { key: "created", label: "Created", value: (r) => r.created, render: (r) => h("span", { title: dateTime(r.created) }, ago(r.created)) },
   ];
   if (!ctx.readOnly) {

@@ -13,6 +13,7 @@ import {
   withEmptyNote,
 } from "../charts.js";
 import { shareDialog } from "./dashboards.js";
+import { annotationBox, canEdit } from "../annotate.js";
 
 const METRICS = ["clean", "robust", "kappa"];
 const REFRESH_MS = 1500;
@@ -51,6 +52,8 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
   const selectionInfo = h("span", { class: "muted", "data-selection": "" });
   const charts = Object.fromEntries(METRICS.map((m) => [m, chartCard(`chart-${m}`, `${sweep.name}-${m}`, () => pointRows(points()))]));
   const runList = h("tbody");
+  const notesBox = annotationBox(sweep, { editable: canEdit(ctx, sweep.owner),
+    save: (body) => api.annotateSweep(sweep.id, body) });
 
   const points = () => sweepPoints([...runs.values()], results, { [sweep.id]: sweep.name });
 
@@ -155,6 +158,7 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
       try {
         const fresh = await api.getSweep(sweep.id);
         latest = fresh;
+        notesBox.update(fresh);
         for (const r of fresh.runs) runs.set(r.id, r);
         for (const r of fresh.runs) if (r.has_result && !results.has(r.id)) fetchResult(r.id);
         redraw();
@@ -215,7 +219,7 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
   const head = ["", "Run", "Status", "Progress", "Sparsity", "Clean", "Robust (worst)", "κ median"];
   if (!ctx.readOnly) head.push("");
   const panel = h("section", { class: "sweep-panel", "data-sweep": sweep.id },
-    toolbar, headerInfo, shareArea, controls,
+    toolbar, headerInfo, notesBox.el, shareArea, controls,
     h("div", { class: "chart-grid three" }, METRICS.map((m) => charts[m].card)),
     h("div", { class: "card" }, h("h3", {}, "Runs"),
       h("div", { class: "table-scroll" }, h("table", { class: "data compact", id: "sweep-runs" },

@@ -3,6 +3,7 @@
 import * as api from "../api.js";
 import { h, mount, statusBadge, progressBar, ago, dateTime, notify, action, TERMINAL } from "../dom.js";
 import { PagedTable } from "../table.js";
+import { tagChips } from "../annotate.js";
 import { href } from "../router.js";
 
 const REFRESH_MS = 3000;
@@ -25,6 +26,9 @@ export function render(root, ctx) {
     { key: "runs", label: "Runs", value: (s) => s.run_ids.length,
       render: (s) => h("a", { href: href("/runs", { sweep: s.id }), title: countsText(s.counts) }, `${s.run_ids.length} runs`) },
     { key: "owner", label: "Owner", value: (s) => s.owner_name },
+    { key: "tags", label: "Tags", value: (s) => (s.tags || []).join(" "), render: (s) => h("span", {}, tagChips(s.tags),
+      s.notes && h("span", { class: "has-notes", title: s.notes, "data-notes": "" }, "✎")) },
+    { key: "notes", label: "Notes", hidden: true, value: (s) => s.notes || "" },
     { key: "created", label: "Created", value: (s) => s.created, render: (s) => h("span", { title: dateTime(s.created) }, ago(s.created)) },
     { key: "id", label: "Id", value: (s) => s.id, render: (s) => h("code", { class: "id" }, s.id.slice(0, 8)) },
   ];
