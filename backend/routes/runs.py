@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -10,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 
-from backend import sse
+from backend import search, sse
 from backend.deps import (
     AsyncStoreDep,
     DispatcherDep,
@@ -61,18 +62,32 @@ def list_runs(
     sort: Annotated[RunSort | None, Query(description="order by this field instead of "
                                                       "creation time")] = None,
     limit: Limit = 50, cursor: Cursor = None,
+    q: search.Text = None, tag: search.TagQ = None, dataset: search.NameQ = None,
+    model: search.NameQ = None, owner: search.OwnerQ = None,
+    created_from: search.TimeQ = None, created_to: search.TimeQ = None,
+    metric: search.MetricQ = None, min: search.BoundQ = None, max: search.BoundQ = None,
 ) -> Page[RunPublic]:
     """Runs matching every given filter, newest first (``order=asc``: oldest first), or ordered
-    by ``sort`` (over all matching runs, not one page). A share link must name one of its
+    by ``sort`` (over all matching runs, not one page). ``q`` searches the run's key, its
+    sweep's name and its notes; ``metric`` with ``min``/``max`` keeps evaluated runs in the
+    range (e.g. ``metric=robust_accuracy&min=0.5``). A share link must name one of its
     sweeps."""
     if p.sweeps is not None:
         if sweep is None:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "a share link must filter by sweep")
         p.require_sweep(sweep)
-    runs, total, nxt = store.list_runs(sweep_id=sweep, status=status_, method=method,
-                                       limit=min(limit, settings.max_page_size), cursor=cursor,
-                                       desc=order == "desc",
-                                       sort=sort.value if sort is not None else None)
+    f = search.Filters(q=q, tag=tag, dataset=dataset, model=model, owner=owner,
+                       created_from=created_from, created_to=created_to, metric=metric,
+                       min=min, max=max)
+    f.check()
+    size = builtins.min(limit, settings.max_page_size)
+    args = dict(sweep_id=sweep, status=status_, method=method, desc=order == "desc",
+                sort=sort.value if sort is not None else None)
+    if not f.active():
+        runs, total, nxt = store.list_runs(limit=size, cursor=cursor, **args)  # type: ignore[arg-type]
+    else:  # a bounded scan of the candidates the indexes give, in the requested order
+        candidates, _, _ = store.list_runs(limit=search.SCAN_LIMIT, **args)  # type: ignore[arg-type]
+        runs, total, nxt = search.page_of(candidates, f.run, size, cursor)
     return Page[RunPublic](items=[run_public(r) for r in runs], total=total, next=nxt)
 
 

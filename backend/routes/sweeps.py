@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from backend import sse
+from backend import search, sse
 from backend.deps import (
     AsyncStoreDep,
     DispatcherDep,
@@ -27,14 +27,21 @@ from backend.schemas import (
     SweepDetail,
     SweepPublic,
     SweepResults,
+    SweepStatus,
 )
 from backend.settings import Settings
 from backend.store import IdempotencyConflict, Store, SweepRecord, WorkerRecord
-from backend.views import result_public, results_csv, sweep_detail, sweep_public
+from backend.views import (
+    result_public,
+    results_csv,
+    sweep_detail,
+    sweep_public,
+    sweep_status,
+)
 from tscnc.dataroots import DATA_DIR_RULE, candidate_dirs
 from tscnc.footprint import estimate
 from tscnc.records import RunStatus
-from tscnc.spec import PRESETS, SweepSpec, resolve
+from tscnc.spec import PRESETS, Method, SweepSpec, resolve
 
 log = logging.getLogger(__name__)
 
@@ -167,12 +174,34 @@ def create_sweep(
 
 
 @router.get("", response_model=Page[SweepPublic], responses=_ERRORS)
-def list_sweeps(p: ReaderDep, store: StoreDep, settings: SettingsDep, limit: Limit = 50,
-                cursor: Cursor = None) -> Page[SweepPublic]:
-    """Sweeps, newest first."""
-    sweeps, total, nxt = store.list_sweeps(limit=min(limit, settings.max_page_size),
-                                           cursor=cursor)
-    summaries = store.sweep_summaries([s.id for s in sweeps])
+def list_sweeps(
+    p: ReaderDep, store: StoreDep, settings: SettingsDep, limit: Limit = 50,
+    cursor: Cursor = None, q: search.Text = None, tag: search.TagQ = None,
+    dataset: search.NameQ = None, model: search.NameQ = None, method: Method | None = None,
+    status_: Annotated[SweepStatus | None, Query(alias="status")] = None,
+    owner: search.OwnerQ = None, created_from: search.TimeQ = None,
+    created_to: search.TimeQ = None,
+) -> Page[SweepPublic]:
+    """Sweeps, newest first, matching every given filter (``q`` searches names and notes;
+    ``method``: one of the sweep's methods; ``status``: the sweep's status from its runs)."""
+    f = search.Filters(q=q, tag=tag, dataset=dataset, model=model, owner=owner,
+                       created_from=created_from, created_to=created_to)
+    size = min(limit, settings.max_page_size)
+    if not f.active() and method is None and status_ is None:
+        sweeps, total, nxt = store.list_sweeps(limit=size, cursor=cursor)
+        summaries = store.sweep_summaries([s.id for s in sweeps])
+    else:  # a bounded scan, newest first
+        candidates, _, _ = store.list_sweeps(limit=search.SCAN_LIMIT)
+        summaries = store.sweep_summaries([s.id for s in candidates])
+
+        def keep(s: SweepRecord) -> bool:
+            if status_ is not None:
+                counts = summaries[s.id].counts if s.id in summaries else {}
+                if sweep_status(counts) != status_:
+                    return False
+            return f.sweep(s, method.value if method is not None else None)
+
+        sweeps, total, nxt = search.page_of(candidates, keep, size, cursor)
     return Page[SweepPublic](items=[sweep_public(s, summaries.get(s.id)) for s in sweeps],
                              total=total, next=nxt)
 

@@ -131,7 +131,8 @@ export const datasets = () => request("GET", "/datasets");
 export const openapi = () => request("GET", "/openapi.json");
 
 // ---- sweeps ------------------------------------------------------------------------------
-export const listSweeps = ({ limit, cursor } = {}) => request("GET", "/sweeps", { params: { limit, cursor } });
+/** A page of sweeps: {limit, cursor} and any filters of GET /sweeps (q, tag, dataset, model, method, status, owner, created_from, created_to). */
+export const listSweeps = (params = {}) => request("GET", "/sweeps", { params });
 export const getSweep = (sweepId) => request("GET", `/sweeps/${id(sweepId)}`);
 export const sweepResults = (sweepId) => request("GET", `/sweeps/${id(sweepId)}/results`);
 export const sweepResultsCsv = (sweepId) =>
@@ -148,8 +149,8 @@ export const annotateRun = (runId, body) => request("PATCH", `/runs/${id(runId)}
 export const deleteSweep = (sweepId) => request("DELETE", `/sweeps/${id(sweepId)}`);
 
 // ---- runs --------------------------------------------------------------------------------
-export const listRuns = ({ sweep, status, method, order, sort, limit, cursor } = {}) =>
-  request("GET", "/runs", { params: { sweep, status, method, order, sort, limit, cursor } });
+/** A page of runs: {sweep, status, method, order, sort, limit, cursor} and the filters of GET /runs. */
+export const listRuns = (params = {}) => request("GET", "/runs", { params });
 export const getRun = (runId) => request("GET", `/runs/${id(runId)}`);
 export const cancelRun = (runId) => request("POST", `/runs/${id(runId)}/cancel`);
 export const retryRun = (runId) => request("POST", `/runs/${id(runId)}/retry`);

@@ -169,3 +169,58 @@ def test_notes_and_tags_owner_writes_readers_and_share_links_read(client: Any, s
                      headers=h(tokens.alice))
     assert (r.json()["notes"], r.json()["tags"]) == ("", [])
     assert client.patch("/api/v1/runs/nope", json={}, headers=h(tokens.admin)).status_code == 404
+
+
+def test_runs_and_sweeps_filter_server_side(client: Any, store: Store, tokens: Any) -> None:
+    from tests.backend.test_backend_api import SMALL, make_result
+
+    a = submit(client, tokens.alice, {**SMALL, "spec": {**SMALL["spec"], "name": "alpha lr"}}).json()
+    b = submit(client, tokens.bob, {**SMALL, "spec": {**SMALL["spec"], "name": "beta"}}).json()
+    client.patch(f"/api/v1/sweeps/{b['id']}", json={"tags": ["keep"], "notes": "the good one"},
+                 headers=h(tokens.bob))
+    tagged = a["run_ids"][1]
+    client.patch(f"/api/v1/runs/{tagged}", json={"tags": ["odd"], "notes": "NaN at epoch 2"},
+                 headers=h(tokens.alice))
+    robust = {}
+    for i, rid in enumerate(b["run_ids"]):           # evaluated runs with known robust accuracy
+        _finish(store, rid, RunStatus.succeeded)
+        res = make_result(rid).model_copy(update={"robust_accuracy": {"pgd": 0.2 * i}})
+        store.put_result(rid, res)
+        robust[rid] = 0.2 * i
+
+    def runs(**params: Any) -> list[str]:
+        out, cursor = [], None
+        while True:  # every page, 2 at a time: the scan pages like the index does
+            page = client.get("/api/v1/runs", params={**params, "limit": 2,
+                                                       **({"cursor": cursor} if cursor else {})},
+                              headers=h(tokens.viewer)).json()
+            out += [x["id"] for x in page["items"]]
+            cursor = page["next"]
+            if not cursor:
+                assert page["total"] == len(out)
+                return out
+
+    assert runs(q="alpha") == list(reversed(a["run_ids"]))          # the sweep's name
+    assert runs(q="nan AT") == [tagged]                              # notes, any case
+    assert runs(tag="odd") == [tagged]
+    assert set(runs(metric="robust_accuracy", min=0.5)) == {r for r, v in robust.items()
+                                                            if v >= 0.5}
+    assert set(runs(metric="robust_accuracy", min=0.1, max=0.5, method="lwm")) == {
+        r for r, v in robust.items() if 0.1 <= v <= 0.5
+        and store.get_run(r).method.value == "lwm"}
+    assert runs(owner=tokens.ids["alice"]) == list(reversed(a["run_ids"]))
+    assert runs(dataset="cifar10") == [] and len(runs(dataset="digits")) == 10
+    later = store.get_run(b["run_ids"][0]).created
+    assert set(runs(created_from=later)) == set(b["run_ids"])
+    bad = client.get("/api/v1/runs", params={"min": 0.5}, headers=h(tokens.viewer))
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "metric"]
+
+    def sweeps(**params: Any) -> list[str]:
+        r = client.get("/api/v1/sweeps", params=params, headers=h(tokens.viewer)).json()
+        assert r["total"] == len(r["items"])
+        return [x["id"] for x in r["items"]]
+
+    assert sweeps(q="GOOD") == [b["id"]] and sweeps(tag="keep") == [b["id"]]
+    assert sweeps(status="succeeded") == [b["id"]] and sweeps(status="queued") == [a["id"]]
+    assert sweeps(method="lwm") == [b["id"], a["id"]] and sweeps(method="hydra") == []
+    assert sweeps(owner=tokens.ids["alice"], dataset="digits") == [a["id"]]

@@ -297,3 +297,42 @@ def test_notes_and_tags_edited_inline_shown_in_tables_and_exports(page: Any, bro
         assert p2.locator('[data-action="edit-notes"]').count() == 0
     finally:
         other.close()
+
+
+def test_lists_filter_on_the_server_with_filters_in_the_url(page: Any, stack: Stack) -> None:
+    ids = {}
+    for name in ("daily-filter-keep", "daily-filter-drop"):
+        sweep = stack.api("POST", "/sweeps", json={"spec": {**_spec(), "name": name}}).json()
+        assert stack.api("POST", f"/sweeps/{sweep['id']}/cancel").status_code == 200
+        ids[name] = sweep
+    keep = ids["daily-filter-keep"]
+    stack.api("PATCH", f"/sweeps/{keep['id']}", json={"tags": ["keeper"]})
+    stack.api("PATCH", f"/runs/{keep['run_ids'][0]}", json={"notes": "look at this one"})
+
+    # Sweeps: the tag typed in the bar filters on the server and goes into the URL.
+    page.goto(stack.login_url("#/sweeps"))
+    page.wait_for_selector('[data-table="sweeps"] tbody tr[data-id]')
+    with page.expect_request(lambda r: "/api/v1/sweeps?" in r.url and "tag=keeper" in r.url):
+        page.fill('[data-filter="tag"]', "keeper")
+        page.press('[data-filter="tag"]', "Enter")
+    wait_until(lambda: page.evaluate("""() => [...document.querySelectorAll(
+        '[data-table="sweeps"] tbody tr[data-id]')].map((t) => t.dataset.id)""") == [keep["id"]],
+        10, 0.1, "only the tagged sweep")
+    assert "tag=keeper" in page.url
+
+    # Runs: a bookmarked URL with filters shows them filled in and filtered.
+    page.goto(stack.login_url("#/runs?q=LOOK%20at&status=cancelled"))
+    page.wait_for_selector('[data-table="runs"] tbody tr')
+    wait_until(lambda: page.evaluate("""() => [...document.querySelectorAll(
+        '[data-table="runs"] tbody tr[data-id]')].map((t) => t.dataset.id)""")
+        == [keep["run_ids"][0]], 10, 0.1, "only the run with the note")
+    assert page.input_value('[data-filter="q"]') == "LOOK at"
+    assert page.input_value('[data-filter="status"]') == "cancelled"
+    # A metric range goes to the API as such.
+    page.select_option('[data-filter="metric"]', "robust_accuracy")
+    with page.expect_request(lambda r: "/api/v1/runs?" in r.url and "metric=robust_accuracy" in r.url
+                             and "min=0.5" in r.url):
+        page.fill('[data-filter="min"]', "0.5")
+        page.press('[data-filter="min"]', "Enter")
+    page.wait_for_selector('[data-table="runs"] td.empty')
+    assert "min=0.5" in page.url and "metric=robust_accuracy" in page.url

@@ -5,14 +5,16 @@ import * as api from "../api.js";
 import { h, mount, statusBadge, progressBar, ago, dateTime, notify, action, TERMINAL, STATUSES } from "../dom.js";
 import { PagedTable } from "../table.js";
 import { tagChips } from "../annotate.js";
+import { filterBar, filterParams } from "../filters.js";
 import { href, replaceQuery } from "../router.js";
 import { fmtAcc, fmtKappa, fmtSparsity, num, METHOD_ORDER } from "../charts.js";
 
 const REFRESH_MS = 2000;
 
 export function render(root, ctx) {
-  const filters = { sweep: ctx.query.sweep || "", status: ctx.query.status || "", method: ctx.query.method || "",
-    order: ctx.query.order || "" };
+  // Every filter lives in the URL (bookmark it, or share it); the API filters all runs.
+  const NAMES = ["sweep", "q", "tag", "status", "method", "dataset", "model", "mine", "from", "to", "metric", "min", "max", "order"];
+  const filters = Object.fromEntries(NAMES.map((n) => [n, ctx.query[n] || ""]));
 
   const columns = [
     { key: "key", label: "Run", serverSort: "key", value: (r) => r.key, render: (r) => h("a", { href: href(`/run/${r.id}`), class: "strong" }, r.key) },
@@ -54,15 +56,28 @@ export function render(root, ctx) {
 
   const table = new PagedTable({
     columns, name: "runs", selectable: true,
-    fetchPage: (page) => api.listRuns({ ...filters, ...page }),
+    fetchPage: (page) => api.listRuns({ ...filterParams(filters, ctx.me?.id), ...page }),
     emptyText: "No runs match these filters.",
   });
 
-  const select = (name, options, label) => h("label", { class: "filter" }, label,
-    h("select", { name, "data-filter": name, onchange: (e) => { filters[name] = e.target.value; applyFilters(); } },
-      h("option", { value: "" }, "all"), options.map((o) => h("option", { value: o, selected: filters[name] === o }, o))));
-  const sweepInput = h("input", { name: "sweep", "data-filter": "sweep", placeholder: "sweep id", value: filters.sweep, size: 34,
-    onchange: (e) => { filters.sweep = e.target.value.trim(); applyFilters(); } });
+  const bar = filterBar([
+    { name: "q", label: "Search", placeholder: "name or notes", size: 18 },
+    { name: "tag", label: "Tag", size: 10 },
+    { name: "status", label: "Status", kind: "select", options: STATUSES },
+    { name: "method", label: "Method", kind: "select", options: METHOD_ORDER },
+    { name: "dataset", label: "Dataset", size: 9 },
+    { name: "model", label: "Model", size: 7 },
+    !ctx.share && { name: "mine", label: "Mine", kind: "check" },
+    { name: "from", label: "From", kind: "date" },
+    { name: "to", label: "to", kind: "date" },
+    { name: "metric", label: "Metric", kind: "select", all: "—", title: "keep evaluated runs with this metric in [min, max]",
+      options: [["robust_accuracy", "robust"], ["clean_accuracy", "clean"], ["kappa_median", "κ median"], ["sparsity_actual", "sparsity"]] },
+    { name: "min", label: "≥", kind: "number" },
+    { name: "max", label: "≤", kind: "number" },
+    { name: "sweep", label: "Sweep", placeholder: "sweep id", size: 12 },
+    { name: "order", label: "Order", kind: "select", all: "newest first", options: [["asc", "oldest first"]],
+      title: "order of all pages by creation time (or click a column header)" },
+  ].filter(Boolean), filters, applyFilters);
   function applyFilters() {
     replaceQuery("/runs", filters);
     table.reset();
@@ -93,11 +108,7 @@ export function render(root, ctx) {
         if (!table.selected.size) return notify("Select runs to compare.");
         window.location.hash = href("/compare", { runs: [...table.selected].join(",") });
       } }, "Compare selected")),
-    h("div", { class: "filters" }, h("label", { class: "filter" }, "Sweep ", sweepInput),
-      select("status", STATUSES, "Status "), select("method", METHOD_ORDER, "Method "),
-      h("label", { class: "filter", title: "order of all pages by creation time (or click a column header)" }, "Order ",
-        h("select", { name: "order", "data-filter": "order", onchange: (e) => { filters.order = e.target.value; applyFilters(); } },
-          h("option", { value: "" }, "newest first"), h("option", { value: "asc", selected: filters.order === "asc" }, "oldest first")))),
+    bar,
     table.el);
   table.load();
 

@@ -1,10 +1,12 @@
 // Sweeps table: one page at a time, live progress, bulk cancel/delete.
 
 import * as api from "../api.js";
-import { h, mount, statusBadge, progressBar, ago, dateTime, notify, action, TERMINAL } from "../dom.js";
+import { h, mount, statusBadge, progressBar, ago, dateTime, notify, action, TERMINAL, STATUSES } from "../dom.js";
 import { PagedTable } from "../table.js";
 import { tagChips } from "../annotate.js";
-import { href } from "../router.js";
+import { href, replaceQuery } from "../router.js";
+import { filterBar, filterParams } from "../filters.js";
+import { METHOD_ORDER } from "../charts.js";
 
 const REFRESH_MS = 3000;
 
@@ -32,8 +34,28 @@ export function render(root, ctx) {
     { key: "created", label: "Created", value: (s) => s.created, render: (s) => h("span", { title: dateTime(s.created) }, ago(s.created)) },
     { key: "id", label: "Id", value: (s) => s.id, render: (s) => h("code", { class: "id" }, s.id.slice(0, 8)) },
   ];
-  const table = new PagedTable({ columns, name: "sweeps", selectable: !ctx.readOnly, fetchPage: api.listSweeps,
-    emptyText: "No sweeps yet: start one with New experiment." });
+  // Filters live in the URL (bookmark or share the filtered list); the API applies them.
+  const NAMES = ["q", "tag", "status", "method", "dataset", "model", "mine", "from", "to"];
+  const filters = Object.fromEntries(NAMES.map((n) => [n, ctx.query[n] || ""]));
+  const filtered = () => NAMES.some((n) => filters[n]);
+  const table = new PagedTable({ columns, name: "sweeps", selectable: !ctx.readOnly,
+    fetchPage: (page) => api.listSweeps({ ...filterParams(filters, ctx.me?.id), ...page }),
+    emptyText: filtered() ? "No sweep matches these filters." : "No sweeps yet: start one with New experiment." });
+  const bar = filterBar([
+    { name: "q", label: "Search", placeholder: "name or notes", size: 18 },
+    { name: "tag", label: "Tag", size: 10 },
+    { name: "status", label: "Status", kind: "select", options: [...STATUSES, "finished"] },
+    { name: "method", label: "Method", kind: "select", options: METHOD_ORDER },
+    { name: "dataset", label: "Dataset", size: 9 },
+    { name: "model", label: "Model", size: 7 },
+    !ctx.share && { name: "mine", label: "Mine", kind: "check" },
+    { name: "from", label: "From", kind: "date" },
+    { name: "to", label: "to", kind: "date" },
+  ].filter(Boolean), filters, () => {
+    replaceQuery("/sweeps", filters);
+    table.emptyText = filtered() ? "No sweep matches these filters." : "No sweeps yet: start one with New experiment.";
+    table.reset();
+  });
 
   const bulk = (fn, verb) => action(async () => {
     const ids = [...table.selected];
@@ -56,7 +78,7 @@ export function render(root, ctx) {
       window.location.hash = href("/compare", { sweeps: ids.join(",") });
     } }, "Compare selected"),
     !ctx.readOnly && h("a", { class: "btn primary", href: "#/new" }, "New experiment"));
-  mount(root, toolbar, table.el);
+  mount(root, toolbar, bar, table.el);
   table.load();
 
   const timer = setInterval(() => {

@@ -1,0 +1,116 @@
+"""Search and filters of the sweeps and runs lists (free text, tag, dataset, model, method,
+status, owner, creation date, a metric range) over a bounded scan.
+
+The index-backed filters (sweep, status, method) pick the candidates as before; the others are
+checked record by record over at most :data:`SCAN_LIMIT` of them (newest first, or in the
+requested order), then the matches are paged with an offset cursor. A later issue adds indexes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Annotated, Literal, TypeVar
+
+from fastapi import HTTPException, Query, status
+from pydantic import BaseModel, ConfigDict
+
+from backend.store import RunRecord, SweepRecord
+
+SCAN_LIMIT = 10_000
+
+# The run fields a metric range applies to (results only: null until a run is evaluated).
+RangeMetric = Literal["clean_accuracy", "robust_accuracy", "kappa_median", "sparsity_actual"]
+
+Text = Annotated[str | None, Query(max_length=200, description="free text, case-insensitive: "
+                                                               "in the name (a run's key or its "
+                                                               "sweep's name) or the notes")]
+TagQ = Annotated[str | None, Query(max_length=40, description="has this tag")]
+NameQ = Annotated[str | None, Query(max_length=64)]
+OwnerQ = Annotated[str | None, Query(max_length=64, description="owner's token id")]
+TimeQ = Annotated[float | None, Query(ge=0, description="creation time bound (Unix seconds)")]
+MetricQ = Annotated[RangeMetric | None, Query(description="metric the min/max range applies to")]
+BoundQ = Annotated[float | None, Query(allow_inf_nan=False)]
+
+T = TypeVar("T")
+
+
+class Filters(BaseModel):
+    """The record-by-record filters of a list request (None: not filtered on)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    q: str | None = None
+    tag: str | None = None
+    dataset: str | None = None
+    model: str | None = None
+    owner: str | None = None
+    created_from: float | None = None
+    created_to: float | None = None
+    metric: RangeMetric | None = None
+    min: float | None = None
+    max: float | None = None
+
+    def active(self) -> bool:
+        return any(v not in (None, "") for v in self.model_dump().values())
+
+    def check(self) -> None:
+        """422 naming the field for a range without a metric, or min above max."""
+        if (self.min is not None or self.max is not None) and self.metric is None:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, [{
+                "loc": ["query", "metric"], "type": "missing",
+                "msg": "min/max need metric (clean_accuracy, robust_accuracy, kappa_median or "
+                       "sparsity_actual)"}])
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, [{
+                "loc": ["query", "min"], "type": "value_error", "msg": "min is above max"}])
+
+    def _common(self, name: str, notes: str, tags: Sequence[str], owner: str,
+                created: float) -> bool:
+        if self.q and self.q.casefold() not in f"{name}\n{notes}".casefold():
+            return False
+        if self.tag and self.tag not in tags:
+            return False
+        if self.owner and owner != self.owner:
+            return False
+        if self.created_from is not None and created < self.created_from:
+            return False
+        return not (self.created_to is not None and created > self.created_to)
+
+    def run(self, r: RunRecord) -> bool:
+        """Does run ``r`` pass? (Its metric must be known, i.e. evaluated, for a range.)"""
+        if not self._common(f"{r.key}\n{r.sweep_name}", r.notes, r.tags, r.owner, r.created):
+            return False
+        if self.dataset and r.dataset != self.dataset:
+            return False
+        if self.model and r.model != self.model:
+            return False
+        if self.metric is not None:
+            v = getattr(r, self.metric) if r.has_result else None
+            if v is None or math.isnan(v):
+                return False
+            if self.min is not None and v < self.min:
+                return False
+            if self.max is not None and v > self.max:
+                return False
+        return True
+
+    def sweep(self, s: SweepRecord, method: str | None = None) -> bool:
+        """Does sweep ``s`` pass (``method``: one of its methods)?"""
+        if not self._common(s.name, s.notes, s.tags, s.owner, s.created):
+            return False
+        spec = s.spec
+        if self.dataset and spec.get("dataset", {}).get("name") != self.dataset:
+            return False
+        if self.model and spec.get("model", {}).get("name") != self.model:
+            return False
+        return not (method and method not in spec.get("methods", []))
+
+
+def page_of(items: list[T], keep: Callable[[T], bool], limit: int,
+            cursor: str | None) -> tuple[list[T], int, str | None]:
+    """The matches of ``items`` (in their order) from offset ``cursor``: (page, total, next)."""
+    matches = [x for x in items if keep(x)]
+    start = int(cursor or 0)
+    end = start + limit
+    return matches[start:end], len(matches), str(end) if end < len(matches) else None
