@@ -11,6 +11,7 @@ import * as form from "./views/form.js";
 import * as sweep from "./views/sweep.js";
 import * as run from "./views/run.js";
 import * as compare from "./views/compare.js";
+import * as diff from "./views/diff.js";
 import * as queue from "./views/queue.js";
 import * as dashboards from "./views/dashboards.js";
 import * as share from "./views/share.js";
@@ -25,6 +26,7 @@ const ROUTES = {
   "/sweep/:id": sweep,
   "/run/:id": run,
   "/compare": compare,
+  "/diff": diff,
   "/queue": queue,
   "/dashboards": dashboards,
 };

@@ -336,3 +336,43 @@ def test_lists_filter_on_the_server_with_filters_in_the_url(page: Any, stack: St
         page.press('[data-filter="min"]', "Enter")
     page.wait_for_selector('[data-table="runs"] td.empty')
     assert "min=0.5" in page.url and "metric=robust_accuracy" in page.url
+
+
+def test_run_diff_shows_the_fields_that_differ_next_to_results(page: Any, stack: Stack) -> None:
+    a = stack.api("POST", "/sweeps", json={"spec": {**_spec(), "name": "daily-diff-a"}}).json()
+    other = {**_spec(), "name": "daily-diff-b",
+             "training": {**_spec()["training"], "lr": 0.02}}
+    b = stack.api("POST", "/sweeps", json={"spec": other}).json()
+    for s in (a, b):
+        assert stack.api("POST", f"/sweeps/{s['id']}/cancel").status_code == 200
+    runs = {r["id"]: r for s in (a, b)
+            for r in stack.api("GET", "/runs", params={"sweep": s["id"]}).json()["items"]}
+    a05 = next(r for r in runs.values() if r["sweep_id"] == a["id"] and r["sparsity"] == 0.5)
+    a09 = next(r for r in runs.values() if r["sweep_id"] == a["id"] and r["sparsity"] == 0.9)
+    b05 = next(r for r in runs.values() if r["sweep_id"] == b["id"] and r["sparsity"] == 0.5)
+
+    # From the runs table: select three, press Diff selected.
+    page.goto(stack.login_url("#/runs?q=daily-diff"))
+    page.wait_for_selector(f'[data-table="runs"] tr[data-id="{b05["id"]}"]')
+    for r in (a05, a09, b05):
+        page.check(f'[data-table="runs"] [data-select="{r["id"]}"]')
+    page.click('[data-action="diff-selected"]')
+    page.wait_for_selector("#diff-spec")
+    paths = page.evaluate("() => [...document.querySelectorAll('#diff-spec tr[data-path]')]"
+                          ".map((t) => t.dataset.path)")
+    assert set(paths) == {"sparsity", "name", "training.lr"}, paths
+    lr = page.evaluate("""() => [...document.querySelectorAll('#diff-spec tr[data-path="training.lr"] td')]
+        .slice(1).map((t) => t.textContent)""")
+    order = page.evaluate("() => [...document.querySelectorAll('#diff-spec thead th a')]"
+                          ".map((a) => a.getAttribute('href'))")
+    a_lr = stack.api("GET", f"/sweeps/{a['id']}").json()["spec"]["training"]["lr"]
+    assert a_lr != 0.02
+    want = {f"#/run/{r['id']}": str(r_lr) for r, r_lr in ((a05, a_lr), (a09, a_lr), (b05, 0.02))}
+    assert [want[o] for o in order] == lr
+    assert page.locator('#diff-results [data-result="status"] [data-status="cancelled"]').count() == 3
+    # All fields on demand, the differing ones marked.
+    page.check("#diff-all")
+    wait_until(lambda: page.locator('#diff-spec tr[data-path="model.width"]').count() == 1, 5, 0.05,
+               "all fields")
+    assert page.locator("#diff-spec tr.differs").count() == 3
+    assert "all=1" in page.url

@@ -107,7 +107,11 @@ export function render(root, ctx) {
       h("button", { class: "btn", "data-action": "compare-selected", onclick: () => {
         if (!table.selected.size) return notify("Select runs to compare.");
         window.location.hash = href("/compare", { runs: [...table.selected].join(",") });
-      } }, "Compare selected")),
+      } }, "Compare selected"),
+      h("button", { class: "btn", "data-action": "diff-selected", title: "the spec fields in which the selected runs differ, and their results", onclick: () => {
+        if (table.selected.size < 2) return notify("Select two or more runs to diff.");
+        window.location.hash = href("/diff", { runs: [...table.selected].join(",") });
+      } }, "Diff selected")),
     bar,
     table.el);
   table.load();
