@@ -140,6 +140,20 @@ export const sweepResultsCsv = (sweepId) =>
 /** Download the sweep's results CSV (as the API writes it) as `filename`. */
 export const downloadSweepResultsCsv = (sweepId, filename) =>
   download(`/sweeps/${id(sweepId)}/results`, filename, { format: "csv" });
+/**
+ * Seed statistics of one sweep or several (SummaryPublic): opts {group_by (list or comma list),
+ * baseline, attack}; null/empty options are left to the server's defaults.
+ */
+export const summary = (sweepIds, opts = {}) => (sweepIds.length === 1
+  ? request("GET", `/sweeps/${id(sweepIds[0])}/summary`, { params: summaryParams(opts) })
+  : request("GET", "/summary", { params: { sweeps: sweepIds.join(","), ...summaryParams(opts) } }));
+/** Download the summary as the API writes it (format "csv" or "json") as `filename`. */
+export const downloadSummary = (sweepIds, opts, format, filename) => (sweepIds.length === 1
+  ? download(`/sweeps/${id(sweepIds[0])}/summary`, filename, { ...summaryParams(opts), format })
+  : download("/summary", filename, { sweeps: sweepIds.join(","), ...summaryParams(opts), format }));
+function summaryParams({ group_by: groupBy, baseline, attack } = {}) {
+  return { group_by: Array.isArray(groupBy) ? groupBy.join(",") : groupBy, baseline, attack };
+}
 export const createSweep = (body, idempotencyKey) =>
   request("POST", "/sweeps", { body, headers: idempotencyKey ? { "Idempotency-Key": idempotencyKey } : {} });
 export const cancelSweep = (sweepId) => request("POST", `/sweeps/${id(sweepId)}/cancel`);

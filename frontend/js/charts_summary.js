@@ -10,6 +10,8 @@ import {
   num, fmtAcc, fmtKappa, fmtSparsity, kappaAxis, INF_LABEL, INF_SYMBOL, METHOD_ORDER, METHOD_COLORS, robustValue,
 } from "./charts.js";
 
+// A legend under the plot, below the x-axis title (placed in the figure's own coordinates).
+const LEGEND_BELOW = { orientation: "h", x: 0, xanchor: "left", yref: "container", y: 0, yanchor: "bottom" };
 const EXTRA_COLORS = ["#0891b2", "#be185d", "#65a30d", "#7c3aed", "#ea580c", "#0f766e", "#a16207", "#4338ca"];
 
 /** Colours of the difference verdicts (the same words as the API's `verdict`). */
@@ -159,7 +161,14 @@ export function bandFigure(rows, opts = {}) {
     data.push({ ...common, name: `${label} ${isK ? "min–max" : "95 % interval"}`, mode: "lines", y: rs.map((r) => y(high(r))),
       fill: "tonexty", fillcolor: translucent(color), line: { width: 0, color } });
     const inf = rs.map((r) => isK && r.kappa.gmean !== null && !Number.isFinite(r.kappa.gmean));
+    // A band needs two sparsities to have an area: a lone point shows its interval as a bar.
+    const bar = rs.length === 1 ? {
+      error_y: { type: "data", symmetric: false, color, thickness: 2, width: 6,
+        array: rs.map((r) => (y(high(r)) === null || y(centre(r)) === null ? 0 : y(high(r)) - y(centre(r)))),
+        arrayminus: rs.map((r) => (y(low(r)) === null || y(centre(r)) === null ? 0 : y(centre(r)) - y(low(r)))) },
+    } : {};
     data.push({
+      ...bar,
       type: "scatter", mode: "lines+markers", name: label, legendgroup: label, x, y: rs.map((r) => y(centre(r))),
       line: { color, width: 2 },
       marker: { color, symbol: inf.map((i) => (i ? INF_SYMBOL : "circle")), size: inf.map((i) => (i ? 13 : 8)) },
@@ -204,11 +213,11 @@ export function bandFigure(rows, opts = {}) {
     layout: {
       ...band,
       title: { text: title, font: { size: 13 } },
-      xaxis: { title: { text: "sparsity" }, type: "category", categoryorder: "array",
+      xaxis: { title: { text: "sparsity", standoff: 6 }, automargin: true, type: "category", categoryorder: "array",
         categoryarray: sparsityCategories([...rows.map((r) => r.sparsity), ...(opts.showSeeds ? seeds.map((p) => p.sparsity) : [])]) },
       yaxis,
       margin: { l: 60, r: 10, t: 40, b: 45 },
-      legend: { orientation: "h", y: -0.22 },
+      legend: LEGEND_BELOW,
       hovermode: "closest",
       uirevision: `band-${metric}`,
       height: 340,
@@ -278,12 +287,12 @@ export function differenceFigure(rows, opts = {}) {
     data,
     layout: {
       title: { text: `Δ robust accuracy vs ${opts.baseline || "baseline"} (paired by seed, 95 % interval)`, font: { size: 13 } },
-      xaxis: { title: { text: "sparsity" }, type: "category", categoryorder: "array", categoryarray: categories },
+      xaxis: { title: { text: "sparsity", standoff: 6 }, automargin: true, type: "category", categoryorder: "array", categoryarray: categories },
       yaxis: { title: { text: "Δ robust accuracy" }, tickformat: "+.0%", zeroline: false },
       shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: 0, y1: 0, line: { color: "#111", width: 1.5, dash: "dash" } }],
       annotations: verdictNotes,
       margin: { l: 60, r: 10, t: 40, b: 45 },
-      legend: { orientation: "h", y: -0.22 },
+      legend: LEGEND_BELOW,
       hovermode: "closest",
       uirevision: "difference",
       height: 340,
@@ -301,7 +310,7 @@ function diffHover(r, baseline) {
 
 // ---- grids: parallel coordinates and heatmap --------------------------------------------------
 
-/** A numeric or categorical parcoords dimension of `values` (one per line). */
+/** A numeric or categorical parallel-coordinates axis of `values` (one per line). */
 function dimension(label, values) {
   const numeric = values.every((v) => typeof v === "number" && Number.isFinite(v));
   if (numeric) return { label, values };
@@ -310,13 +319,14 @@ function dimension(label, values) {
 }
 
 /**
- * Parallel coordinates (Plotly parcoords), one line per (group, sparsity): a dimension per grid
- * knob (opts.knobs, default gridKnobs), the method when several are shown, sparsity, robust
- * accuracy (mean) and log10 κ (geometric mean; ∞ drawn at the top, ticked "∞"). Lines are
- * coloured by robust accuracy. Categorical values (methods, enumerated knobs) become indices
- * with their names as tick labels. Rows without a robust mean are left out.
+ * The axes of the parallel-coordinates chart, one value per (group, sparsity) row: the method
+ * when several are shown, a dimension per grid knob (opts.knobs, default gridKnobs), sparsity,
+ * robust accuracy (mean) and log10 κ (geometric mean; ∞ drawn at the top, ticked "∞").
+ * Categorical values (methods, enumerated knobs, "–" for a group without the knob) become
+ * indices with their names as tick labels. Rows without a robust mean are left out.
+ * Returns {rows, dims: [{label, values, range?, tickvals?, ticktext?}]}.
  */
-export function parcoordsFigure(rows, opts = {}) {
+export function parcoordsDimensions(rows, opts = {}) {
   const rs = rows.filter((r) => r.robust.mean !== null && r.sparsity !== null);
   const knobs = opts.knobs || gridKnobs(rs);
   const dims = [];
@@ -334,16 +344,90 @@ export function parcoordsFigure(rows, opts = {}) {
   for (let d = kAxis.low; d <= kAxis.topFinite; d += 1) ticks.push(d);
   dims.push({ label: "log10 κ", values: logs, range: [kAxis.low, kAxis.infAt],
     tickvals: [...ticks, kAxis.infAt], ticktext: [...ticks.map(String), INF_LABEL] });
+  return { rows: rs, dims };
+}
+
+const VIRIDIS = [[0, [68, 1, 84]], [0.25, [59, 82, 139]], [0.5, [33, 145, 140]], [0.75, [94, 201, 98]], [1, [253, 231, 37]]];
+
+/** The Viridis colour of t in [0, 1] (linear between five stops), as "rgb(r,g,b)". */
+export function viridis(t) {
+  const x = Math.min(1, Math.max(0, t ?? 0));
+  let i = 0;
+  while (i < VIRIDIS.length - 2 && x > VIRIDIS[i + 1][0]) i += 1;
+  const [t0, c0] = VIRIDIS[i];
+  const [t1, c1] = VIRIDIS[i + 1];
+  const f = (x - t0) / (t1 - t0);
+  return `rgb(${c0.map((c, j) => Math.round(c + f * (c1[j] - c))).join(",")})`;
+}
+
+/** A dimension's value scaled to [0, 1] on its axis (its range, else its values' min–max). */
+function scaled(dim, v) {
+  if (v === null || v === undefined) return null;
+  const finite = dim.values.filter((x) => x !== null);
+  const [lo, hi] = dim.range || [Math.min(...finite), Math.max(...finite)];
+  return hi > lo ? (v - lo) / (hi - lo) : 0.5;
+}
+
+function tickLabel(v) {
+  return typeof v === "number" ? String(Number(v.toPrecision(4))) : String(v);
+}
+
+/**
+ * Parallel coordinates (the axes of parcoordsDimensions) drawn as an SVG chart: one line per
+ * (group, sparsity) across the axes, coloured by its robust accuracy (Viridis, 0 → 100 %),
+ * each axis a vertical rule with its tick labels; hovering a line names its group and values.
+ * (Plotly's own `parcoords` trace renders with WebGL code generated at run time, which the
+ * dashboard's Content-Security-Policy, script-src 'self' without 'unsafe-eval', forbids.)
+ * layout.meta.dimensions holds the axes for exports and tests.
+ */
+export function parcoordsFigure(rows, opts = {}) {
+  const { rows: rs, dims } = parcoordsDimensions(rows, opts);
+  const xs = dims.map((_, i) => i);
+  const robustDim = dims.find((d) => d.label === "robust accuracy");
+  const data = rs.map((r, j) => ({
+    type: "scatter",
+    mode: "lines+markers",
+    name: `${r.label} · s=${fmtSparsity(r.sparsity)}`,
+    x: xs,
+    y: dims.map((d) => scaled(d, d.values[j])),
+    line: { color: viridis(robustDim.values[j]), width: 2.5 },
+    marker: { size: 5, color: viridis(robustDim.values[j]) },
+    text: dims.map(() => [`<b>${escapeHtml(r.label)}</b>`, ...dims.map((d) => `${d.label}: ${d.ticktext && d.label !== "log10 κ"
+      ? d.ticktext[d.values[j]] : d.label === "log10 κ" ? fmtKappa(r.kappa.gmean) : tickLabel(d.values[j])}`)].join("<br>")),
+    hovertemplate: "%{text}<extra></extra>",
+    showlegend: false,
+  }));
+  // The colour bar: an invisible marker trace carrying the scale.
+  data.push({ type: "scatter", mode: "markers", x: [0], y: [-10], hoverinfo: "skip", showlegend: false, name: "colour scale",
+    marker: { color: [0], cmin: 0, cmax: 1, colorscale: "Viridis", showscale: true, opacity: 0,
+      colorbar: { title: { text: "robust" }, tickformat: ".0%", len: 0.8 } } });
+  const shapes = xs.map((x) => ({ type: "line", xref: "x", yref: "y", x0: x, x1: x, y0: 0, y1: 1, line: { color: "#374151", width: 1.5 }, layer: "below" }));
+  const annotations = [];
+  dims.forEach((d, i) => {
+    let ticks;
+    if (d.tickvals) ticks = d.tickvals.map((v, k) => [scaled(d, v), d.ticktext[k]]);
+    else {
+      const finite = d.values.filter((v) => v !== null);
+      const [lo, hi] = d.range || [Math.min(...finite), Math.max(...finite)];
+      const fmt = d.label === "robust accuracy" ? (v) => `${Math.round(100 * v)}%` : tickLabel;
+      ticks = lo === hi ? [[0.5, fmt(lo)]] : [[0, fmt(lo)], [1, fmt(hi)]];
+    }
+    for (const [y, text] of ticks) {
+      annotations.push({ x: i, y, xref: "x", yref: "y", text: escapeHtml(text), showarrow: false, xanchor: "right", xshift: -4, font: { size: 10, color: "#374151" } });
+    }
+  });
   return {
-    data: [{
-      type: "parcoords",
-      line: { color: rs.map((r) => r.robust.mean), colorscale: "Viridis", cmin: 0, cmax: 1, showscale: true,
-        colorbar: { title: { text: "robust" }, tickformat: ".0%" } },
-      dimensions: dims,
-    }],
+    data,
     layout: {
-      title: { text: "Grid: knobs and sparsity against robust accuracy and κ", font: { size: 13 } },
-      margin: { l: 70, r: 40, t: 70, b: 30 },
+      title: { text: "Grid: knobs and sparsity against robust accuracy and κ (parallel coordinates)", font: { size: 13 } },
+      xaxis: { tickvals: xs, ticktext: dims.map((d) => d.label), side: "top", range: [-0.5, Math.max(1, dims.length - 1) + 0.3],
+        showgrid: false, zeroline: false, fixedrange: true },
+      yaxis: { range: [-0.06, 1.06], visible: false, fixedrange: true },
+      shapes,
+      annotations,
+      meta: { dimensions: dims },
+      margin: { l: 30, r: 10, t: 70, b: 20 },
+      hovermode: "closest",
       uirevision: "parcoords",
       height: 380,
     },

@@ -175,11 +175,12 @@ GRID = {
 
 
 def test_parcoords_has_a_dimension_per_knob_sparsity_robust_and_kappa(js: Any) -> None:
-    fig, knobs = js("const rows = cs.summaryRows(arg); return [cs.parcoordsFigure(rows), cs.gridKnobs(rows)];", GRID)
+    fig, knobs, dims_list = js("""
+        const rows = cs.summaryRows(arg);
+        return [cs.parcoordsFigure(rows), cs.gridKnobs(rows), cs.parcoordsDimensions(rows).dims];
+    """, GRID)
     assert knobs == [A, LAM]
-    (trace,) = fig["data"]
-    assert trace["type"] == "parcoords"
-    dims = {d["label"]: d for d in trace["dimensions"]}
+    dims = {d["label"]: d for d in dims_list}
     assert list(dims) == ["method", "a", "lambda_cnc", "sparsity", "robust accuracy", "log10 κ"]
     n = len(GRID["groups"])
     assert all(len(d["values"]) == n for d in dims.values())
@@ -190,18 +191,37 @@ def test_parcoords_has_a_dimension_per_knob_sparsity_robust_and_kappa(js: Any) -
     # hydra has no grid values: shown as "–" on the knob axes (then categorical)
     assert dims["lambda_cnc"]["ticktext"] == ["–", "0.01", "0.1"]
     assert dims["sparsity"]["values"] == [s for _, s in order]
-    assert dims["robust accuracy"]["values"] == pytest.approx([g["robust_accuracy"]["mean"] for g in GRID["groups"]])
-    assert trace["line"]["color"] == dims["robust accuracy"]["values"]
+    robust = [g["robust_accuracy"]["mean"] for g in GRID["groups"]]
+    assert dims["robust accuracy"]["values"] == pytest.approx(robust)
     kap = dims["log10 κ"]
     assert kap["values"][:5] == pytest.approx([1.0, math.log10(20), math.log10(30), math.log10(40), 3.0])
     inf_at = kap["tickvals"][kap["ticktext"].index("∞")]
     assert kap["values"][5] == inf_at and inf_at > 3.0
 
+    # The figure: one line per row across the axes (x = axis index), each axis scaled to [0, 1],
+    # coloured by robust accuracy; the axes are named on top and kept in layout.meta.
+    lines = [t for t in fig["data"] if t["mode"] == "lines+markers"]
+    assert len(lines) == n
+    assert fig["layout"]["xaxis"]["ticktext"] == list(dims)
+    assert fig["layout"]["meta"]["dimensions"] == dims_list
+    lo, hi = 1.0, inf_at                                  # the κ axis runs from 10^1 to ∞
+    for j, t in enumerate(lines):
+        assert t["x"] == list(range(6))
+        assert t["y"][4] == pytest.approx(robust[j])      # robust accuracy on a 0..1 axis
+        assert t["y"][5] == pytest.approx((kap["values"][j] - kap["range"][0]) / (kap["range"][1] - kap["range"][0]))
+        assert min(t["y"]) >= 0 and max(t["y"]) <= 1
+    assert kap["range"] == [lo, hi]
+    colors = js("return [0, 0.5, 1, arg].map((t) => cs.viridis(t));", robust[1])
+    assert colors[:3] == ["rgb(68,1,84)", "rgb(33,145,140)", "rgb(253,231,37)"]
+    assert lines[1]["line"]["color"] == colors[3]
+    assert len(fig["layout"]["shapes"]) == 6            # one rule per axis
+    assert any(a["text"] == "∞" for a in fig["layout"]["annotations"])
+
 
 def test_parcoords_knob_dimension_is_numeric_when_every_group_has_it(js: Any) -> None:
     only = dict(GRID, groups=GRID["groups"][:6])
-    fig = js("return cs.parcoordsFigure(cs.summaryRows(arg));", only)
-    dims = {d["label"]: d for d in fig["data"][0]["dimensions"]}
+    dims_list = js("return cs.parcoordsDimensions(cs.summaryRows(arg)).dims;", only)
+    dims = {d["label"]: d for d in dims_list}
     assert "method" not in dims                         # one method: no method axis
     assert dims["lambda_cnc"]["values"] == [0.01, 0.1, 0.01, 0.1, 0.01, 0.1] and "ticktext" not in dims["lambda_cnc"]
 
@@ -250,3 +270,75 @@ def test_summary_export_rows_and_csv(js: Any) -> None:
 def test_group_labels_name_the_grid_values(js: Any) -> None:
     labels = js("return cs.summaryRows(arg).map((r) => r.label);", GRID)
     assert labels[0] == "tscnc · a=1 · lambda_cnc=0.01" and labels[-1] == "hydra"
+
+
+# ---- the form's grid editor: pure helpers (grid.js) ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def openapi() -> dict[str, Any]:
+    """The API's own OpenAPI document (the grid editor reads its knobs and bounds from it)."""
+    from backend.app import create_app
+    return create_app().openapi()
+
+
+def grid_js(page: Any, static_frontend: str, body: str, arg: Any) -> Any:
+    page.goto(static_frontend + "/js/")
+    return page.evaluate(f"""async (arg) => {{
+        const grid = await import('/js/grid.js');
+        const specform = await import('/js/specform.js');
+        {body}
+    }}""", arg)
+
+
+def test_griddable_paths_are_the_servers(page: Any, static_frontend: str, openapi: dict[str, Any]) -> None:
+    from tscnc.spec import GRID_PATHS
+    paths = grid_js(page, static_frontend, "return grid.griddablePaths(arg);", openapi)
+    assert paths == list(GRID_PATHS)
+    assert "training.device" not in paths and "constraints.lambda_cnc" in paths
+    # without the declared list, the schema's numeric, boolean and enumerated knobs
+    grid_schema = openapi["components"]["schemas"]["SweepSpec"]["properties"]["grid"]
+    bare = {**openapi, "components": {**openapi["components"], "schemas": {
+        **openapi["components"]["schemas"],
+        "SweepSpec": {**openapi["components"]["schemas"]["SweepSpec"], "properties": {
+            **openapi["components"]["schemas"]["SweepSpec"]["properties"],
+            "grid": {k: v for k, v in grid_schema.items() if k != "propertyNames"}}}}}}
+    derived = grid_js(page, static_frontend, "return grid.griddablePaths(arg);", bare)
+    assert set(GRID_PATHS) <= set(derived) and "training.device" not in derived
+
+
+def test_grid_values_are_checked_as_their_field(page: Any, static_frontend: str, openapi: dict[str, Any]) -> None:
+    out = grid_js(page, static_frontend, """
+        const fs = (p) => specform.fieldSchema(arg, p);
+        const p = (t, path) => grid.parseGridValues(t, fs(path));
+        return [p('0.01, 0.1 1', 'constraints.lambda_cnc'), p('0.1, -1', 'constraints.lambda_cnc'),
+                p('2, 2.5', 'training.pretrain_epochs'), p('1, 1', 'constraints.a'), p('', 'constraints.a'),
+                p('logdet, nope', 'constraints.cnc_kind'), p('true, false', 'training.channels_last'),
+                p('yes', 'training.channels_last'), grid.knobKind(fs('constraints.cnc_kind'))];
+    """, openapi)
+    assert out[0] == {"value": [0.01, 0.1, 1], "error": None}
+    assert "-1" in out[1]["error"] and "≥" in out[1]["error"]
+    assert "2.5" in out[2]["error"] and "whole" in out[2]["error"]
+    assert out[3]["error"] == "values must not repeat"
+    assert out[4]["error"] == "give at least one value"
+    assert "nope" in out[5]["error"] and "logdet" in out[5]["error"]
+    assert out[6] == {"value": [True, False], "error": None}
+    assert "true or false" in out[7]["error"]
+    assert out[8] == "enum"
+
+
+def test_grid_run_count_and_422_location(page: Any, static_frontend: str) -> None:
+    out = grid_js(page, static_frontend, """
+        return [grid.gridRunCount(['dense', 'hydra', 'tscnc'], [0.5, 0.9], [0, 1], {'constraints.a': [1, 10], 'constraints.lambda_cnc': [0.1, 1, 10]}),
+                grid.gridRunCount(['tscnc'], [0.9], [0], {}),
+                grid.gridError({loc: ['body', 'spec', 'grid', 'constraints.a', 1], msg: 'bad'}),
+                grid.gridError({loc: ['body', 'spec', 'grid', 'nope.x'], msg: 'cannot be gridded'}),
+                grid.gridError({loc: ['body', 'spec', 'grid'], msg: 'too many runs'}),
+                grid.gridError({loc: ['body', 'spec', 'seeds'], msg: 'x'})];
+    """, None)
+    # seeds × (dense once + 2 pruning methods × 2 sparsities) × 2 × 3
+    assert out[0] == 2 * (1 + 2 * 2) * 2 * 3
+    assert out[1] == 1
+    assert out[2] == {"path": "constraints.a", "index": 1, "message": "value 2: bad"}
+    assert out[3] == {"path": "nope.x", "index": None, "message": "cannot be gridded"}
+    assert out[4] == {"path": None, "index": None, "message": "too many runs"}
+    assert out[5] is None

@@ -6,8 +6,10 @@ import { h, mount, notify, errorText } from "../dom.js";
 import { navigate } from "../router.js";
 import {
   SECTIONS, FIELDS, fieldSchema, choices, boundsText, getPath, setPath, deepMerge, formatValue,
-  parseField, locateError, runCount,
+  parseField, locateError,
 } from "../specform.js";
+import { gridRunCount, gridError } from "../grid.js";
+import { gridEditor } from "./grid-editor.js";
 
 function newKey() {
   if (window.crypto?.randomUUID) return window.crypto.randomUUID();
@@ -33,6 +35,7 @@ function build(root, presets, openapi, wanted, datasets) {
   const readable = datasets ? new Map(datasets.datasets.filter((d) => d.workers > 0).map((d) => [d.name, d])) : null;
   const schemas = Object.fromEntries(FIELDS.map((f) => [f.path, fieldSchema(openapi, f.path)]));
   const inputs = {}; // path → {get(), set(value), row, error, hint}
+  const grid = gridEditor(openapi, () => update());
   let preset = presets.find((p) => p.name === wanted) || presets[0] || { name: null, spec: {}, description: "" };
   let lastBody = null;
   let lastKey = null;
@@ -115,12 +118,14 @@ function build(root, presets, openapi, wanted, datasets) {
 
   function clearErrors() {
     for (const path of Object.keys(inputs)) showError(path, null);
+    grid.clearErrors();
     formError.textContent = "";
   }
 
   function fill(spec) {
     clearErrors();
     for (const f of FIELDS) inputs[f.path].set(getPath(spec, f.path));
+    grid.set(spec.grid || {});
     presetHint.textContent = preset.description || "";
     update();
   }
@@ -130,13 +135,17 @@ function build(root, presets, openapi, wanted, datasets) {
     const parsed = Object.fromEntries(["methods", "sparsities", "seeds"].map((path) =>
       [path, parseField(inputs[path].field, inputs[path].get(), inputs[path].fs)]));
     const bad = Object.entries(parsed).filter(([, p]) => p.error).map(([path]) => inputs[path].field.label.toLowerCase());
+    const knobs = grid.get();
+    if (knobs.error) bad.push("the grid");
     if (bad.length) {
       summary.textContent = `Fix ${bad.join(" and ")} to count the runs of this sweep.`;
       return;
     }
     const methods = parsed.methods.value || [];
-    const n = runCount(methods, parsed.sparsities.value || [], parsed.seeds.value || []);
-    summary.textContent = `This sweep expands to ${n} run${n === 1 ? "" : "s"} (${methods.join(", ") || "no methods"}).`;
+    const n = gridRunCount(methods, parsed.sparsities.value || [], parsed.seeds.value || [], knobs.grid);
+    const sizes = Object.entries(knobs.grid).map(([p, v]) => `${v.length} ${p.split(".").pop()}`);
+    summary.textContent = `This sweep expands to ${n} run${n === 1 ? "" : "s"} (${methods.join(", ") || "no methods"}` +
+      `${sizes.length ? ` × ${sizes.join(" × ")}` : ""}).`;
   }
 
   // The JSON box overrides fields: show the values it sets in those fields, so the form never
@@ -182,6 +191,9 @@ function build(root, presets, openapi, wanted, datasets) {
       if (error) bad += 1;
       else setPath(spec, f.path, value);
     }
+    const knobs = grid.get();
+    if (knobs.error) bad += 1;
+    else if (Object.keys(knobs.grid).length) spec.grid = knobs.grid;
     if (bad) {
       formError.textContent = `Fix the ${bad} highlighted field${bad === 1 ? "" : "s"} first.`;
       focusFirstError();
@@ -216,6 +228,11 @@ function build(root, presets, openapi, wanted, datasets) {
       }
       const general = [];
       for (const err of errs) {
+        const g = gridError(err);
+        if (g) {
+          grid.showError(g.path, g.message);
+          continue;
+        }
         const { path, message } = locateError(err);
         if (path && inputs[path]) {
           const prev = inputs[path].error.dataset.source === "server" ? `${inputs[path].error.textContent}; ` : "";
@@ -238,6 +255,7 @@ function build(root, presets, openapi, wanted, datasets) {
       h("div", { class: "field", "data-field": "preset" }, h("label", { for: "preset" }, "Preset"), presetSelect, presetHint, presetError),
       h("p", { class: "muted" }, "Fields start from the preset; anything not shown keeps the preset's value.")),
     h("div", { class: "sections" }, SECTIONS.map((s) => h("fieldset", { class: "card" }, h("legend", {}, s.title), s.fields.map(widget)))),
+    grid.el,
     h("details", { class: "card" }, h("summary", {}, "Other settings (JSON merged over the fields above)"),
       h("div", { class: "field", "data-field": "extra" }, extra, extraError)),
     h("div", { class: "card submit-row" }, summary, formError, h("div", { class: "actions" }, submitBtn)));

@@ -1,7 +1,8 @@
 // The sweep view: clean accuracy, robust accuracy (attack selectable) and κ against sparsity,
 // one trace per method, filling in live over the sweep's event stream. Hover shows the run,
 // clicking a point opens it, and a box/lasso selection (or the checkboxes of the run list) is
-// shared by all three charts. Also used, read-only, by the share page.
+// shared by all three charts. Above them, the seed statistics (views/summary-panel.js: bands,
+// difference to a baseline, grid charts). Also used, read-only, by the share page.
 
 import * as api from "../api.js";
 import { h, mount, statusBadge, progressBar, notify, action, errorText, syncRows, TERMINAL } from "../dom.js";
@@ -14,6 +15,7 @@ import {
 } from "../charts.js";
 import { shareDialog } from "./dashboards.js";
 import { annotationBox, canEdit } from "../annotate.js";
+import { summaryPanel } from "./summary-panel.js";
 
 const METRICS = ["clean", "robust", "kappa"];
 const REFRESH_MS = 1500;
@@ -56,6 +58,8 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
     save: (body) => api.annotateSweep(sweep.id, body) });
 
   const points = () => sweepPoints([...runs.values()], results, { [sweep.id]: sweep.name });
+  // Seed statistics (bands, difference, grid charts): refetched when a run finishes.
+  const summary = summaryPanel({ sweepIds: [sweep.id], sweepNames: { [sweep.id]: sweep.name }, points }, state.summary || {});
 
   // ---- drawing ----------------------------------------------------------------------------
   let pending = false;
@@ -76,6 +80,7 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
       }
       drawHeader();
       drawRuns();
+      summary.redraw();
     });
   }
 
@@ -142,6 +147,7 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
     try {
       results.set(runId, await api.runResult(runId));
       redraw();
+      summary.refresh();
     } catch (e) {
       if (e.status !== 404) notify(`result of ${runId}: ${errorText(e)}`, "error");
     } finally {
@@ -170,6 +176,7 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
   function onStatus(ev) {
     const r = runs.get(runOf(ev));
     if (r) runs.set(runOf(ev), { ...r, status: ev.status, message: ev.message ?? r.message, category: ev.category ?? r.category });
+    if (TERMINAL.has(ev.status)) summary.refresh();
     redraw();
     refreshSoon();
   }
@@ -193,7 +200,7 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
   }, (e) => notify(errorText(e), "error"));
 
   // ---- layout -------------------------------------------------------------------------------
-  const shareState = () => ({ view: "sweep", attack, selected: [...selected] });
+  const shareState = () => ({ view: "sweep", attack, selected: [...selected], summary: summary.state() });
   const cancelBtn = !ctx.readOnly && h("button", { class: "btn danger", "data-action": "cancel-sweep", onclick: action(async () => {
     if (!window.confirm(`Cancel every unfinished run of ${sweep.name}?`)) return;
     const res = await api.cancelSweep(sweep.id);
@@ -219,7 +226,10 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
   const head = ["", "Run", "Status", "Progress", "Sparsity", "Clean", "Robust (worst)", "κ median"];
   if (!ctx.readOnly) head.push("");
   const panel = h("section", { class: "sweep-panel", "data-sweep": sweep.id },
-    toolbar, headerInfo, notesBox.el, shareArea, controls,
+    toolbar, headerInfo, notesBox.el, shareArea, summary.el,
+    h("div", { class: "toolbar per-run" }, h("h3", {}, "Each run"),
+      h("span", { class: "muted" }, "one point per run, seeds joined; κ bars: median → max over the run's layers")),
+    controls,
     h("div", { class: "chart-grid three" }, METRICS.map((m) => charts[m].card)),
     h("div", { class: "card" }, h("h3", {}, "Runs"),
       h("div", { class: "table-scroll" }, h("table", { class: "data compact", id: "sweep-runs" },
@@ -250,6 +260,7 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
       closed = true;
       stop();
       clearTimeout(refreshTimer);
+      summary.close();
       for (const m of METRICS) purge(charts[m].graph);
     },
   };
