@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import tscnc
 from backend import redact
 from backend.deps import default_dispatcher
-from backend.routes import access, annotations, runs, sweeps, system
+from backend.routes import access, annotations, runs, summary, sweeps, system
 from backend.schemas import Role
 from backend.settings import Settings
 from backend.store import AsyncStore, Store
@@ -381,6 +381,7 @@ def create_app(settings: Settings | None = None, *,
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(system.router)
     api.include_router(sweeps.router)
+    api.include_router(summary.router)
     api.include_router(runs.router)
     api.include_router(annotations.router)
     api.include_router(access.tokens)

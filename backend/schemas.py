@@ -22,7 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tscnc.names import DisplayName
 from tscnc.records import FailureCategory, MaybeInf, RunResult, RunStatus, Stage
 from tscnc.spec import PRESETS, Method, ParamValue, SweepSpec
-from tscnc.stats import Verdict
+from tscnc.summary import (  # noqa: F401  (re-exported: the API's response models)
+    Difference,
+    GroupDifference,
+    KappaGeo,
+    MeanInterval,
+    SummaryGroup,
+    SummaryPublic,
+)
 
 T = TypeVar("T")
 
@@ -207,78 +214,9 @@ class SweepResults(_Schema):
 
 
 # ---- seed statistics (DESIGN §3.5) ------------------------------------------------------------
-
-class MeanInterval(_Schema):
-    """Mean over a group's runs with its 95 % Student-t interval (null for n < 2)."""
-
-    mean: float | None = Field(description="null when no run of the group has the value")
-    ci_low: float | None = None
-    ci_high: float | None = None
-    n: int = Field(description="runs that entered the mean")
-
-
-class KappaGeo(_Schema):
-    """Geometric mean of the runs' median κ with its min and max ("Infinity" if any is ∞)."""
-
-    geo_mean: MaybeInf | None = Field(description="exp(mean log κ_i); null with no run")
-    min: MaybeInf | None = None
-    max: MaybeInf | None = None
-    n: int
-
-
-class Difference(_Schema):
-    """Paired-by-seed difference group − baseline group over the seeds both have."""
-
-    mean: float | None = Field(description="mean of the per-seed differences; null with none")
-    ci_low: float | None = Field(default=None, description="95 % t-interval; null for n < 2")
-    ci_high: float | None = None
-    n: int = Field(description="number of seed pairs")
-    verdict: Verdict = Field(description="better / worse: interval entirely above / below 0; "
-                                         "tie: contains 0; insufficient: fewer than 2 pairs")
-
-
-class GroupDifference(_Schema):
-    """Differences of one group to its baseline group (same values of the other group_by
-    keys, same sparsity; a dense baseline is matched at its sparsity 0)."""
-
-    baseline_key: str | None = Field(description="key of the baseline group; null if none "
-                                                  "matches (then n = 0, insufficient)")
-    clean_accuracy: Difference
-    robust_accuracy: Difference
-
-
-class SummaryGroup(_Schema):
-    """One group (the values of the group_by keys) at one sparsity."""
-
-    key: str = Field(description="readable and unique in the answer, e.g. "
-                                 "'method=tscnc lambda_cnc=0.1 s=0.9'")
-    values: dict[str, ParamValue] = Field(
-        description="the group_by keys and their values, e.g. "
-                    '{"method": "tscnc", "constraints.lambda_cnc": 0.1}')
-    sparsity: float = Field(description="requested sparsity (0 for dense)")
-    n: int = Field(description="finished runs (with a result) in the group")
-    seeds: list[int] = Field(description="seeds of those runs, ascending")
-    run_ids: list[str] = Field(description="those runs, in seed order")
-    clean_accuracy: MeanInterval
-    robust_accuracy: MeanInterval = Field(description="under the chosen attack (default: the "
-                                                      "minimum over the run's attacks)")
-    kappa: KappaGeo
-    difference: GroupDifference | None = Field(
-        default=None, description="with ?baseline=METHOD (null for the baseline's own groups)")
-
-
-class SummaryPublic(_Schema):
-    """``GET /api/v1/sweeps/{id}/summary`` and ``GET /api/v1/summary?sweeps=a,b``."""
-
-    sweep_ids: list[str]
-    group_by: list[str] = Field(description='the grouping keys used: "method", "sweep" or a '
-                                            "dotted spec path")
-    params: list[str] = Field(description="grid paths of the sweeps (union)")
-    attack: str = Field(description='"min" (the lowest accuracy over each run\'s attacks) or '
-                                    "an attack name")
-    baseline: Method | None = None
-    groups: list[SummaryGroup] = Field(description="ordered by group key values, then sparsity")
-    missing: int = Field(description="runs of the sweeps without a result (not counted)")
+# The summary's models are defined once, torch-free, in tscnc.summary (the client and the CLI's
+# report use them too): SummaryPublic, SummaryGroup, MeanInterval, KappaGeo, Difference,
+# GroupDifference.
 
 
 # ---- events ---------------------------------------------------------------------------------

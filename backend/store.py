@@ -80,7 +80,7 @@ from tscnc.records import (
     StatusEvent,
     parse_event,
 )
-from tscnc.spec import Method, SweepSpec
+from tscnc.spec import Method, ParamValue, RunSpec, SweepSpec
 
 # ---- keys ----------------------------------------------------------------------------------
 
@@ -284,6 +284,7 @@ class RunRecord(_Rec):
     method: Method
     sparsity: float
     seed: int
+    params: dict[str, ParamValue] = Field(default_factory=dict)   # grid values by spec path
     status: RunStatus
     stage: Stage | None = None
     epoch: int | None = None
@@ -322,6 +323,11 @@ class RunRecord(_Rec):
     def terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
+    def run_spec(self) -> RunSpec:
+        """The run as :class:`tscnc.spec.RunSpec` (what the pipeline and grouping take)."""
+        return RunSpec(method=self.method, sparsity=self.sparsity, seed=self.seed,
+                       params=self.params)
+
 
 def _decode_run(h: Mapping[str, str], cancel: bool = False) -> RunRecord | None:
     if not h or not h.get("id") or not h.get("sweep_id"):
@@ -330,7 +336,8 @@ def _decode_run(h: Mapping[str, str], cancel: bool = False) -> RunRecord | None:
         id=h["id"], sweep_id=h["sweep_id"], key=h.get("key", ""),
         sweep_name=h.get("sweep_name", ""), dataset=h.get("dataset", ""),
         model=h.get("model", ""), method=Method(h["method"]),
-        sparsity=float(h["sparsity"]), seed=int(h["seed"]), status=RunStatus(h["status"]),
+        sparsity=float(h["sparsity"]), seed=int(h["seed"]),
+        params=json.loads(h.get("params") or "{}"), status=RunStatus(h["status"]),
         stage=Stage(h["stage"]) if h.get("stage") else None, epoch=_opt_int(h.get("epoch")),
         progress=min(1.0, max(0.0, float(h.get("progress") or 0))),
         total_epochs=int(h.get("total_epochs") or 0),
@@ -669,6 +676,7 @@ class Store:
         k = self.k
         idem = k.idempotency(owner, idempotency_key) if idempotency_key else None
         runs = spec.runs()
+        specs = [spec.for_run(rs) for rs in runs]   # each run's grid values applied
         spec_json = spec.model_dump_json()
         with self.r.pipeline(transaction=True) as pipe:
             while True:
@@ -702,10 +710,11 @@ class Store:
                             "sweep_name": spec.name, "dataset": spec.dataset.name.value,
                             "model": spec.model.name.value,
                             "method": rs.method.value, "sparsity": _enc(rs.sparsity),
-                            "seed": str(rs.seed), "status": RunStatus.queued.value, "stage": "",
+                            "seed": str(rs.seed), "params": json.dumps(rs.params),
+                            "status": RunStatus.queued.value, "stage": "",
                             "epoch": "", "progress": "0",
-                            "total_epochs": str(spec.total_epochs(rs.method)),
-                            "offsets": json.dumps(stage_offsets(spec, rs.method)),
+                            "total_epochs": str(specs[i].total_epochs(rs.method)),
+                            "offsets": json.dumps(stage_offsets(specs[i], rs.method)),
                             "category": "", "message": "", "created": _enc(now), "started": "",
                             "finished": "", "worker": "", "device": "", "attempts": "0",
                             "task_id": "", "owner": owner, "seq": str(seq), "checkpoint": "",

@@ -7,6 +7,7 @@ import io
 import math
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from backend.schemas import (
     DashboardPublic,
@@ -14,6 +15,7 @@ from backend.schemas import (
     Role,
     RunMonitor,
     RunPublic,
+    SummaryPublic,
     SweepDetail,
     SweepPublic,
     SweepStatus,
@@ -35,7 +37,8 @@ def run_public(r: RunRecord) -> RunPublic:
     return RunPublic(
         id=r.id, sweep_id=r.sweep_id, key=r.key, sweep_name=r.sweep_name, dataset=r.dataset,
         model=r.model, method=r.method, sparsity=r.sparsity,
-        seed=r.seed, status=r.status, stage=r.stage, epoch=r.epoch, progress=r.progress,
+        seed=r.seed, params=r.params, status=r.status, stage=r.stage, epoch=r.epoch,
+        progress=r.progress,
         total_epochs=r.total_epochs, category=r.category, message=r.message, created=r.created,
         started=r.started, finished=r.finished, worker=r.worker, device=r.device,
         attempts=r.attempts, task_id=r.task_id, cancel_requested=r.cancel_requested,
@@ -153,14 +156,18 @@ def spreadsheet_safe(text: str) -> str:
 
 
 def results_csv(results: Iterable[tuple[str, RunResult]]) -> str:
-    """Flat table, one row per run: run, method, sparsity, sparsity_actual, seed,
-    clean_accuracy, robust_<attack>..., kappa_median, kappa_max, lipschitz_upper, flags
+    """Flat table, one row per run: run, method, sparsity, sparsity_actual, seed, one column
+    per grid path (the run's value), clean_accuracy, robust_<attack>..., kappa_median,
+    kappa_max, lipschitz_upper, flags
     (flags joined with ';'; infinite κ written as inf). Text cells go through
     :func:`spreadsheet_safe`; numbers are written as numbers."""
     rows = list(results)
     attacks = sorted({a for _, r in rows for a in r.robust_accuracy},
                      key=lambda a: (_ATTACK_ORDER.index(a) if a in _ATTACK_ORDER else 99, a))
-    header = ["run", "method", "sparsity", "sparsity_actual", "seed", "clean_accuracy",
+    params: list[str] = []        # grid paths, one column each
+    for _, r in rows:
+        params.extend(p for p in r.params if p not in params)
+    header = ["run", "method", "sparsity", "sparsity_actual", "seed", *params, "clean_accuracy",
               *[f"robust_{a}" for a in attacks], "kappa_median", "kappa_max", "lipschitz_upper",
               "flags"]
     buf = io.StringIO()
@@ -168,8 +175,34 @@ def results_csv(results: Iterable[tuple[str, RunResult]]) -> str:
     w.writerow([spreadsheet_safe(c) for c in header])
     for run_id, r in rows:
         w.writerow([spreadsheet_safe(run_id), spreadsheet_safe(r.method.value), _num(r.sparsity),
-                    _num(r.sparsity_actual), r.seed, _num(r.clean_accuracy),
+                    _num(r.sparsity_actual), r.seed,
+                    *[_cell(r.params.get(p)) for p in params], _num(r.clean_accuracy),
                     *[_num(r.robust_accuracy.get(a)) for a in attacks],
                     _num(r.condition_number.median), _num(r.condition_number.max),
                     _num(r.lipschitz_upper), spreadsheet_safe(";".join(f.value for f in r.flags))])
+    return buf.getvalue()
+
+
+def _cell(v: Any) -> str | int:
+    """A CSV cell for a number, text, bool or None (empty)."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return _num(v)
+    return spreadsheet_safe(str(v))
+
+
+def summary_csv(summary: SummaryPublic) -> str:
+    """The summary, one row per group (:meth:`tscnc.summary.SummaryPublic.columns`): empty
+    cells for null, ``inf`` for ∞, text through :func:`spreadsheet_safe`; CRLF lines."""
+    cols = summary.columns()
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow([spreadsheet_safe(c) for c in cols])
+    for row in summary.rows():
+        w.writerow([_cell(row[c]) for c in cols])
     return buf.getvalue()

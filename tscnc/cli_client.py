@@ -149,6 +149,16 @@ def submit(
             raise _fail(e) from None
         if results:
             typer.echo(_results_table(results, {r["id"]: r["key"] for r in final["runs"]}))
+            # Seed statistics and paired differences, as the server computes them.
+            from tscnc.spec import Method
+            from tscnc.summary import default_baseline, format_summary
+
+            base = default_baseline([Method(m) for m in final["spec"]["methods"]])
+            try:
+                stats = c.summary(sid, baseline=base.value if base else None, frame=False)
+            except ClientError as e:
+                raise _fail(e) from None
+            typer.echo("\n" + format_summary(stats))
         for r in final["runs"]:
             if r["status"] == "failed":
                 typer.echo(f"  {r['key']} failed ({r.get('category')}): {r.get('message')}",

@@ -21,16 +21,17 @@ from tscnc.records import (
     StageStarted,
 )
 from tscnc.spec import SweepSpec
+from tscnc.summary import SummaryInput, default_baseline, format_summary, summarize
 
 
 class _Progress:
     """One bar over all epochs of the sweep (shared pretrain epochs counted once)."""
 
     def __init__(self, spec: SweepSpec, quiet: bool) -> None:
-        t = spec.training
-        groups = {r.pretrain_key for r in spec.runs()}
-        total = len(groups) * t.pretrain_epochs + sum(
-            spec.total_epochs(r.method) - t.pretrain_epochs for r in spec.runs())
+        groups = spec.pretrain_groups()
+        total = sum(spec.for_run(g[0]).training.pretrain_epochs for g in groups.values()) + sum(
+            spec.for_run(r).total_epochs(r.method) - spec.for_run(r).training.pretrain_epochs
+            for r in spec.runs())
         self.bar = tqdm(total=total, unit="epoch", disable=quiet, dynamic_ncols=True)
         self._group = {r.key: r.pretrain_key for r in spec.runs()}
         self._seen: set[tuple[str, str, int]] = set()
@@ -54,6 +55,17 @@ class _Progress:
             # Shared-stage warnings arrive once per run of the group; say each once.
             self._told.add(ev.message)
             tqdm.write(f"warning: {ev.message}", file=sys.stderr)
+
+
+def seed_summary(spec: SweepSpec, results: list[RunResult]) -> str | None:
+    """The seed-statistics table (:func:`tscnc.summary.format_summary`): per method, grid
+    values and sparsity the accuracies' mean [95 % interval], κ's geometric mean (min–max) and
+    the paired difference to the baseline (:func:`tscnc.summary.default_baseline`) with its
+    verdict; None when there is nothing to summarise (no result)."""
+    if not results:
+        return None
+    inputs = [SummaryInput(r.run, spec.name, spec, r) for r in results]
+    return format_summary(summarize(inputs, baseline=default_baseline(spec.methods)))
 
 
 def run_sweep_with_progress(spec: SweepSpec, out: Path, quiet: bool = False,
@@ -87,10 +99,14 @@ def run_sweep_with_progress(spec: SweepSpec, out: Path, quiet: bool = False,
     save()
     points = report.aggregate(outcome.results)
     typer.echo("\n" + report.format_table(points))
+    table = seed_summary(spec, outcome.results)
+    if table:
+        typer.echo("\n" + table)
     if points:
         attack = "pgd" if any("pgd" in p.robust for p in points) else \
             next(iter(points[0].robust), "pgd")
-        report.write_html(points, out / "report.html", attack=attack, title=spec.name)
+        report.write_html(points, out / "report.html", attack=attack, title=spec.name,
+                          summary=table)
     for f in outcome.failures:
         typer.echo(f"FAILED {f.run}: {f.category.value}: {f.message}", err=True)
     typer.echo(f"\n{len(outcome.results)} runs succeeded, {len(outcome.failures)} failed in "

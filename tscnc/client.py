@@ -1,8 +1,9 @@
 """Python client of the TSCNC job service (REST under ``/api/v1``, Server-Sent Events).
 
 Torch-free and web-stack-free: it needs only ``httpx`` (and ``pandas`` for
-:meth:`Client.results_frame`). Every answer is the JSON the API documents in ``docs/api.md``,
-as plain dicts.
+:meth:`Client.results_frame`; :meth:`Client.summary` returns a DataFrame with pandas, else the
+typed :class:`tscnc.summary.SummaryPublic`). Every other answer is the JSON the API documents
+in ``docs/api.md``, as plain dicts.
 
 Example::
 
@@ -381,6 +382,41 @@ class Client:
                 r["condition_number"] = cond
         frame = pd.json_normalize(slim)
         return frame.replace({"Infinity": float("inf"), "-Infinity": float("-inf")})
+
+    def summary(self, *sweeps: str, group_by: str | list[str] | None = None,
+                baseline: str | None = None, attack: str | None = None,
+                frame: bool | None = None) -> Any:
+        """Seed statistics of one or several sweeps (``GET .../summary``, ``docs/api.md``):
+        per group (default: method and every grid path) and sparsity, the accuracies' mean
+        and 95 % t-interval, κ's geometric mean with min/max and, with ``baseline`` (a
+        method), the paired-by-seed difference and its verdict.
+
+        Returns a pandas DataFrame, one row per group with the CSV's columns (∞ as inf,
+        nulls as NaN/None), when pandas is installed (or ``frame=True``); else (or with
+        ``frame=False``) the typed :class:`tscnc.summary.SummaryPublic`.
+        """
+        from tscnc.summary import SummaryPublic
+
+        if not sweeps:
+            raise ValueError("Client.summary needs at least one sweep id")
+        ids = [_id(s) for s in sweeps]
+        params = {"group_by": ",".join(group_by) if isinstance(group_by, list) else group_by,
+                  "baseline": _value(baseline), "attack": _value(attack)}
+        params = {k: v for k, v in params.items() if v is not None}
+        path = f"/sweeps/{ids[0]}/summary" if len(ids) == 1 else "/summary"
+        if len(ids) > 1:
+            params["sweeps"] = ",".join(ids)
+        out = SummaryPublic.model_validate(self._json("GET", path, params=params))
+        if frame is False:
+            return out
+        try:
+            import pandas as pd
+        except ImportError:
+            if frame:
+                raise ImportError("Client.summary(frame=True) needs pandas: pip install "
+                                  "pandas") from None
+            return out
+        return pd.DataFrame(out.rows(), columns=out.columns())
 
     # -- runs --
     def runs(self, sweep: str | None = None, status: str | None = None,

@@ -506,6 +506,7 @@ def pretrain(spec: SweepSpec, run: RunSpec, run_ids: list[str], artifacts: Path,
     written by another build (:func:`tscnc.code_version`): then a warning is logged and sent
     as an event, and with ``fresh`` the stage starts over.
     """
+    spec = spec.for_run(run)   # the run's grid values applied
     device = device or resolve_device(spec.training.device)
     out = pretrain_dir(artifacts, run)
     final = out / FINAL_NAME
@@ -539,6 +540,7 @@ def complete_run(spec: SweepSpec, run: RunSpec, run_id: str, artifacts: Path, *,
     ones after it start over).
     """
     t0 = time.monotonic()
+    spec = spec.for_run(run)   # the run's grid values applied
     device = device or resolve_device(spec.training.device)
     data_ = data_ or Data.load(spec)
     pre = pretrain(spec, run, [run_id], artifacts, emit=emit, should_cancel=should_cancel,
@@ -612,7 +614,7 @@ def _evaluate(model: nn.Module, spec: SweepSpec, run: RunSpec, run_id: str, fina
     return RunResult(
         run=run_id, method=run.method, sparsity=run.sparsity,
         sparsity_actual=metrics.sparsity(model),
-        sparsity_per_layer=metrics.sparsity_per_layer(model), seed=run.seed,
+        sparsity_per_layer=metrics.sparsity_per_layer(model), seed=run.seed, params=run.params,
         clean_accuracy=ev.clean_accuracy,
         robust_accuracy={a.attack: a.accuracy for a in ev.attacks},
         condition_number=ConditionSummary(median=med, max=mx, per_layer=per_layer),
@@ -653,10 +655,7 @@ def run_sweep(spec: SweepSpec, artifacts: Path, *, emit: Emit = _no_emit,
     device = device or resolve_device(spec.training.device)
     data_ = Data.load(spec)
     outcome = SweepOutcome()
-    groups: dict[str, list[RunSpec]] = {}
-    for r in spec.runs():
-        groups.setdefault(r.pretrain_key, []).append(r)
-    for runs in groups.values():
+    for runs in spec.pretrain_groups().values():
         ids = [r.key for r in runs]
         try:
             pretrain(spec, runs[0], ids, artifacts, emit=emit, should_cancel=should_cancel,

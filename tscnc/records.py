@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema
 
-from tscnc.spec import Method
+from tscnc.spec import Method, ParamValue
 
 # A float that may be ±inf or NaN (κ of a rank-deficient layer, a diverged loss). JSON carries
 # those as the strings "Infinity", "-Infinity", "NaN" (ser_json_inf_nan="strings"), and the JSON
@@ -206,6 +206,9 @@ class RunResult(_Record):
     sparsity_actual: float
     sparsity_per_layer: dict[str, float]
     seed: int
+    # The run's grid values by dotted spec path ({} without a grid), e.g.
+    # {"constraints.lambda_cnc": 0.1}: what sets it apart from the sweep's other runs.
+    params: dict[str, ParamValue] = Field(default_factory=dict)
     clean_accuracy: float
     robust_accuracy: dict[str, float]   # attack -> accuracy in [0, 1]
     condition_number: ConditionSummary

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import html
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -25,6 +26,7 @@ from typing import Any
 
 from tscnc import stats
 from tscnc.records import RunResult
+from tscnc.spec import param_label, param_name
 
 METHOD_ORDER = ["dense", "lwm", "hydra", "tsc", "cnc", "tscnc"]
 # ``attack`` name that selects the per-run minimum over the attacks evaluated.
@@ -72,9 +74,13 @@ def run_min_accuracy(r: RunResult) -> float | None:
 
 
 def aggregate(results: Iterable[RunResult]) -> list[Point]:
+    """One :class:`Point` per (method, grid values, sparsity); with grid values the point's
+    ``method`` names them, e.g. ``tscnc lambda_cnc=0.1`` (a trace of its own)."""
     groups: dict[tuple[str, float], list[RunResult]] = {}
     for r in results:
-        groups.setdefault((r.method.value, r.sparsity), []).append(r)
+        label = " ".join([r.method.value, *(f"{param_name(p)}={param_label(v)}"
+                                            for p, v in r.params.items())])
+        groups.setdefault((label, r.sparsity), []).append(r)
     points = []
     for (method, sp), rs in groups.items():
         clean = stats.mean_ci([r.clean_accuracy for r in rs])
@@ -97,7 +103,8 @@ def aggregate(results: Iterable[RunResult]) -> list[Point]:
             kappa_max=max(r.condition_number.max for r in rs),
             sparsity_actual=statistics.fmean(r.sparsity_actual for r in rs)))
     key = {m: i for i, m in enumerate(METHOD_ORDER)}
-    return sorted(points, key=lambda p: (key.get(p.method, 99), p.sparsity))
+    return sorted(points, key=lambda p: (key.get(p.method.split()[0], 99), p.method,
+                                         p.sparsity))
 
 
 def _pm(mean: float | None, ci: float | None, digits: int = 3) -> str:
@@ -239,8 +246,15 @@ def sweep_figure(points: Sequence[Point], attack: str = "pgd", title: str = "TSC
 
 
 def write_html(points: Sequence[Point], path: Path, attack: str = "pgd",
-               title: str = "TSCNC sweep") -> Path:
-    """Self-contained HTML (Plotly.js inlined: opens offline)."""
+               title: str = "TSCNC sweep", summary: str | None = None) -> Path:
+    """Self-contained HTML (Plotly.js inlined: opens offline). ``summary``: a text table
+    (:func:`tscnc.summary.format_summary`: intervals and paired differences) shown below."""
     sweep_figure(points, attack=attack, title=title).write_html(
         str(path), include_plotlyjs=True, full_html=True)
+    if summary:
+        page = path.read_text(encoding="utf-8")
+        block = (f'<h3 style="font-family:sans-serif">Seed statistics (95 % t-intervals; '
+                 f'differences paired by seed)</h3>\n<pre id="summary">{html.escape(summary)}'
+                 f'</pre>\n')
+        path.write_text(page.replace("</body>", block + "</body>", 1), encoding="utf-8")
     return path

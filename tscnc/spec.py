@@ -13,6 +13,10 @@ Example::
 
 from __future__ import annotations
 
+import itertools
+import math
+import types
+import typing
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -21,10 +25,12 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tscnc.dataroots import check_data_dir
 from tscnc.names import DisplayName
@@ -32,6 +38,8 @@ from tscnc.names import DisplayName
 # Upper bounds that hold for every caller; the service may enforce tighter ones (settings).
 MAX_EPOCHS = 1000
 MAX_RUNS_PER_SWEEP = 1000
+MAX_GRID_PATHS = 10        # knobs in one grid
+MAX_GRID_VALUES = 50       # values per knob
 
 
 class DatasetName(StrEnum):
@@ -288,16 +296,23 @@ class EvaluationSpec(_Model):
 
 
 class RunSpec(_Model):
-    """One (method, sparsity, seed) point of a sweep."""
+    """One (method, sparsity, grid values, seed) point of a sweep.
+
+    ``params`` holds the run's grid values by dotted spec path (``{}`` without a grid), as
+    JSON values (an enum knob by its value); :meth:`SweepSpec.for_run` applies them.
+    """
 
     method: Method
     sparsity: Probability
     seed: StrictInt = Field(ge=0, le=2**31 - 1)
+    params: dict[str, ParamValue] = Field(default_factory=dict)
 
     @property
     def key(self) -> str:
-        """Stable, filesystem-safe identifier, e.g. ``tscnc-s0.9-seed0``."""
-        return f"{self.method.value}-s{self.sparsity:g}-seed{self.seed}"
+        """Stable, filesystem-safe identifier, e.g. ``tscnc-s0.9-seed0``, or with grid values
+        ``tscnc-s0.9-lambda_cnc=0.1-seed0``."""
+        return f"{self.method.value}-s{self.sparsity:g}{_params_label(self.params)}" \
+               f"-seed{self.seed}"
 
     @property
     def pretrain_key(self) -> str:
@@ -305,9 +320,12 @@ class RunSpec(_Model):
 
         The pretrain of a method depends only on the constraints it trains with, so methods
         with the same constraints (dense, lwm and hydra: plain AT) share it as well; this also
-        makes the baselines start from the very same dense model.
+        makes the baselines start from the very same dense model. Grid values enter the key
+        only where they change the pretrained weights (:func:`affects_pretrain`), e.g.
+        ``at+tsc+cnc-lambda_cnc=0.1-seed0``, while a hydra run of that grid keeps ``at-seed0``.
         """
-        return f"{pretrain_group(self.method)}-seed{self.seed}"
+        kept = {p: v for p, v in self.params.items() if affects_pretrain(p, self.method)}
+        return f"{pretrain_group(self.method)}{_params_label(kept)}-seed{self.seed}"
 
 
 class SweepSpec(_Model):
@@ -330,6 +348,14 @@ class SweepSpec(_Model):
     seeds: list[Annotated[int, Strict(), Field(ge=0, le=2**31 - 1)]] = Field(
         default_factory=lambda: [0], min_length=1, max_length=20
     )
+    # Hyperparameter grid: dotted spec path -> values, expanded as a product with methods x
+    # sparsities x seeds (GRID_PATHS lists what may be gridded); each run records its values
+    # as params. Values are validated as their field and stored as JSON values.
+    grid: dict[str, list[ParamValue]] = Field(
+        default_factory=dict, max_length=MAX_GRID_PATHS,
+        # The griddable paths in the schema (the form's grid editor offers exactly these);
+        # GRID_PATHS is defined below, so the schema reads it when it is generated.
+        json_schema_extra=lambda s: s.update(propertyNames={"enum": list(GRID_PATHS)}))
 
     @field_validator("methods", "sparsities", "seeds")
     @classmethod
@@ -354,11 +380,66 @@ class SweepSpec(_Model):
                              f"{unknown}; its prunable layers are {known}")
         return v
 
+    @field_validator("grid")
+    @classmethod
+    def _grid_values(cls, v: dict[str, list[ParamValue]],
+                     info: ValidationInfo) -> dict[str, list[ParamValue]]:
+        """Each path griddable, each value valid for its field (normalised: 1 -> 1.0 for a
+        float knob); errors are located at ``grid.<path>[.i]``."""
+        errors: list[InitErrorDetails] = []
+        out: dict[str, list[ParamValue]] = {}
+        for path, values in v.items():
+            if path not in GRID_PATHS:
+                errors.append(_grid_error((path,), f"{path!r} cannot be gridded; griddable: "
+                                                   f"{', '.join(GRID_PATHS)}", path))
+                continue
+            if not 1 <= len(values) <= MAX_GRID_VALUES:
+                errors.append(_grid_error((path,), f"give 1 to {MAX_GRID_VALUES} values",
+                                          values))
+                continue
+            section, name = path.split(".")
+            base = info.data.get(section)
+            if base is None:   # that section is itself invalid (reported there)
+                continue
+            cls_ = _SECTIONS[section]
+            normal: list[ParamValue] = []
+            for i, value in enumerate(values):
+                try:
+                    one = cls_.model_validate({**base.model_dump(), name: value})
+                except ValidationError as e:
+                    err = next((x for x in e.errors(include_url=False) if x["loc"][:1] == (name,)),
+                               e.errors(include_url=False)[0])
+                    errors.append(_grid_error((path, i), err["msg"], value, err["type"]))
+                    continue
+                normal.append(one.model_dump(mode="json")[name])
+            if len(normal) == len(values) and len(set(map(repr, normal))) != len(normal):
+                errors.append(_grid_error((path,), "values must not repeat", values))
+            out[path] = normal
+        if errors:
+            raise ValidationError.from_exception_data("grid", errors)
+        return out
+
     @model_validator(mode="after")
     def _bounded(self) -> SweepSpec:
-        n = len(self.runs())
+        n = self.run_count()
         if n > MAX_RUNS_PER_SWEEP:
-            raise ValueError(f"sweep expands to {n} runs; at most {MAX_RUNS_PER_SWEEP} are allowed")
+            loc = ("grid",) if self.grid else ()
+            raise ValidationError.from_exception_data("SweepSpec", [_grid_error(
+                loc, f"sweep expands to {n} runs; at most {MAX_RUNS_PER_SWEEP} are allowed",
+                n, "too_many_runs")])
+        # Every grid combination must be a valid spec as a whole (e.g. a wrn depth with the
+        # model it is gridded with); an error names the grid path of the section it is in.
+        for combo in self.grid_combinations() if self.grid else []:
+            try:
+                self.with_params(combo)
+            except ValidationError as e:
+                err = e.errors(include_url=False)[0]
+                section = str(err["loc"][0]) if err["loc"] else ""
+                path = next((p for p in combo if p.split(".")[0] == section), None)
+                shown = ", ".join(f"{p}={v}" for p, v in combo.items())
+                raise ValidationError.from_exception_data("SweepSpec", [_grid_error(
+                    ("grid", path) if path else ("grid",), f"with {shown}: {err['msg']}",
+                    combo)]) from None
         if self.model.name in (ModelName.vgg16_bn, ModelName.resnet18, ModelName.wrn) and \
                 self.dataset.name == DatasetName.digits:
             raise ValueError(
@@ -384,16 +465,56 @@ class SweepSpec(_Model):
     def num_classes(self) -> int:
         return NUM_CLASSES[self.dataset.name]
 
+    def grid_combinations(self) -> list[dict[str, ParamValue]]:
+        """The grid's product, in the grid's order: ``[{}]`` without a grid.
+
+        Example: ``{"constraints.a": [1, 10], "training.lr": [0.1]}`` gives
+        ``[{"constraints.a": 1.0, "training.lr": 0.1}, {"constraints.a": 10.0, ...}]``.
+        """
+        paths = list(self.grid)
+        return [dict(zip(paths, values, strict=True))
+                for values in itertools.product(*(self.grid[p] for p in paths))]
+
+    def run_count(self) -> int:
+        """len(runs()), computed without expanding: (dense + pruning methods × sparsities) ×
+        Π grid lengths × seeds."""
+        per_seed = sum(1 if m == Method.dense else len(self.sparsities) for m in self.methods)
+        return per_seed * math.prod(len(v) for v in self.grid.values()) * len(self.seeds)
+
     def runs(self) -> list[RunSpec]:
-        """Expand to runs: dense once per seed (sparsity 0), pruning methods per sparsity."""
+        """Expand to runs: dense once per seed (sparsity 0), pruning methods per sparsity,
+        each for every grid combination."""
+        combos = self.grid_combinations()
         out: list[RunSpec] = []
         for seed in self.seeds:
             for m in self.methods:
-                if m == Method.dense:
-                    out.append(RunSpec(method=m, sparsity=0.0, seed=seed))
-                else:
-                    out.extend(RunSpec(method=m, sparsity=s, seed=seed) for s in self.sparsities)
+                for s in [0.0] if m == Method.dense else self.sparsities:
+                    out.extend(RunSpec(method=m, sparsity=s, seed=seed, params=c) for c in combos)
         return out
+
+    def pretrain_groups(self, runs: list[RunSpec] | None = None) -> dict[str, list[RunSpec]]:
+        """``runs`` (default: all) by :attr:`RunSpec.pretrain_key`, in order: each group
+        trains one pretrain that all its runs start from. The pipeline, the worker's
+        dispatch and the CLI group runs through this one method."""
+        groups: dict[str, list[RunSpec]] = {}
+        for r in self.runs() if runs is None else runs:
+            groups.setdefault(r.pretrain_key, []).append(r)
+        return groups
+
+    def for_run(self, run: RunSpec) -> SweepSpec:
+        """The spec ``run`` trains with: this spec with the run's grid values applied and no
+        grid (unchanged when the sweep has no grid)."""
+        if not self.grid and not run.params:
+            return self
+        return self.with_params(run.params)
+
+    def with_params(self, params: dict[str, ParamValue]) -> SweepSpec:
+        """This spec with ``params`` (dotted path -> value) set and no grid; validated."""
+        data = self.model_dump(mode="json", exclude={"grid"})
+        for path, value in params.items():
+            section, name = path.split(".")
+            data[section][name] = value
+        return SweepSpec.model_validate(data)
 
     def total_epochs(self, method: Method) -> int:
         """Epochs a run of ``method`` trains, counting its (shared) pretrain once."""
@@ -403,6 +524,99 @@ class SweepSpec(_Model):
         if method == Method.lwm:
             return t.pretrain_epochs + t.finetune_epochs
         return t.pretrain_epochs + t.prune_epochs + t.finetune_epochs
+
+
+# ---- grids -----------------------------------------------------------------------------
+
+GRID_SECTIONS = ("model", "training", "adversarial", "constraints", "pruning")
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "model": ModelSpec, "training": TrainingSpec, "adversarial": AdversarialSpec,
+    "constraints": ConstraintSpec, "pruning": PruningSpec}
+# Not hyperparameters: the device picks the sweep's Celery queue (one per sweep); the monitor
+# slice and data-loading processes are shared by the sweep's runs in one process.
+_NOT_GRIDDABLE = frozenset({"training.device", "training.monitor_examples",
+                            "training.num_workers"})
+
+
+def _scalar_knob(annotation: Any) -> bool:
+    """True for int/float/bool/enum fields (optionally None), the knobs a grid may vary."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] \
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) else [annotation]
+    out = []
+    for a in args:
+        while typing.get_origin(a) is Annotated:
+            a = typing.get_args(a)[0]
+        out.append(isinstance(a, type) and issubclass(a, int | float | bool | StrEnum))
+    return bool(out) and all(out)
+
+
+GRID_PATHS: tuple[str, ...] = tuple(
+    f"{section}.{name}" for section in GRID_SECTIONS
+    for name, f in _SECTIONS[section].model_fields.items()
+    if _scalar_knob(f.annotation) and f"{section}.{name}" not in _NOT_GRIDDABLE)
+
+# Knobs that never change the pretrained weights: the later stages' schedule and the pruning
+# scores' initialisation.
+AFTER_PRETRAIN = frozenset({
+    "training.prune_epochs", "training.finetune_epochs", "training.prune_lr",
+    "training.finetune_lr", "pruning.score_init_scale"})
+# Constraint knobs by the term that uses them; a method's pretrain uses only its own terms.
+TSC_KNOBS = frozenset({"constraints.lambda_tsc", "constraints.a", "constraints.tsc_variant",
+                       "constraints.gate_prior", "constraints.gate_lambda0"})
+CNC_KNOBS = frozenset({"constraints.lambda_cnc", "constraints.cnc_kind",
+                       "constraints.cnc_layers", "constraints.cnc_precision"})
+LCC_KNOBS = frozenset({"constraints.lambda_lcc"})
+
+
+def affects_pretrain(path: str, method: Method) -> bool:
+    """Whether the grid knob ``path`` changes the pretrained weights of ``method``'s runs.
+
+    Not: :data:`AFTER_PRETRAIN`, TSC knobs for methods without TSC, CNC knobs without CNC,
+    the Lipschitz weight for unconstrained methods. Everything else (model, optimisation,
+    adversarial training) does.
+    """
+    if path in AFTER_PRETRAIN:
+        return False
+    if path in TSC_KNOBS:
+        return method in USES_TSC
+    if path in CNC_KNOBS:
+        return method in USES_CNC
+    if path in LCC_KNOBS:
+        return method in CONSTRAINED
+    return True
+
+
+def _short_names() -> dict[str, str]:
+    last = [p.split(".")[1] for p in GRID_PATHS]
+    return {p: n if last.count(n) == 1 else p for p, n in zip(GRID_PATHS, last, strict=True)}
+
+
+_SHORT = _short_names()
+
+
+def param_name(path: str) -> str:
+    """How keys and tables name a grid path: its last segment unless two knobs share it."""
+    return _SHORT.get(path, path)
+
+
+def param_label(value: ParamValue) -> str:
+    """A grid value as run keys and tables show it: 0.1, 1e-05, logdet, true, none."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "none" if value is None else str(value)
+
+
+def _params_label(params: dict[str, ParamValue]) -> str:
+    """``-lambda_cnc=0.1-a=10`` (the path's last segment unless two knobs share it)."""
+    return "".join(f"-{param_name(p)}={param_label(v)}" for p, v in params.items())
+
+
+def _grid_error(loc: tuple[str | int, ...], msg: str, value: Any,
+                typ: str = "grid") -> InitErrorDetails:
+    return InitErrorDetails(type=PydanticCustomError(typ, msg), loc=loc,  # type: ignore[arg-type]
+                            input=value)
 
 
 # ---- presets ---------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Enqueue and revoke stage tasks (torch-free: the API calls this).
 
-A sweep's runs are grouped by pretrain key; each group becomes the Celery canvas
-``pretrain(group) | group(complete(run) for run in group)``, so the shared pretrain fans out to
-the group's runs and several workers can share a sweep. Retrying single runs enqueues
-``complete(run)`` alone: it re-runs the pretrain first only if its weights are missing.
+A sweep's runs are grouped by pretrain key (:meth:`tscnc.spec.SweepSpec.pretrain_groups`); each
+group becomes the Celery canvas ``pretrain(group) | group(complete(run) for run in group)``, so
+the shared pretrain fans out to the group's runs and several workers can share a sweep.
+Retrying single runs enqueues ``complete(run)`` alone: it re-runs the pretrain first only if its
+weights are missing.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from celery import Celery, chain, group, signature
 
-from tscnc.spec import DeviceKind, Method, RunSpec, SweepSpec
+from tscnc.spec import DeviceKind, SweepSpec
 from worker.celery_app import TASK_COMPLETE, TASK_PRETRAIN
 
 
@@ -44,10 +45,6 @@ def choose_queue(spec: SweepSpec, workers: list[dict[str, Any]]) -> str:
     return "gpu" if any(w.get("queue") == "gpu" for w in workers) else "cpu"
 
 
-def _run_spec(run: Any) -> RunSpec:
-    return RunSpec(method=Method(run.method), sparsity=run.sparsity, seed=run.seed)
-
-
 def enqueue_runs(sweep_id: str, run_ids: list[str] | None = None, *, store: Any = None,
                  celery_app: Celery | None = None, fresh: bool = False) -> None:
     """Queue ``run_ids`` of a sweep (all its runs when None) and record their task ids.
@@ -69,10 +66,10 @@ def enqueue_runs(sweep_id: str, run_ids: list[str] | None = None, *, store: Any 
                       kwargs={"fresh": True} if fresh else {}, app=app, immutable=True,
                       queue=queue).apply_async(task_id=tid)
         return
-    groups: dict[str, list[Any]] = {}
-    for run in runs:
-        groups.setdefault(_run_spec(run).pretrain_key, []).append(run)
-    for members in groups.values():
+    by_key = {run.key: run for run in runs}
+    specs = sweep.sweep_spec().pretrain_groups([run.run_spec() for run in runs])
+    for group_specs in specs.values():
+        members = [by_key[r.key] for r in group_specs]
         completes = []
         for run in members:
             tid = uuid.uuid4().hex

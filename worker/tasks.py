@@ -25,7 +25,7 @@ from celery.exceptions import Ignore, Reject
 
 from backend.store import Store
 from tscnc.records import TERMINAL_STATUSES, Event, RunStatus
-from tscnc.spec import Method, RunSpec, SweepSpec
+from tscnc.spec import RunSpec, SweepSpec
 from worker.celery_app import TASK_COMPLETE, TASK_PRETRAIN, app
 from worker.settings import WorkerSettings
 
@@ -289,7 +289,7 @@ def _spec(st: Store, sweep_id: str) -> SweepSpec:
 
 
 def _run_spec(run: Any) -> RunSpec:
-    return RunSpec(method=Method(run.method), sparsity=run.sparsity, seed=run.seed)
+    return run.run_spec()  # type: ignore[no-any-return]
 
 
 def _startable(st: Store, run_id: str) -> bool:

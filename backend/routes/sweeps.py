@@ -76,23 +76,31 @@ def resolve_spec(body: SweepCreate, settings: Settings) -> SweepSpec:
             {"loc": ("body", "spec", *err["loc"]), "msg": err["msg"], "type": err["type"]}
             for err in e.errors(include_url=False, include_context=False, include_input=False)
         ]) from None
-    errors = []
+    errors: list[dict[str, Any]] = []
     t = spec.training
     for name in ("pretrain_epochs", "prune_epochs", "finetune_epochs"):
         if getattr(t, name) > settings.max_epochs_per_stage:
             errors.append({"loc": ("body", "spec", "training", name), "type": "less_than_equal",
                            "msg": f"at most {settings.max_epochs_per_stage} epochs per stage on "
                                   f"this server (TSCNC_MAX_EPOCHS_PER_STAGE)"})
+        for i, v in enumerate(spec.grid.get(f"training.{name}", [])):
+            if isinstance(v, int) and v > settings.max_epochs_per_stage:
+                errors.append({"loc": ("body", "spec", "grid", f"training.{name}", i),
+                               "type": "less_than_equal",
+                               "msg": f"at most {settings.max_epochs_per_stage} epochs per stage "
+                                      f"on this server (TSCNC_MAX_EPOCHS_PER_STAGE)"})
     # The form of data_dir was checked by the spec; a link inside a root must not lead out of it
     # either. Same message as for a bad form: nothing here tells which paths exist.
     if spec.dataset.data_dir is not None and not candidate_dirs(spec.dataset.data_dir,
                                                                 settings.data_roots):
         errors.append({"loc": ("body", "spec", "dataset", "data_dir"), "type": "value_error",
                        "msg": f"Value error, {DATA_DIR_RULE}"})
-    n = len(spec.runs())
+    n = spec.run_count()
     if n > settings.max_runs_per_sweep:
-        errors.append({"loc": ("body", "spec"), "type": "too_many_runs",
-                       "msg": f"methods × sparsities × seeds expands to {n} runs; this server "
+        errors.append({"loc": ("body", "spec", "grid") if spec.grid else ("body", "spec"),
+                       "type": "too_many_runs",
+                       "msg": f"methods × sparsities × seeds{' × grid' if spec.grid else ''} "
+                              f"expands to {n} runs; this server "
                               f"allows at most {settings.max_runs_per_sweep} per sweep "
                               f"(TSCNC_MAX_RUNS_PER_SWEEP)"})
     if errors:
@@ -107,7 +115,9 @@ def admit(spec: SweepSpec, settings: Settings, workers: list[WorkerRecord]) -> N
     only the cap applies: the sweep waits for a worker)."""
     from worker.dispatch import choose_queue  # imported on first use, as the dispatcher is
 
-    need = estimate(spec)
+    # The largest run of the grid (its model and batch size may be gridded).
+    need = max((estimate(spec.with_params(c)) for c in spec.grid_combinations()),
+               key=lambda e: e.memory_bytes) if spec.grid else estimate(spec)
     gib = 2**30
     problem = None
     if need.memory_bytes > settings.max_run_memory_gib * gib:

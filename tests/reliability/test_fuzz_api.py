@@ -136,6 +136,7 @@ READS_OF_INFINITE_KAPPA = [
     ("/api/v1/sweeps/{sweep_id}/results", {"format": "json"}), ("/api/v1/sweeps/{sweep_id}", {}),
     ("/api/v1/runs", {"sweep": "{sweep_id}", "sort": "kappa_median"}),
     ("/api/v1/runs/{run_id}/events", {}),
+    ("/api/v1/sweeps/{sweep_id}/summary", {}), ("/api/v1/summary", {"sweeps": "{sweep_id}"}),
 ]
 
 
