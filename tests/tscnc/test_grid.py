@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from tscnc.records import RunResult
 from tscnc.spec import (
     GRID_PATHS,
     MAX_RUNS_PER_SWEEP,
@@ -150,3 +154,34 @@ def test_run_spec_round_trips_through_json() -> None:
         back = RunSpec.model_validate(json.loads(r.model_dump_json()))
         assert back == r and back.key == r.key
     assert {r.key for r in spec.runs()} >= {"tscnc-s0.5-cnc_kind=logdet-channels_last=true-seed1"}
+
+
+def test_tscnc_run_with_a_grid_shares_pretrains_and_prints_the_seed_statistics(
+        tmp_path: Path) -> None:
+    spec = {"name": "cli-grid", "dataset": {"name": "digits", "train_subset": 200},
+            "model": {"name": "mlp", "width": 16},
+            "training": {"pretrain_epochs": 1, "prune_epochs": 1, "finetune_epochs": 1,
+                         "batch_size": 64, "monitor_examples": 20, "device": "cpu"},
+            "adversarial": {"steps": 1},
+            "evaluation": {"attacks": ["fgsm", "pgd"], "pgd_steps": 2, "examples": 40,
+                           "security_curve": [0.0, 1.0]},
+            "methods": ["hydra", "tscnc"], "sparsities": [0.5], "seeds": [0, 1],
+            "grid": {"training.finetune_lr": [0.005, 0.02]}}
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps(spec))
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-m", "tscnc", "run", str(path), "--out", str(out),
+                        "--quiet"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    records = [RunResult.model_validate(r) for r in json.loads((out / "results.json").read_text())]
+    assert sorted((r.run, r.params["training.finetune_lr"]) for r in records) == sorted(
+        (f"{m}-s0.5-finetune_lr={lr:g}-seed{s}", lr) for m in ("hydra", "tscnc")
+        for lr in (0.005, 0.02) for s in (0, 1))
+    assert all(r.spec["training"]["finetune_lr"] == r.params["training.finetune_lr"]
+               and r.spec["grid"] == {} for r in records)
+    # finetune_lr does not change pretraining: 2 pretrains per seed, not 4.
+    assert sorted(d.name for d in (out / "artifacts" / "pretrain").iterdir()) == [
+        "at+tsc+cnc-seed0", "at+tsc+cnc-seed1", "at-seed0", "at-seed1"]
+    rows = [line for line in p.stdout.splitlines() if line.startswith("method=tscnc ")]
+    assert len(rows) == 2 and all(line.split()[-1] in ("better", "worse", "tie") for line in rows)
+    assert '<pre id="summary">' in (out / "report.html").read_text()
