@@ -293,8 +293,8 @@ def load_model_results(out: Path, model: str) -> tuple[dict[str, Any], list[RunR
 
 def merge_results(model: str, out: Path, others: Sequence[Path]) -> Path:
     """Merge ``<dir>/results/<model>.json`` of ``out`` and ``others`` (runs of one spec split
-    over processes, e.g. by seed) into ``out``'s: results and failures concatenated (a run
-    present twice is an error), seeds united in the recorded spec, every command kept, the
+    over processes, e.g. by seed or method) into ``out``'s: results and failures concatenated (a
+    run present twice is an error), seeds and methods united in the recorded spec, every command kept, the
     wall time the longest of the parts (they ran side by side)."""
     parts = []
     for d in [out, *others]:
@@ -310,8 +310,10 @@ def merge_results(model: str, out: Path, others: Sequence[Path]) -> Path:
     if len({r.run for r in results}) != len(results):
         raise SystemExit("a run appears in more than one part")
     spec = SweepSpec.model_validate(metas[0]["spec"])
-    spec = spec.model_copy(update={"seeds": sorted({sd for m in metas
-                                                    for sd in m["spec"]["seeds"]})})
+    methods = {m for meta in metas for m in meta["spec"]["methods"]}
+    spec = spec.model_copy(update={
+        "seeds": sorted({sd for m in metas for sd in m["spec"]["seeds"]}),
+        "methods": [Method(m) for m in ALL_METHODS if m in methods]})
     meta = {**metas[0], "spec": spec.model_dump(mode="json"),
             "wall_s": max(m["wall_s"] for m in metas),
             "commands": [c for m in metas for c in m.get("commands", [m["command"]])],
