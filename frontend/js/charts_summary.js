@@ -112,8 +112,21 @@ export function translucent(hex, alpha = 0.18) {
   return `rgba(${parseInt(m[1], 16)},${parseInt(m[2], 16)},${parseInt(m[3], 16)},${alpha})`;
 }
 
-function sparsityCategories(values) {
-  return [...new Set(values.filter((v) => v !== null))].sort((a, b) => a - b).map(fmtSparsity);
+/**
+ * A sparsity axis on which groups stand side by side: sparsities are evenly spaced (index 0, 1,
+ * ...; labelled by their value) and group gi of n is shifted by (gi − (n − 1)/2)·w, w = min(0.15,
+ * 0.6/(n − 1)), so intervals of several groups at one sparsity do not hide one another.
+ * Example: sparsities [0.5, 0.9], 2 groups → group 1 at 0.5 is drawn at x = 0.075.
+ * Returns {x(sparsity, gi), axis (Plotly x-axis ticks and range)}.
+ */
+export function dodgedAxis(sparsities, groups) {
+  const cats = [...new Set(sparsities.filter((v) => v !== null))].sort((a, b) => a - b);
+  const w = groups > 1 ? Math.min(0.15, 0.6 / (groups - 1)) : 0;
+  return {
+    x: (sparsity, gi) => cats.indexOf(sparsity) + (gi - (groups - 1) / 2) * w,
+    axis: { tickvals: cats.map((_, i) => i), ticktext: cats.map(fmtSparsity), range: [-0.5, Math.max(cats.length, 1) - 0.5],
+      showgrid: false, zeroline: false },
+  };
 }
 
 // ---- bands: mean with its 95 % interval, κ geometric mean with min–max -----------------------
@@ -151,10 +164,11 @@ export function bandFigure(rows, opts = {}) {
 
   const labels = sortLabels(rows);
   const colors = colorsFor(labels, rows);
+  const ax = dodgedAxis([...rows.map((r) => r.sparsity), ...(opts.showSeeds ? seeds.map((p) => p.sparsity) : [])], labels.length);
   const data = [];
-  for (const label of labels) {
+  for (const [gi, label] of labels.entries()) {
     const rs = rows.filter((r) => r.label === label && r.sparsity !== null).sort((a, b) => a.sparsity - b.sparsity);
-    const x = rs.map((r) => fmtSparsity(r.sparsity));
+    const x = rs.map((r) => ax.x(r.sparsity, gi));
     const color = colors.get(label);
     const common = { type: "scatter", x, legendgroup: label, hoverinfo: "skip", showlegend: false };
     data.push({ ...common, name: `${label} low`, mode: "lines", y: rs.map((r) => y(low(r))), line: { width: 0, color } });
@@ -181,7 +195,7 @@ export function bandFigure(rows, opts = {}) {
         .sort((a, b) => a.sparsity - b.sparsity || a.seed - b.seed);
       data.push({
         type: "scatter", mode: "markers", name: `${label} seeds`, legendgroup: label, showlegend: false,
-        x: pts.map((p) => fmtSparsity(p.sparsity)),
+        x: pts.map((p) => ax.x(p.sparsity, gi)),
         y: pts.map((p) => y(seedValue(p))),
         customdata: pts.map((p) => p.run_id),
         text: pts.map((p) => `${p.key}<br>seed ${p.seed}: ${isK ? `κ ${fmtKappa(p.kappa_median)}` : fmtAcc(seedValue(p))}<br><i>click to open</i>`),
@@ -213,8 +227,7 @@ export function bandFigure(rows, opts = {}) {
     layout: {
       ...band,
       title: { text: title, font: { size: 13 } },
-      xaxis: { title: { text: "sparsity", standoff: 6 }, automargin: true, type: "category", categoryorder: "array",
-        categoryarray: sparsityCategories([...rows.map((r) => r.sparsity), ...(opts.showSeeds ? seeds.map((p) => p.sparsity) : [])]) },
+      xaxis: { title: { text: "sparsity", standoff: 6 }, automargin: true, ...ax.axis },
       yaxis,
       margin: { l: 60, r: 10, t: 40, b: 45 },
       legend: LEGEND_BELOW,
@@ -253,13 +266,14 @@ export function differenceFigure(rows, opts = {}) {
   const withDiff = rows.filter((r) => r.diff && r.sparsity !== null);
   const labels = sortLabels(withDiff);
   const colors = colorsFor(labels, withDiff);
-  const data = labels.map((label) => {
+  const ax = dodgedAxis(withDiff.map((r) => r.sparsity), labels.length);
+  const data = labels.map((label, gi) => {
     const rs = withDiff.filter((r) => r.label === label).sort((a, b) => a.sparsity - b.sparsity);
     return {
       type: "scatter",
       mode: "lines+markers",
       name: label,
-      x: rs.map((r) => fmtSparsity(r.sparsity)),
+      x: rs.map((r) => ax.x(r.sparsity, gi)),
       y: rs.map((r) => r.diff.mean),
       error_y: {
         type: "data", symmetric: false,
@@ -278,7 +292,6 @@ export function differenceFigure(rows, opts = {}) {
       hovertemplate: "%{text}<extra></extra>",
     };
   });
-  const categories = sparsityCategories(withDiff.map((r) => r.sparsity));
   const verdictNotes = VERDICTS.map((v, i) => ({
     text: `● ${v}`, xref: "paper", x: 1, xanchor: "right", yref: "paper", y: 1 - 0.07 * i, yanchor: "top",
     showarrow: false, font: { size: 11, color: v === "insufficient" ? "#9ca3af" : VERDICT_COLORS[v] },
@@ -287,7 +300,7 @@ export function differenceFigure(rows, opts = {}) {
     data,
     layout: {
       title: { text: `Δ robust accuracy vs ${opts.baseline || "baseline"} (paired by seed, 95 % interval)`, font: { size: 13 } },
-      xaxis: { title: { text: "sparsity", standoff: 6 }, automargin: true, type: "category", categoryorder: "array", categoryarray: categories },
+      xaxis: { title: { text: "sparsity", standoff: 6 }, automargin: true, ...ax.axis },
       yaxis: { title: { text: "Δ robust accuracy" }, tickformat: "+.0%", zeroline: false },
       shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: 0, y1: 0, line: { color: "#111", width: 1.5, dash: "dash" } }],
       annotations: verdictNotes,

@@ -54,9 +54,9 @@ def test_grid_sweep_with_two_seeds_summary_parcoords_and_difference(page: Any, b
         "name": "grid-seeds", "dataset.train_subset": "600", "model.width": "32", "adversarial.steps": "2",
         "training.pretrain_epochs": "4", "training.prune_epochs": "1", "training.finetune_epochs": "1",
         "training.monitor_examples": "20", "evaluation.examples": "40", "evaluation.pgd_steps": "2",
-        "evaluation.security_curve": "0, 1", "sparsities": "0.9", "seeds": "0, 1",
+        "evaluation.security_curve": "0, 1", "sparsities": "0.5, 0.9", "seeds": "0, 1",
     }, {"methods": ["hydra", "tscnc"], "evaluation.attacks": ["fgsm", "pgd"]})
-    assert "4 runs" in page.inner_text("#run-summary")
+    assert "8 runs" in page.inner_text("#run-summary")
 
     # The grid editor: knobs from the API's schema, values checked as their field, live count.
     page.click("#grid-add")
@@ -69,52 +69,56 @@ def test_grid_sweep_with_two_seeds_summary_parcoords_and_difference(page: Any, b
     assert "Fix the grid" in page.inner_text("#run-summary")
     row.locator("input").fill("0.01, 1")
     assert row.locator(".field-error").inner_text() == ""
-    assert "8 runs" in page.inner_text("#run-summary")
+    assert "16 runs" in page.inner_text("#run-summary")
     page.click("#grid-add")
     row2 = page.locator("[data-grid-row]").nth(1)
     row2.locator("select").select_option(A)
     row2.locator("input").fill("1")     # one value: still a knob of every run (for the heatmap)
-    assert "8 runs" in page.inner_text("#run-summary")
+    assert "16 runs" in page.inner_text("#run-summary")
 
     page.click("#submit-sweep")
     page.wait_for_url("**#/sweep/*")
     sweep_id = page.url.rsplit("/", 1)[-1]
     sweep = stack.api("GET", f"/sweeps/{sweep_id}").json()
     assert sweep["spec"]["grid"] == {LAM: [0.01, 1.0], A: [1.0]}
-    assert len(sweep["run_ids"]) == 8
+    assert len(sweep["run_ids"]) == 16
 
-    # The bands fill in as runs finish (the summary is refetched on run-finished events).
+    # The summary fills in as runs finish (refetched on run-finished events): the number of
+    # evaluated runs it counts grows through intermediate values to all 16.
     seen: list[int] = []
 
     def evaluated() -> bool:
-        lines = page.evaluate(LINES_JS, "chart-band-robust") or {}
-        n = sum(1 for _, ys in lines.values() for y in ys if y is not None)
+        n = int(page.get_attribute(".summary-panel [data-summary-info]", "data-evaluated") or 0)
         if not seen or seen[-1] != n:
             seen.append(n)
-        return n == 4 and not page.locator(".summary-panel [data-summary-info]").inner_text().count("without")
-    wait_until(evaluated, 150, 0.2, "4 group means in the robust band chart")
+        lines = page.evaluate(LINES_JS, "chart-band-robust") or {}
+        return n == 16 and sum(1 for _, ys in lines.values() for y in ys if y is not None) == 8
+    wait_until(evaluated, 240, 0.1, "16 runs in the summary, 8 group means in the robust band chart")
     assert finish_all(stack, sweep_id)["status"] == "succeeded"
-    assert any(0 < n < 4 for n in seen) or len(seen) > 1, f"never saw the chart fill in: {seen}"
+    assert any(0 < n < 16 for n in seen), f"never saw the summary fill in: {seen}"
 
     # Independent statistics from the runs' results: robust = min over attacks, t-interval.
     runs = {r["id"]: r for r in stack.api("GET", "/runs", params={"sweep": sweep_id, "limit": 50}).json()["items"]}
     results = {r["run_id"]: r for r in stack.api("GET", f"/sweeps/{sweep_id}/results").json()["items"]}
-    groups: dict[str, dict[int, float]] = {}
+    groups: dict[str, dict[float, dict[int, float]]] = {}   # label → sparsity → seed → robust
     for rid, res in results.items():
         run = runs[rid]
-        groups.setdefault(label(run["method"], run["params"]), {})[run["seed"]] = min(res["robust_accuracy"].values())
-    assert len(groups) == 4 and all(len(v) == 2 for v in groups.values())
+        groups.setdefault(label(run["method"], run["params"]), {}).setdefault(run["sparsity"], {})[run["seed"]] = \
+            min(res["robust_accuracy"].values())
+    assert len(groups) == 4
+    assert all(sorted(v) == [0.5, 0.9] and all(len(x) == 2 for x in v.values()) for v in groups.values())
 
     lines = page.evaluate(LINES_JS, "chart-band-robust")
     uppers = page.evaluate(BANDS_JS, "chart-band-robust")
     lows = page.evaluate(LOWS_JS, "chart-band-robust")
     assert set(lines) == set(groups)
-    for name, by_seed in groups.items():
-        mean, lo, hi = t_interval(list(by_seed.values()))
-        assert lines[name][0] == ["0.9"]
-        assert lines[name][1][0] == pytest.approx(mean, abs=1e-9)
-        assert lows[f"{name} low"][0] == pytest.approx(lo, abs=1e-9)
-        assert uppers[f"{name} 95 % interval"][0] == pytest.approx(hi, abs=1e-9)
+    assert page.evaluate("() => document.getElementById('chart-band-robust').layout.xaxis.ticktext") == ["0.5", "0.9"]
+    for name, by_sparsity in groups.items():
+        for i, sp in enumerate((0.5, 0.9)):
+            mean, lo, hi = t_interval(list(by_sparsity[sp].values()))
+            assert lines[name][1][i] == pytest.approx(mean, abs=1e-9)
+            assert lows[f"{name} low"][i] == pytest.approx(lo, abs=1e-9)
+            assert uppers[f"{name} 95 % interval"][i] == pytest.approx(hi, abs=1e-9)
 
     # Difference to hydra (the default baseline), paired by seed, coloured by verdict.
     page.wait_for_selector('[data-box="difference"]:not([hidden]) #chart-difference .scatterlayer .points path')
@@ -124,19 +128,19 @@ def test_grid_sweep_with_two_seeds_summary_parcoords_and_difference(page: Any, b
     assert sorted(d[0] for d in diff) == sorted(n for n in groups if n.startswith("tscnc"))
     for name, ys, verdicts, marker_colors in diff:
         base = groups[name.replace("tscnc", "hydra", 1)]
-        pairs = [groups[name][s] - base[s] for s in (0, 1)]
-        mean, lo, hi = t_interval(pairs)
-        assert ys[0] == pytest.approx(mean, abs=1e-9)
-        want = "better" if lo > 0 else "worse" if hi < 0 else "tie"
-        assert verdicts == [want] and marker_colors == [colors[want]]
+        for i, sp in enumerate((0.5, 0.9)):
+            mean, lo, hi = t_interval([groups[name][sp][seed] - base[sp][seed] for seed in (0, 1)])
+            assert ys[i] == pytest.approx(mean, abs=1e-9)
+            want = "better" if lo > 0 else "worse" if hi < 0 else "tie"
+            assert verdicts[i] == want and marker_colors[i] == colors[want]
 
     # Parallel coordinates (drawn by Plotly as SVG) and the heatmap over the two knobs.
     page.wait_for_selector("#chart-parcoords .scatterlayer .trace .js-line")
     dims = page.evaluate("""() => document.getElementById('chart-parcoords').layout.meta.dimensions
         .map((d) => [d.label, d.values.length])""")
     assert [d[0] for d in dims] == ["method", "a", "lambda_cnc", "sparsity", "robust accuracy", "log10 κ"]
-    assert page.locator("#chart-parcoords .scatterlayer .trace .js-line").count() == 4   # a line per group
-    assert all(n == 4 for _, n in dims)
+    assert page.locator("#chart-parcoords .scatterlayer .trace .js-line").count() == 8   # group × sparsity
+    assert all(n == 8 for _, n in dims)
     heat = page.evaluate("() => { const t = document.getElementById('chart-heatmap').data[0]; return [t.type, t.x, t.y, t.z]; }")
     assert heat[0] == "heatmap" and len(heat[3]) == len(heat[2]) and len(heat[3][0]) == len(heat[1])
     assert sorted([heat[1], heat[2]]) == [["0.01", "1"], ["1"]]
@@ -160,7 +164,7 @@ def test_grid_sweep_with_two_seeds_summary_parcoords_and_difference(page: Any, b
     got = Path(dl.value.path()).read_bytes().decode()
     want = stack.api("GET", f"/sweeps/{sweep_id}/summary", params={"baseline": "hydra", "format": "csv"}).text
     assert got == want and "diff_robust_verdict" in got.splitlines()[0]
-    assert len(list(csv.DictReader(io.StringIO(got)))) == 4
+    assert len(list(csv.DictReader(io.StringIO(got)))) == 8
 
     # Group by method and λ only: a knob left out of the grouping is pooled.
     page.uncheck('[data-group-by="constraints.a"]')

@@ -90,7 +90,11 @@ def test_bands_are_the_interval_and_kappa_the_geometric_mean_with_min_max(js: An
     assert names == ["hydra low", "hydra 95 % interval", "hydra", "tscnc low", "tscnc 95 % interval", "tscnc"]
     low, high, line = robust["data"][0:3]
     exp5, exp9 = mi([0.40, 0.46]), mi([0.30, 0.36])
-    assert line["x"] == ["0.5", "0.9"]
+    # sparsities evenly spaced and labelled; two groups side by side (±0.075 around each)
+    assert robust["layout"]["xaxis"]["tickvals"] == [0, 1]
+    assert robust["layout"]["xaxis"]["ticktext"] == ["0.5", "0.9"]
+    assert line["x"] == pytest.approx([-0.075, 0.925]) and robust["data"][5]["x"] == pytest.approx([0.075, 1.075])
+    assert low["x"] == high["x"] == line["x"]
     assert line["y"] == pytest.approx([0.43, 0.33])
     assert low["y"] == pytest.approx([exp5["ci_low"], exp9["ci_low"]])
     assert high["y"] == pytest.approx([exp5["ci_high"], exp9["ci_high"]])
@@ -135,7 +139,8 @@ def test_show_seeds_draws_each_run_of_a_group_as_a_point(js: Any) -> None:
     seeds = {t["name"]: t for t in on["data"] if t["name"].endswith("seeds")}
     assert seeds["hydra seeds"]["customdata"] == ["hydra-0.5-0", "hydra-0.5-1"]
     assert seeds["hydra seeds"]["y"] == [0.40, 0.46] and seeds["hydra seeds"]["mode"] == "markers"
-    assert seeds["tscnc seeds"]["x"] == ["0.9"] and seeds["tscnc seeds"]["y"] == [0.31]
+    assert seeds["tscnc seeds"]["x"] == pytest.approx([1.075]) and seeds["tscnc seeds"]["y"] == [0.31]
+    assert seeds["hydra seeds"]["x"] == pytest.approx([-0.075, -0.075])   # with their group's line
     kseeds = next(t for t in kappa["data"] if t["name"] == "tscnc seeds")
     assert kseeds["y"] == [kappa["layout"]["yaxis"]["tickvals"][-1]] and kseeds["marker"]["symbol"] == ["triangle-up"]
 
@@ -152,7 +157,8 @@ def test_difference_chart_colours_each_point_by_its_verdict_with_a_zero_line(js:
     """, summary)
     assert [t["name"] for t in fig["data"]] == ["tsc", "tscnc"]   # the baseline has no difference
     tsc, tscnc = fig["data"]
-    assert tscnc["x"] == ["0.5", "0.9"] and tscnc["y"] == [0.08, -0.02]
+    assert tscnc["x"] == pytest.approx([0.075, 1.075]) and tscnc["y"] == [0.08, -0.02]
+    assert fig["layout"]["xaxis"]["ticktext"] == ["0.5", "0.9"]
     assert tscnc["error_y"]["array"] == pytest.approx([0.06, 0]) and tscnc["error_y"]["arrayminus"] == pytest.approx([0.06, 0])
     assert tscnc["marker"]["color"] == [colors["better"], colors["insufficient"]]
     assert tsc["marker"]["color"] == [colors["worse"], colors["tie"]]
@@ -265,6 +271,17 @@ def test_summary_export_rows_and_csv(js: Any) -> None:
     grid = js("return exp.toCSV(cs.summaryExportRows(cs.summaryRows(arg)));", GRID)
     head = grid.split("\n")[0].split(",")
     assert head[:4] == ["group", "method", A, LAM] and "verdict" not in head
+
+
+def test_dodged_axis_spreads_groups_around_each_sparsity(js: Any) -> None:
+    out = js("""
+        const a = cs.dodgedAxis([0.9, 0.5, 0.9, null], 5), one = cs.dodgedAxis([0.9], 1);
+        return [[0, 1, 2, 3, 4].map((g) => a.x(0.9, g)), a.axis, one.x(0.9, 0), one.axis.range];
+    """)
+    xs, axis, single, rng = out
+    assert xs == pytest.approx([0.7, 0.85, 1.0, 1.15, 1.3])   # w = min(0.15, 0.6 / 4)
+    assert axis["ticktext"] == ["0.5", "0.9"] and axis["range"] == [-0.5, 1.5]
+    assert single == 0 and rng == [-0.5, 0.5]
 
 
 def test_group_labels_name_the_grid_values(js: Any) -> None:

@@ -77,9 +77,14 @@ export function summaryPanel(opts, state = {}) {
   }
 
   let timer = null;
-  /** Refetch the summary after `delay` ms (several calls within it make one request). */
+  /**
+   * Refetch the summary within `delay` ms: calls while one is pending join it (at most one
+   * request per REFETCH_MS while runs keep finishing, and never postponed indefinitely);
+   * delay 0 (a changed setting) fetches at once.
+   */
   function refresh(delay = REFETCH_MS) {
     if (closed) return;
+    if (timer && delay > 0) return;
     clearTimeout(timer);
     timer = setTimeout(load, delay);
   }
@@ -90,11 +95,14 @@ export function summaryPanel(opts, state = {}) {
     try {
       const s = await api.summary(sweepIds, query());
       if (closed || mine !== seq) return;
-      // The first answer names the methods: compare with hydra by default when there is one.
-      if (baseline === undefined && s.groups.length) {
+      // Unless chosen, compare with hydra as soon as the answer holds hydra and another method.
+      if (baseline === undefined) {
         const methods = new Set(s.groups.map((g) => g.values.method));
-        baseline = methods.has("hydra") && methods.size > 1 ? "hydra" : "";
-        if (baseline && s.group_by.includes("method")) { refresh(0); return; }
+        if (methods.has("hydra") && methods.size > 1 && s.group_by.includes("method")) {
+          baseline = "hydra";
+          refresh(0);
+          return;
+        }
       }
       data = s;
       drawAll();
@@ -138,12 +146,15 @@ export function summaryPanel(opts, state = {}) {
     }
     if (data) {
       const n = rows.reduce((a, r) => a + r.n, 0);
+      info.dataset.evaluated = String(n);
       info.textContent = `${rows.length} group·sparsity cell(s) over ${n} evaluated run(s)` +
         (data.missing ? `, ${data.missing} without a result yet` : "");
     }
   }
 
-  // The heatmap's knobs, sparsity and method: the chosen ones while they exist, else the first.
+  // The heatmap's knobs, sparsity and method: the chosen ones (`heat`, kept in the share state)
+  // while they exist, else the first knobs, the first method other than the baseline and the
+  // highest sparsity.
   function heatOptions(rows, knobs) {
     const pick = (v, list) => (list.some((x) => String(x) === String(v)) ? list.find((x) => String(x) === String(v)) : list[0]);
     const x = pick(heat.x, knobs);
@@ -153,7 +164,6 @@ export function summaryPanel(opts, state = {}) {
     const method = pick(heat.method, [...methods.filter((m) => m !== baseline), ...methods.filter((m) => m === baseline)]);
     const sparsities = [...new Set(withBoth.filter((r) => r.method === method).map((r) => r.sparsity))].sort((a, b) => b - a);
     const sparsity = pick(heat.sparsity, sparsities);
-    Object.assign(heat, { x, y, method, sparsity });
     mount(heatControls,
       h("label", {}, "x ", select("heat-x", knobs, x, (v) => { heat.x = v; drawAll(); }, knobName)),
       h("label", {}, "y ", select("heat-y", knobs, y, (v) => { heat.y = v; drawAll(); }, knobName)),
