@@ -2,13 +2,19 @@
 
 The backend validates requests with these models and the worker and the CLI run them, so the
 same rules apply everywhere. A *sweep* is one dataset/model/training setup crossed with a set of
-methods, sparsities and seeds (DESIGN §3.4); :meth:`SweepSpec.runs` expands it into runs.
+methods, sparsities and seeds (DESIGN §3.4), and optionally a hyperparameter ``grid`` (dotted
+spec path -> values, expanded as a product; DESIGN §4); :meth:`SweepSpec.runs` expands it into
+runs, each recording its grid values as ``params``; :meth:`SweepSpec.for_run` is the spec a run
+trains with and :meth:`SweepSpec.pretrain_groups` the runs that share a pretrain.
 
 Example::
 
     >>> spec = preset("digits-quick")
     >>> [r.key for r in spec.runs()][:2]
     ['dense-s0-seed0', 'lwm-s0.5-seed0']
+    >>> g = resolve("digits-quick", {"grid": {"constraints.lambda_cnc": [0.01, 0.1]}})
+    >>> [r.key for r in g.runs()][-1], g.run_count()
+    ('tscnc-s0.99-lambda_cnc=0.1-seed0', 20)
 """
 
 from __future__ import annotations
