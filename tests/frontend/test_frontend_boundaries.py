@@ -17,11 +17,27 @@ def test_only_api_js_spells_api_urls() -> None:
     assert "/api/v1" in (FRONTEND / "js" / "api.js").read_text()
 
 
+def strip_comments(code: str) -> str:
+    """JS without its comments: /* blocks */ (across lines), then // to the end of a line."""
+    return re.sub(r"//[^\n]*", "", re.sub(r"/\*.*?\*/", "", code, flags=re.S))
+
+
 def test_chart_and_form_logic_is_pure() -> None:
     impure = re.compile(r"\b(document|window|fetch|EventSource|Plotly|localStorage|import)\b")
     for name in ("charts.js", "specform.js"):
-        code = re.sub(r"//.*|/\*.*?\*/", "", (FRONTEND / "js" / name).read_text(), flags=re.S)
+        code = strip_comments((FRONTEND / "js" / name).read_text())
         assert not impure.findall(code), f"{name} uses {set(impure.findall(code))}"
+
+
+def test_summary_charts_and_grid_logic_are_pure() -> None:
+    """charts_summary.js and grid.js (issue #12) may import only the pure modules above."""
+    impure = re.compile(r"\b(document|window|fetch|EventSource|Plotly|localStorage)\b")
+    for name in ("charts_summary.js", "grid.js"):
+        code = strip_comments((FRONTEND / "js" / name).read_text())
+        assert not impure.findall(code), f"{name} uses {set(impure.findall(code))}"
+        imported = re.findall(r"""\bimport\b[^;]*?from\s*["']([^"']+)["']""", code, flags=re.S)
+        assert imported and set(imported) <= {"./charts.js", "./specform.js"}, (name, imported)
+        assert len(re.findall(r"\bimport\b", code)) == len(imported), f"{name}: a dynamic import"
 
 
 def test_nothing_comes_from_another_origin() -> None:
