@@ -276,3 +276,19 @@ def test_summary_of_unknown_or_malformed_sweeps(client: Any, tokens: Any) -> Non
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "sweeps"]
     assert client.get("/api/v1/summary", headers=h(tokens.alice)).status_code == 422
     assert client.get(f"/api/v1/summary?sweeps={'0' * 32}").status_code == 401
+
+
+def test_share_links_read_the_summary_of_their_sweeps_only(client: Any, store: Store,
+                                                          tokens: Any) -> None:
+    mine, _, _ = _stored_grid_sweep(client, store, tokens.alice)
+    other, _, _ = _stored_grid_sweep(client, store, tokens.bob, seed=1)
+    d = client.post("/api/v1/dashboards", json={"name": "grid", "sweep_ids": [mine]},
+                    headers=h(tokens.alice)).json()
+    share = h(d["share_token"])
+    assert client.get(f"/api/v1/sweeps/{mine}/summary", headers=share).status_code == 200
+    assert client.get(f"/api/v1/summary?sweeps={mine}", headers=share).status_code == 200
+    assert client.get(f"/api/v1/sweeps/{other}/summary", headers=share).status_code == 403
+    assert client.get(f"/api/v1/summary?sweeps={mine},{other}", headers=share).status_code == 403
+    # any token may read any sweep's summary (readers read every sweep)
+    assert client.get(f"/api/v1/summary?sweeps={mine},{other}",
+                      headers=h(tokens.viewer)).status_code == 200
