@@ -749,8 +749,8 @@ def tuning_section(out: Path, chosen: ConstraintSpec, previous: str = "") -> str
         "search grew in steps, all recorded here: the first mlp grid (λ_tsc ≤ 1e-3, a ≥ 0.1) "
         "picked a configuration on its edge, so the grid was extended (λ_tsc up to 1e-2, a down "
         "to 0.03); a second stage on new seeds was added because the single-stage pick stood "
-        "alone among poor neighbours; and the cnn grid and the joint ranking were added when the "
-        "mlp's pick collapsed the cnn (see the reading).\n")
+        "alone among poor neighbours; and the cnn grid and the joint ranking were added to require "
+        "the defaults to work on both models.\n")
     res.append(TUNING_START)
     if all(load_tuning(out, m, stage=1)[1] is None for m in MODEL_SETUPS):
         kept = _previous_tuning_tables(previous)
