@@ -152,5 +152,44 @@ function boot() {
   return start(token);
 }
 
+// ---- keyboard shortcuts: "g" then a letter opens a main view; "/" focuses the search; "?" help
+const SHORTCUTS = [["s", "#/sweeps", "Sweeps"], ["r", "#/runs", "Runs"], ["n", "#/new", "New experiment"],
+  ["c", "#/compare", "Compare"], ["q", "#/queue", "Queue"], ["d", "#/dashboards", "Dashboards"]];
+let pendingG = 0;
+
+function toggleHelp() {
+  const open = document.getElementById("kbd-help");
+  if (open) return open.remove();
+  const help = h("div", { class: "kbd-help", id: "kbd-help", onclick: (e) => { if (e.target === help) help.remove(); } },
+    h("div", { class: "card", role: "dialog", "aria-label": "Keyboard shortcuts" }, h("h3", {}, "Keyboard shortcuts"),
+      h("table", { class: "data compact" }, h("tbody", {},
+        SHORTCUTS.map(([k, , label]) => h("tr", {}, h("td", {}, h("kbd", {}, "g"), " ", h("kbd", {}, k)), h("td", {}, label))),
+        h("tr", {}, h("td", {}, h("kbd", {}, "/")), h("td", {}, "search (the list's filter)")),
+        h("tr", {}, h("td", {}, h("kbd", {}, "?")), h("td", {}, "this help; Esc closes it"))))));
+  document.body.append(help);
+  return null;
+}
+
+window.addEventListener("keydown", (e) => {
+  if (e.ctrlKey || e.metaKey || e.altKey) return;
+  const t = e.target;
+  if (t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName))) return;
+  if (e.key === "Escape") { document.getElementById("kbd-help")?.remove(); return; }
+  if (e.key === "?") { toggleHelp(); e.preventDefault(); return; }
+  if (ctx.share || !ctx.me) return; // a share page or the login form: no views to go to
+  if (e.key === "/") {
+    const search = document.querySelector('[data-filter="q"]');
+    if (search) { search.focus(); e.preventDefault(); }
+    return;
+  }
+  if (e.key === "g") { pendingG = Date.now(); return; }
+  const target = Date.now() - pendingG < 1500 && SHORTCUTS.find(([k]) => k === e.key);
+  pendingG = 0;
+  if (target && !(target[1] === "#/new" && ctx.readOnly)) {
+    window.location.hash = target[1];
+    e.preventDefault();
+  }
+});
+
 window.addEventListener("unhandledrejection", (e) => notify(errorText(e.reason), "error"));
 boot();

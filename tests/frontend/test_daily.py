@@ -237,7 +237,9 @@ def test_smaller_things(page: Any, context: Any, stack: Stack) -> None:
     page.wait_for_selector('[data-table="runs"] tbody tr[data-id]')
     widths = page.evaluate("""() => { const s = document.querySelector('[data-table="runs"] .table-scroll');
         return [s.scrollWidth, s.clientWidth, document.documentElement.scrollWidth, window.innerWidth]; }""")
-    assert widths[0] <= widths[1] + 1 and widths[2] <= widths[3], widths
+    cols = page.evaluate("""() => [...document.querySelectorAll('[data-table="runs"] thead th')]
+        .map((t) => `${t.dataset.col}:${Math.round(t.getBoundingClientRect().width)}`)""")
+    assert widths[0] <= widths[1] + 1 and widths[2] <= widths[3], f"{widths} {' '.join(cols)}"
 
     # An empty chart says why; a run that ended unevaluated says that too.
     page.goto(stack.login_url(f"#/sweep/{sweep['id']}"))
@@ -376,3 +378,49 @@ def test_run_diff_shows_the_fields_that_differ_next_to_results(page: Any, stack:
                "all fields")
     assert page.locator("#diff-spec tr.differs").count() == 3
     assert "all=1" in page.url
+
+
+def test_dark_mode_shortcuts_and_chart_data_tables(page: Any, browser: Any, stack: Stack) -> None:
+    small = {**_spec(), "name": "daily-a11y", "dataset": {"name": "digits", "train_subset": 300},
+             "training": {**_spec()["training"], "pretrain_epochs": 2}}
+    sweep = stack.api("POST", "/sweeps", json={"spec": small}).json()
+    finish_all(stack, sweep["id"])
+    results = {r["run_id"]: r for r in stack.api("GET", f"/sweeps/{sweep['id']}/results")
+               .json()["items"]}
+
+    # A chart's data as a table, on demand: the same numbers as the API's results.
+    page.goto(stack.login_url(f"#/sweep/{sweep['id']}"))
+    wait_until(lambda: page.evaluate("() => document.getElementById('chart-clean')?.data?.length")
+               , 30, 0.1, "the clean chart")
+    page.click('.chart-card:has(#chart-clean) [data-export="table"]')
+    table = page.locator('[data-table-of="chart-clean"] table')
+    heads = table.locator("th").all_inner_texts()
+    got = {row[heads.index("run")]: float(row[heads.index("clean_accuracy")]) for row in
+           (r.locator("td").all_inner_texts() for r in table.locator("tbody tr").all())}
+    assert got == pytest.approx({rid: r["clean_accuracy"] for rid, r in results.items()}, abs=1e-5)
+    assert page.get_attribute("#chart-clean", "role") == "img"
+
+    # The light page turns dark with the browser's preference, charts included.
+    light = page.evaluate("() => document.getElementById('chart-clean')._fullLayout.paper_bgcolor")
+    page.emulate_media(color_scheme="dark")
+    wait_until(lambda: page.evaluate(
+        "() => document.getElementById('chart-clean')._fullLayout.paper_bgcolor") != light,
+        10, 0.1, "the chart in dark colours")
+    bg = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    assert bg != "rgb(245, 246, 248)" and sum(int(x) for x in re.findall(r"\d+", bg)[:3]) < 150, bg
+
+    # Keyboard: g r opens the runs, / focuses the search, ? shows the help.
+    page.keyboard.press("g")
+    page.keyboard.press("r")
+    page.wait_for_selector('[data-table="runs"]')
+    assert page.url.endswith("#/runs")
+    page.keyboard.press("/")
+    assert page.evaluate("() => document.activeElement.dataset.filter") == "q"
+    page.evaluate("() => document.activeElement.blur()")
+    page.keyboard.press("?")
+    assert "g" in page.inner_text("#kbd-help") and "Runs" in page.inner_text("#kbd-help")
+    page.keyboard.press("Escape")
+    assert page.locator("#kbd-help").count() == 0
+    page.keyboard.press("g")
+    page.keyboard.press("s")
+    page.wait_for_selector('[data-table="sweeps"]')
