@@ -47,6 +47,7 @@ def t_interval(xs: list[float]) -> tuple[float, float, float]:
 
 def test_grid_sweep_with_two_seeds_summary_parcoords_and_difference(page: Any, browser: Any,
                                                                   stack: Stack) -> None:
+    sweeps_before = stack.api("GET", "/sweeps").json()["total"]
     page.goto(stack.login_url("#/new"))
     page.wait_for_selector("#sweep-form")
     page.select_option("#preset", "digits-quick")
@@ -67,6 +68,13 @@ def test_grid_sweep_with_two_seeds_summary_parcoords_and_difference(page: Any, b
     row.locator("input").fill("0.01, -1")
     assert "≥ 0" in row.locator(".field-error").inner_text()
     assert "Fix the grid" in page.inner_text("#run-summary")
+    # Only the server knows the bound on runs: its 422 (loc body.spec.grid) lands under the grid.
+    row.locator("input").fill(", ".join(str(i / 100) for i in range(50)))
+    assert "400 runs" in page.inner_text("#run-summary")
+    page.click("#submit-sweep")
+    wait_until(lambda: "at most" in page.inner_text("#grid-error"), 10, 0.1, "the 422 under the grid")
+    assert "400 runs" in page.inner_text("#grid-error")
+    assert "#/new" in page.url and stack.api("GET", "/sweeps").json()["total"] == sweeps_before
     row.locator("input").fill("0.01, 1")
     assert row.locator(".field-error").inner_text() == ""
     assert "16 runs" in page.inner_text("#run-summary")
