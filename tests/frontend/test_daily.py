@@ -424,3 +424,33 @@ def test_dark_mode_shortcuts_and_chart_data_tables(page: Any, browser: Any, stac
     page.keyboard.press("g")
     page.keyboard.press("s")
     page.wait_for_selector('[data-table="sweeps"]')
+
+
+def test_a_run_asked_to_stop_shows_no_second_cancel_button(page: Any, stack: Stack) -> None:
+    from backend.store import Store
+    from tscnc.records import RunStatus
+
+    # On the gpu queue, which no test worker reads: its runs stay where the test puts them.
+    spec = {**_spec(), "name": "daily-stopping", "training": {**_spec()["training"], "device": "cuda"}}
+    r = stack.api("POST", "/sweeps", json={"spec": spec})
+    assert r.status_code == 201, r.text
+    sweep = r.json()
+    rid = sweep["run_ids"][0]
+    store = Store.from_url(stack.redis_url)
+    try:
+        # "Running" on the live test worker (so no lost-worker check re-queues it meanwhile).
+        live_worker = stack.api("GET", "/queue").json()["workers"][0]["name"]
+        assert store.set_status(rid, RunStatus.running, worker=live_worker, device="cuda:0")
+        store.request_cancel(rid)
+        for route, row in ((f"#/sweep/{sweep['id']}", f'#sweep-runs tr[data-id="{rid}"]'),
+                           (f"#/runs?sweep={sweep['id']}", f'[data-table="runs"] tr[data-id="{rid}"]')):
+            page.goto(stack.login_url(route))
+            page.wait_for_selector(f"{row} [data-stopping]")
+            assert page.locator(f'{row} [data-action="cancel"]').count() == 0
+        page.goto(stack.login_url(f"#/run/{rid}"))
+        page.wait_for_selector(".run-info .notice")
+        assert page.locator('.actions [data-action="cancel"]').count() == 0
+    finally:
+        stack.api("POST", f"/sweeps/{sweep['id']}/cancel")
+        store.set_status(rid, RunStatus.cancelled)
+        store.close()

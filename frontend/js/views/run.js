@@ -126,7 +126,7 @@ export function render(root, ctx) {
       h("a", { class: "btn", href: `#/compare?runs=${run.id}`, hidden: Boolean(ctx.share) }, "Compare…"),
       run.has_checkpoint && !(ctx.share && !ctx.share.dashboard?.allow_checkpoints) && h("button", { class: "btn", id: "checkpoint",
         onclick: action(() => api.downloadCheckpoint(run.id, `${run.key}.pt`)) }, "Checkpoint"),
-      !ctx.readOnly && !TERMINAL.has(run.status) && h("button", { class: "btn danger", "data-action": "cancel",
+      !ctx.readOnly && !TERMINAL.has(run.status) && !run.cancel_requested && h("button", { class: "btn danger", "data-action": "cancel",
         onclick: action(async () => { run = await api.cancelRun(run.id); redraw(); }) }, "Cancel"),
       !ctx.readOnly && (run.status === "failed" || run.status === "cancelled") && h("button", { class: "btn", "data-action": "retry",
         onclick: action(async () => { run = await api.retryRun(run.id); notify("Queued again", "ok"); restart(); }) }, "Retry"));

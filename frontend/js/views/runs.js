@@ -42,9 +42,10 @@ export function render(root, ctx) {
   ];
   if (!ctx.readOnly) {
     columns.push({ key: "actions", label: "", sortable: false, export: false, render: (r) => h("span", { class: "row-actions" },
-      !TERMINAL.has(r.status) && h("button", { class: "btn small", "data-action": "cancel", onclick: action(async () => {
-        await api.cancelRun(r.id);
-        notify(`${r.key}: cancel requested`, "ok");
+      !TERMINAL.has(r.status) && r.cancel_requested && h("span", { class: "muted", "data-stopping": "" }, "stopping…"),
+      !TERMINAL.has(r.status) && !r.cancel_requested && h("button", { class: "btn small", "data-action": "cancel", onclick: action(async () => {
+        const after = await api.cancelRun(r.id);
+        notify(`${r.key}: ${after.status === "cancelled" ? "cancelled" : "asked to stop"}`, "ok");
         await table.load();
       }) }, "Cancel"),
       (r.status === "failed" || r.status === "cancelled") && h("button", { class: "btn small", "data-action": "retry", onclick: action(async () => {

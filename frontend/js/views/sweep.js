@@ -133,8 +133,11 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
         { class: "num", col: "kappa", sig: String(res ? res.condition_number.median : null), render: () => fmtKappa(res ? res.condition_number.median : null) },
       ];
       if (!ctx.readOnly) {
-        cells.push({ sig: `${TERMINAL.has(r.status)}`, render: () => !TERMINAL.has(r.status) && h("button", { class: "btn small", "data-action": "cancel",
-          onclick: action(async () => { runs.set(r.id, await api.cancelRun(r.id)); redraw(); refreshSoon(); }) }, "Cancel") });
+        // A run asked to stop says so until the worker confirms (no second Cancel button).
+        cells.push({ sig: `${TERMINAL.has(r.status)}|${r.cancel_requested}`, render: () => !TERMINAL.has(r.status) && (r.cancel_requested
+          ? h("span", { class: "muted", "data-stopping": "" }, "stopping…")
+          : h("button", { class: "btn small", "data-action": "cancel",
+            onclick: action(async () => { runs.set(r.id, await api.cancelRun(r.id)); redraw(); refreshSoon(); }) }, "Cancel")) });
       }
       return cells;
     }, (r) => (selected.has(r.id) ? "selected" : null));
