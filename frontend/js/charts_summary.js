@@ -12,6 +12,8 @@ import {
 
 // A legend under the plot, below the x-axis title (placed in the figure's own coordinates).
 const LEGEND_BELOW = { orientation: "h", x: 0, xanchor: "left", yref: "container", y: 0, yanchor: "bottom" };
+// Fixed colours are mid greys or saturated hues that read on the light and the dark theme; text
+// has no colour of its own, so it takes the theme's font colour (plot.themed).
 const EXTRA_COLORS = ["#0891b2", "#be185d", "#65a30d", "#7c3aed", "#ea580c", "#0f766e", "#a16207", "#4338ca"];
 
 /** Colours of the difference verdicts (the same words as the API's `verdict`). */
@@ -219,7 +221,7 @@ export function bandFigure(rows, opts = {}) {
     shapes: [{ type: "rect", xref: "paper", x0: 0, x1: 1, yref: "y", y0: 10 ** kAxis.bandFrom, y1: 10 ** kAxis.high,
       fillcolor: "#888", opacity: 0.15, line: { width: 0 }, layer: "below" }],
     annotations: [{ text: `κ = ${INF_LABEL} (rank-deficient)`, xref: "paper", x: 0.01, xanchor: "left",
-      yref: "y", y: kAxis.high - 0.1, yanchor: "top", showarrow: false, font: { size: 11, color: "#444" } }],
+      yref: "y", y: kAxis.high - 0.1, yanchor: "top", showarrow: false, font: { size: 11 } }],
   } : {};
   const title = metric === "robust" && opts.attackLabel ? `${BAND_TITLES.robust} (${opts.attackLabel})` : BAND_TITLES[metric];
   return {
@@ -302,7 +304,7 @@ export function differenceFigure(rows, opts = {}) {
       title: { text: `Δ robust accuracy vs ${opts.baseline || "baseline"} (paired by seed, 95 % interval)`, font: { size: 13 } },
       xaxis: { title: { text: "sparsity", standoff: 6 }, automargin: true, ...ax.axis },
       yaxis: { title: { text: "Δ robust accuracy" }, tickformat: "+.0%", zeroline: false },
-      shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: 0, y1: 0, line: { color: "#111", width: 1.5, dash: "dash" } }],
+      shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: 0, y1: 0, line: { color: "#6b7280", width: 1.5, dash: "dash" } }],
       annotations: verdictNotes,
       margin: { l: 60, r: 10, t: 40, b: 45 },
       legend: LEGEND_BELOW,
@@ -414,7 +416,7 @@ export function parcoordsFigure(rows, opts = {}) {
   data.push({ type: "scatter", mode: "markers", x: [0], y: [-10], hoverinfo: "skip", showlegend: false, name: "colour scale",
     marker: { color: [0], cmin: 0, cmax: 1, colorscale: "Viridis", showscale: true, opacity: 0,
       colorbar: { title: { text: "robust" }, tickformat: ".0%", len: 0.8 } } });
-  const shapes = xs.map((x) => ({ type: "line", xref: "x", yref: "y", x0: x, x1: x, y0: 0, y1: 1, line: { color: "#374151", width: 1.5 }, layer: "below" }));
+  const shapes = xs.map((x) => ({ type: "line", xref: "x", yref: "y", x0: x, x1: x, y0: 0, y1: 1, line: { color: "#9ca3af", width: 1.5 }, layer: "below" }));
   const annotations = [];
   dims.forEach((d, i) => {
     let ticks;
@@ -426,7 +428,7 @@ export function parcoordsFigure(rows, opts = {}) {
       ticks = lo === hi ? [[0.5, fmt(lo)]] : [[0, fmt(lo)], [1, fmt(hi)]];
     }
     for (const [y, text] of ticks) {
-      annotations.push({ x: i, y, xref: "x", yref: "y", text: escapeHtml(text), showarrow: false, xanchor: "right", xshift: -4, font: { size: 10, color: "#374151" } });
+      annotations.push({ x: i, y, xref: "x", yref: "y", text: escapeHtml(text), showarrow: false, xanchor: "right", xshift: -4, font: { size: 10 } });
     }
   });
   return {
