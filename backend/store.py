@@ -80,6 +80,7 @@ from tscnc.records import (
     StatusEvent,
     parse_event,
 )
+from backend import store_index
 from tscnc.spec import Method, ParamValue, RunSpec, SweepSpec
 
 # ---- keys ----------------------------------------------------------------------------------
@@ -494,8 +495,9 @@ class Page(NamedTuple):
 
 # Append an event to a run's stream and its sweep's stream and set the run fields it implies.
 # KEYS: run hash, run stream, sweep stream, epochs set
-# ARGV: run id, event type, event json, dedupe member ('' = none), fields json {str: str}
-_APPEND = """
+# ARGV: run id, event type, event json, dedupe member ('' = none), fields json {str: str},
+#       index prefix (store_index: the run's list indexes follow its fields)
+_APPEND = store_index.LUA_REINDEX + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return false end
@@ -503,6 +505,7 @@ if ARGV[4] ~= '' and redis.call('SADD', KEYS[4], ARGV[4]) == 0 then return false
 local id = redis.call('XADD', KEYS[2], '*', 'run', ARGV[1], 'type', ARGV[2], 'data', ARGV[3])
 redis.call('XADD', KEYS[3], '*', 'run', ARGV[1], 'type', ARGV[2], 'data', ARGV[3])
 for k, v in pairs(cjson.decode(ARGV[5])) do redis.call('HSET', KEYS[1], k, v) end
+tscnc_reindex(KEYS[1], ARGV[1], ARGV[6])
 return id
 """
 
@@ -512,9 +515,10 @@ return id
 # ARGV: 1 run id, 2 new status, 3 allowed current statuses (space separated; '' = any),
 #       4 event json, 5 fields json, 6 flags ('c' clear cancel flag, 'w' refuse when running on
 #       another live worker, 's' no event when the status does not change),
-#       7 this worker's name, 8 worker key prefix, 9 status names (space separated)
+#       7 this worker's name, 8 worker key prefix, 9 status names (space separated),
+#       10 index prefix
 # Returns {1 applied | 0 refused, current status, stream id or ''}
-_TRANSITION = """
+_TRANSITION = store_index.LUA_REINDEX + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '', ''} end
 local cur = redis.call('HGET', KEYS[1], 'status') or ''
 local new = ARGV[2]
@@ -531,6 +535,7 @@ if string.find(flags, 'w', 1, true) and cur == 'running' then
   end
 end
 for k, v in pairs(cjson.decode(ARGV[5])) do redis.call('HSET', KEYS[1], k, v) end
+tscnc_reindex(KEYS[1], ARGV[1], ARGV[10])
 if string.find(flags, 'c', 1, true) then redis.call('DEL', KEYS[5]) end
 if string.find(flags, 's', 1, true) and cur == new then return {1, cur, ''} end
 local seq = redis.call('HGET', KEYS[1], 'seq') or '0'
@@ -547,10 +552,12 @@ return {1, cur, id}
 """
 
 # Set fields of a run (and optionally a string key) only if the run still exists.
-# KEYS: run hash, [string key]; ARGV: fields json, [string value], [incr field]
-_UPDATE = """
+# KEYS: run hash, [string key]; ARGV: fields json, string value, incr field, index prefix
+# (Store._update pads the optional ones)
+_UPDATE = store_index.LUA_REINDEX + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 for k, v in pairs(cjson.decode(ARGV[1])) do redis.call('HSET', KEYS[1], k, v) end
+tscnc_reindex(KEYS[1], redis.call('HGET', KEYS[1], 'id'), ARGV[4])
 if KEYS[2] then redis.call('SET', KEYS[2], ARGV[2]) end
 if ARGV[3] and ARGV[3] ~= '' then return redis.call('HINCRBY', KEYS[1], ARGV[3], 1) end
 return 1
@@ -646,9 +653,16 @@ class Store:
         self.k = keys or Keys()
         self._append = client.register_script(_APPEND)
         self._transition = client.register_script(_TRANSITION)
-        self._update = client.register_script(_UPDATE)
+        self._update_script = client.register_script(_UPDATE)
+        self._reindex = client.register_script(store_index.REINDEX_SCRIPT)
+        self.ix = store_index.IndexKeys(self.k.runs)
         self._take_over = client.register_script(_TAKE_OVER)
         self._static: dict[str, RunRecord] = {}     # immutable run fields, per process
+
+    def _update(self, keys: Sequence[str], args: Sequence[str]) -> Any:
+        """Run the field-update script (optional arguments padded; the index prefix last)."""
+        return self._update_script(keys=keys,
+                                   args=[*args, *[""] * (3 - len(args)), self.ix.prefix])
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 5.0, retries: int = 10) -> Store:
@@ -724,6 +738,8 @@ class Store:
                         pipe.zadd(k.runs_by_method(rs.method), {rid: seq})
                         pipe.zadd(k.sweep_runs(sweep_id), {rid: seq})
                         pipe.hset(k.sweep_status(sweep_id), rid, RunStatus.queued.value)
+                        self._reindex(keys=[k.run(rid)], args=[rid, self.ix.prefix, ""],
+                                      client=pipe)
                         data = encode_event(StatusEvent(run=rid, status=RunStatus.queued,
                                                         time=now))
                         fields = {"run": rid, "type": "status", "data": data}
@@ -848,36 +864,15 @@ class Store:
         nxt = str(int(rows[-1][1])) if more and rows else None
         return Page([m for m, _ in rows], total, nxt)
 
-    def _sorted_page(self, keys: list[str], by: str, limit: int, cursor: str | None,
-                     desc: bool) -> Page:
-        """Offset pagination over the filtered runs ordered by a field of the run hash
-        (Redis SORT ... BY run:*->field; runs without the value sort as 0 / empty)."""
-        # Clamped: past any set's size (2**32) the page is simply empty, and Redis refuses a
-        # SORT offset beyond a signed 64-bit integer (a 20-digit cursor gave a 500).
-        off = min(int(cursor), 2**32) if cursor else 0
-        with self.r.pipeline(transaction=True) as p:
-            if len(keys) == 1:
-                key = keys[0]
-            else:
-                key = self.k.tmp()
-                p.zinterstore(key, keys, aggregate="MAX")
-            p.sort(key, by=f"{self.k.run('*')}->{by}", start=off, num=limit + 1, desc=desc,
-                   alpha=by in RUN_SORT_ALPHA)
-            p.zcard(key)
-            if len(keys) > 1:
-                p.delete(key)
-            res = p.execute()
-        off_res = 1 if len(keys) > 1 else 0
-        ids, total = list(res[off_res]), int(res[off_res + 1])
-        more = len(ids) > limit
-        return Page(ids[:limit], total, str(off + limit) if more else None)
-
     def list_runs(self, *, sweep_id: str | None = None, status: RunStatus | None = None,
                   method: Method | None = None, limit: int = 50, cursor: str | None = None,
-                  desc: bool = True, sort: str | None = None
+                  desc: bool = True, sort: str | None = None,
+                  where: store_index.IndexFilter | None = None
                   ) -> tuple[list[RunRecord], int, str | None]:
-        """Runs matching all the given filters, newest first, or ordered by ``sort`` (one of
-        :data:`RUN_SORT_FIELDS`); returns (runs, total, next)."""
+        """Runs matching all the given filters (``where``: dataset, model, owner, tag, dates,
+        metric range), newest first, or ordered by ``sort`` (one of :data:`RUN_SORT_FIELDS`),
+        answered from the list indexes (:mod:`backend.store_index`); returns
+        (runs, total, next)."""
         keys = []
         if sweep_id is not None:
             keys.append(self.k.sweep_runs(sweep_id))
@@ -887,9 +882,26 @@ class Store:
             keys.append(self.k.runs_by_method(method))
         if sort is not None and sort not in RUN_SORT_FIELDS:
             raise ValueError(f"cannot sort runs by {sort!r}; one of {sorted(RUN_SORT_FIELDS)}")
-        page = (self._sorted_page(keys or [self.k.runs], sort, limit, cursor, desc)
-                if sort is not None else self._page(keys or [self.k.runs], limit, cursor, desc))
+
+        def by_key(key: str, n: int, cur: str | None, d: bool) -> tuple[list[str], int]:
+            # Filtered order by run key: SORT over the matching set only (n + 1 ids).
+            off = min(int(cur), 2**32) if cur else 0
+            with self.r.pipeline(transaction=False) as p:
+                p.sort(key, by=f"{self.k.run('*')}->key", start=off, num=n + 1, desc=d,
+                       alpha=True)
+                p.zcard(key)
+                ids, total = p.execute()
+            return list(ids), int(total)
+
+        page = store_index.query_ids(self.r, self.ix, self.k.tmp, keys, where, sort, desc, limit,
+                                     cursor, self.k.runs, by_key)
         return self.get_runs(page.ids), page.total, page.next
+
+    def reindex(self) -> int:
+        """Rebuild every runs-list index from the run hashes (``tscnc reindex``); returns the
+        number of runs."""
+        return store_index.rebuild(self.r, self.ix, self.k.run, self.k.runs,
+                                   self.k.runs_by_status, self.k.runs_by_method, self._reindex)
 
     def list_sweeps(self, *, limit: int = 50, cursor: str | None = None,
                     desc: bool = True) -> tuple[list[SweepRecord], int, str | None]:
@@ -933,7 +945,7 @@ class Store:
             keys=[k.run(run_id), k.run_stream(run_id), k.sweep_stream(run.sweep_id),
                   k.run_epochs(run_id)],
             args=[run_id, event.type, encode_event(event), dedupe,
-                  _fields_json(derived_fields(event, run))])
+                  _fields_json(derived_fields(event, run)), self.ix.prefix])
         return res or None
 
     def epoch_keys(self, run_id: str) -> set[tuple[str, int]]:
@@ -973,7 +985,8 @@ class Store:
                   k.sweep_status(run.sweep_id), k.run_cancel(run_id),
                   *[k.runs_by_status(s) for s in _STATUS_ORDER]],
             args=[run_id, status.value, allowed_s, encode_event(event), _fields_json(fields),
-                  flags, me, k.worker_prefix, " ".join(s.value for s in _STATUS_ORDER)])
+                  flags, me, k.worker_prefix, " ".join(s.value for s in _STATUS_ORDER),
+                  self.ix.prefix])
         return bool(ok), cur, sid
 
     def _set_status(self, run_id: str, status: RunStatus | str, *,
@@ -1137,6 +1150,7 @@ class Store:
         idem = self.r.hget(k.sweep(sweep_id), "idem")
         with self.r.pipeline(transaction=True) as p:
             for run in runs:
+                self._reindex(keys=[k.run(run.id)], args=[run.id, self.ix.prefix, "d"], client=p)
                 p.delete(k.run(run.id), k.run_stream(run.id), k.run_epochs(run.id),
                          k.run_result(run.id))
                 p.zrem(k.runs, run.id)

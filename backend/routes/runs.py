@@ -32,6 +32,7 @@ from backend.schemas import (
 )
 from backend.settings import Settings
 from backend.store import RunRecord, Store
+from backend.store_index import IndexFilter
 from backend.views import result_public, run_public
 from tscnc.records import RunStatus
 from tscnc.spec import Method
@@ -83,7 +84,9 @@ def list_runs(
     size = builtins.min(limit, settings.max_page_size)
     args = dict(sweep_id=sweep, status=status_, method=method, desc=order == "desc",
                 sort=sort.value if sort is not None else None)
-    if not f.active():
+    # Every filter but the free text is answered by the indexes (backend.store_index).
+    args["where"] = IndexFilter(**f.model_dump(exclude={"q"}))
+    if not f.q:
         runs, total, nxt = store.list_runs(limit=size, cursor=cursor, **args)  # type: ignore[arg-type]
     else:  # a bounded scan of the candidates the indexes give, in the requested order
         candidates, _, _ = store.list_runs(limit=search.SCAN_LIMIT, **args)  # type: ignore[arg-type]

@@ -241,6 +241,7 @@ def test_runs_sorted_server_side_across_pages(client, store: Store, tokens):
     for i, rid in enumerate(a["run_ids"]):
         store.r.hset(store.k.run(rid), mapping={  # as put_result leaves an evaluated run
             "clean_accuracy": str([0.5, 0.9, 0.1, 0.7, 0.3][i]), "has_result": "1"})
+    store.reindex()        # written past the data layer: rebuild the list indexes
     seen, cursor = [], None
     while True:
         params = {"sweep": a["id"], "sort": "clean_accuracy", "order": "desc", "limit": 2,

@@ -1,0 +1,205 @@
+"""The runs-list indexes (backend/store_index.py) against a brute-force answer computed from the
+run records, after creates, status changes, progress events, results, tag edits, retries, a
+deletion and a rebuild (real redis-server; every sort, every filter, both orders, paged)."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+from backend.store import Store
+from backend.store_index import IndexFilter
+from tscnc.records import (
+    ConditionSummary,
+    ProgressEvent,
+    RunResult,
+    RunStatus,
+    Stage,
+)
+from tscnc.spec import DatasetSpec, Method, ModelSpec, SweepSpec, TrainingSpec
+
+SORTS = [None, "sparsity", "seed", "progress", "clean_accuracy", "robust_accuracy",
+         "kappa_median", "sparsity_actual", "key", "method", "status"]
+
+
+def _spec(dataset: str, model: str, seeds: list[int]) -> SweepSpec:
+    return SweepSpec(name=f"{dataset}-{model}", dataset=DatasetSpec(name=dataset),
+                     model=ModelSpec(name=model), methods=[Method.dense, Method.lwm, Method.tscnc],
+                     sparsities=[0.5, 0.9], seeds=seeds,
+                     training=TrainingSpec(pretrain_epochs=2, prune_epochs=1, finetune_epochs=1))
+
+
+def _result(run_id: str, clean: float, robust: float, kappa: float) -> RunResult:
+    return RunResult(run=run_id, method=Method.tscnc, sparsity=0.9, sparsity_actual=clean / 2,
+                     sparsity_per_layer={}, seed=0, clean_accuracy=clean,
+                     robust_accuracy={"pgd": robust},
+                     condition_number=ConditionSummary(median=kappa, max=kappa, per_layer={}),
+                     lipschitz_upper=1.0, security_curve=[], flags=[], attacks=[],
+                     checkpoint="ck.pt", spec={}, versions={}, wall_time=1.0)
+
+
+def _value(r: Any, field: str) -> float:
+    """The value a run sorts by (independent of the index: missing -> 0, names by rank)."""
+    if field == "method":
+        return sorted(m.value for m in Method).index(r.method.value)
+    if field == "status":
+        return sorted(s.value for s in RunStatus).index(r.status.value)
+    v = getattr(r, field)
+    return 0.0 if v is None else float(v)
+
+
+def _brute(runs: list[Any], *, status=None, method=None, sweep=None, where=IndexFilter(),
+           sort=None, desc=True) -> list[Any]:
+    def keep(r: Any) -> bool:
+        if status is not None and r.status != status:
+            return False
+        if method is not None and r.method != method:
+            return False
+        if sweep is not None and r.sweep_id != sweep:
+            return False
+        for f in ("dataset", "model", "owner"):
+            if getattr(where, f) is not None and getattr(r, f) != getattr(where, f):
+                return False
+        if where.tag is not None and where.tag not in r.tags:
+            return False
+        if where.created_from is not None and r.created < where.created_from:
+            return False
+        if where.created_to is not None and r.created > where.created_to:
+            return False
+        if where.metric is not None:
+            v = getattr(r, where.metric)
+            if not r.has_result or v is None or math.isnan(v):
+                return False
+            if where.min is not None and v < where.min:
+                return False
+            if where.max is not None and v > where.max:
+                return False
+        return True
+
+    out = [r for r in runs if keep(r)]
+    if sort is None:
+        out.sort(key=lambda r: r.seq)
+    elif sort == "key":
+        out.sort(key=lambda r: (r.key, r.id))
+    else:
+        out.sort(key=lambda r: (_value(r, sort), r.id))
+    return out[::-1] if desc else out
+
+
+def _all_pages(store: Store, **kw: Any) -> tuple[list[Any], int]:
+    got, cursor, totals = [], None, set()
+    while True:
+        runs, total, cursor = store.list_runs(limit=7, cursor=cursor, **kw)
+        got.extend(runs)
+        totals.add(total)
+        if cursor is None:
+            break
+    assert len(totals) == 1
+    return got, totals.pop()
+
+
+def _check_all(store: Store, sweeps: list[str]) -> int:
+    """Every variant equals brute force; returns the number of variants checked."""
+    all_ids = [rid for s in store.get_sweeps(sweeps) for rid in s.run_ids]
+    runs = store.get_runs(all_ids)
+    created = sorted({r.created for r in runs})
+    owners = sorted({r.owner for r in runs})
+    wheres = [IndexFilter(), IndexFilter(dataset="mnist5k"), IndexFilter(model="cnn"),
+              IndexFilter(owner=owners[0]), IndexFilter(tag="keep"), IndexFilter(tag="bad"),
+              IndexFilter(created_from=created[len(created) // 2]),
+              IndexFilter(created_to=created[0]),
+              IndexFilter(metric="robust_accuracy", min=0.3),
+              IndexFilter(metric="clean_accuracy", min=0.2, max=0.7),
+              IndexFilter(metric="kappa_median"),
+              IndexFilter(dataset="digits", tag="keep", metric="sparsity_actual", max=0.4)]
+    extra = [{}, {"status": RunStatus.succeeded}, {"method": Method.lwm},
+             {"sweep": sweeps[0], "status": RunStatus.queued}]
+    n = 0
+    for wi, where in enumerate(wheres):
+        for ei, ex in enumerate(extra):
+            for si, sort in enumerate(SORTS):
+                if wi and ei and (wi + ei + si) % 4:
+                    continue     # every sort unfiltered / with each filter; a quarter of the rest
+                for desc in (True, False):
+                    want = _brute(runs, where=where, sort=sort, desc=desc, **ex)
+                    kw = {("sweep_id" if k == "sweep" else k): v for k, v in ex.items()}
+                    got, total = _all_pages(store, where=where, sort=sort, desc=desc, **kw)
+                    ctx = (where, ex, sort, desc)
+                    assert total == len(want), ctx
+                    if sort == "key":     # equal keys may come in any order
+                        assert [r.key for r in got] == [r.key for r in want], ctx
+                    else:
+                        assert [r.id for r in got] == [r.id for r in want], ctx
+                    n += 1
+    return n
+
+
+def test_indexes_match_brute_force_through_every_write_path(store: Store) -> None:
+    rng = random.Random(7)
+    sweeps = []
+    for i, (ds, model, owner) in enumerate([("digits", "mlp", "tok-a"), ("mnist5k", "cnn", "tok-b"),
+                                            ("digits", "cnn", "tok-a")]):
+        sw, _ = store.create_sweep(_spec(ds, model, [0, 1]), owner=owner)
+        sweeps.append(sw.id)
+    ids = [rid for s in store.get_sweeps(sweeps) for rid in s.run_ids]
+    assert len(ids) == 30
+    assert _check_all(store, sweeps) > 400           # after creates
+
+    # Status changes (claims, ends), progress events, results, tags.
+    for n, rid in enumerate(ids):
+        if n % 6 == 5:
+            continue                                   # stays queued
+        assert store.claim(rid, "w1", "cpu")
+        store.record_event(rid, ProgressEvent(run=rid, stage=Stage.pretrain, epoch=1, batch=n % 4,
+                                              batches=4, progress=0.5))
+        if n % 3 == 0:
+            clean = rng.choice([0.1, 0.5, 0.8, 0.5])
+            kappa = rng.choice([2.0, math.inf, 30.0])
+            assert store.put_result(rid, _result(rid, clean, rng.random(), kappa))
+            assert store.set_status(rid, RunStatus.succeeded)
+        elif n % 3 == 1:
+            assert store.set_status(rid, RunStatus.failed, category="error", message="x")
+        if n % 4 == 0:
+            assert store.annotate("run", rid, tags=["keep", f"t{n % 3}"])
+        if n % 5 == 0:
+            assert store.annotate("run", rid, tags=["bad"])
+    assert store.annotate("sweep", sweeps[0], tags=["keep"])   # sweep tags: not run tags
+    _check_all(store, sweeps)
+
+    # Retries (failed -> queued), cancels, and a tag removed.
+    for rid in ids[1::6]:
+        assert store.retry_run(rid)
+    assert store.set_status(ids[5], RunStatus.cancelled)
+    assert store.annotate("run", ids[0], tags=[])
+    _check_all(store, sweeps)
+
+    # A deletion leaves nothing behind in any index.
+    assert store.delete_sweep(sweeps[1])
+    left = sweeps[:1] + sweeps[2:]
+    _check_all(store, left)
+    gone = set(store.get_sweep(sweeps[0]).run_ids) | set(store.get_sweep(sweeps[2]).run_ids)
+    for key in store.r.scan_iter(match=f"{store.ix.prefix}*"):
+        kind = store.r.type(key)
+        members = (store.r.zrange(key, 0, -1) if kind == "zset" else [])
+        for m in members:
+            assert m.rsplit("\0", 1)[-1] in gone, (key, m)
+
+    # A rebuild from the run hashes after the indexes were lost gives the same answers.
+    for key in list(store.r.scan_iter(match=f"{store.ix.prefix}*")):
+        store.r.delete(key)
+    assert store.list_runs(where=IndexFilter(tag="keep"))[1] == 0
+    assert store.reindex() == 20
+    _check_all(store, left)
+
+
+def test_rebuild_drops_stale_entries(store: Store) -> None:
+    sw, _ = store.create_sweep(_spec("digits", "mlp", [0]), owner="tok-a")
+    rid = sw.run_ids[0]
+    # An entry no run hash supports (e.g. written by an older version) is dropped by a rebuild.
+    store.r.zadd(store.ix.tag("ghost"), {rid: 1})
+    store.r.zadd(store.ix.sort("seed"), {"no-such-run": 5})
+    assert store.list_runs(where=IndexFilter(tag="ghost"))[1] == 1
+    assert store.reindex() == 5
+    assert store.list_runs(where=IndexFilter(tag="ghost"))[1] == 0
+    assert store.list_runs(sort="seed")[1] == 5
