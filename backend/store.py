@@ -65,6 +65,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from backend import store_index
 from tscnc.records import (
     TERMINAL_STATUSES,
     EpochEvent,
@@ -80,7 +81,6 @@ from tscnc.records import (
     StatusEvent,
     parse_event,
 )
-from backend import store_index
 from tscnc.spec import Method, ParamValue, RunSpec, SweepSpec
 
 # ---- keys ----------------------------------------------------------------------------------

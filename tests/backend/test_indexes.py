@@ -138,8 +138,8 @@ def _check_all(store: Store, sweeps: list[str]) -> int:
 def test_indexes_match_brute_force_through_every_write_path(store: Store) -> None:
     rng = random.Random(7)
     sweeps = []
-    for i, (ds, model, owner) in enumerate([("digits", "mlp", "tok-a"), ("mnist5k", "cnn", "tok-b"),
-                                            ("digits", "cnn", "tok-a")]):
+    for ds, model, owner in [("digits", "mlp", "tok-a"), ("mnist5k", "cnn", "tok-b"),
+                             ("digits", "cnn", "tok-a")]:
         sw, _ = store.create_sweep(_spec(ds, model, [0, 1]), owner=owner)
         sweeps.append(sw.id)
     ids = [rid for s in store.get_sweeps(sweeps) for rid in s.run_ids]
