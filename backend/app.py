@@ -408,13 +408,17 @@ def create_app(settings: Settings | None = None, *,
     return app
 
 
-def run_server(settings: Settings | None = None) -> None:
+def run_server(settings: Settings | None = None, workers: int = 1) -> None:
     """Serve the app with uvicorn on ``settings.host:port``; on SIGTERM/Ctrl-C open event
-    streams are closed after ``settings.shutdown_grace`` seconds (``python -m backend``)."""
+    streams are closed after ``settings.shutdown_grace`` seconds (``python -m backend``).
+    ``workers`` > 1: that many uvicorn processes on the one port, each building the app from
+    the environment (each with its own event-stream reader, backend/sse.py)."""
     import uvicorn
 
     settings = settings or Settings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+    target: Any = create_app(settings) if workers <= 1 else "backend.app:app"
+    uvicorn.run(target, host=settings.host, port=settings.port,
+                workers=workers if workers > 1 else None,
                 timeout_graceful_shutdown=settings.shutdown_grace, log_level="info")
 
 

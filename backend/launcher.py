@@ -330,12 +330,28 @@ def up(
 def serve(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes (uvicorn workers) "
+                                                             "sharing the port")] = 1,
 ) -> None:
     """Run the API alone (REDIS_URL must point at the deployment's Redis)."""
     os.environ["TSCNC_HOST"], os.environ["TSCNC_PORT"] = host, str(port)
     from backend.app import run_server
 
-    run_server()
+    run_server(workers=workers)
+
+
+def reindex() -> None:
+    """Rebuild the runs-list indexes from the stored runs (after an upgrade; REDIS_URL from the
+    environment). Lists may miss runs while it runs."""
+    from backend.settings import Settings
+    from backend.store import Store
+
+    store = Store.from_url(Settings().redis_url)
+    try:
+        n = store.reindex()
+    finally:
+        store.close()
+    typer.echo(f"indexed {n} runs")
 
 
 def worker(
@@ -354,3 +370,4 @@ def register(app: typer.Typer) -> None:
     app.command()(up)
     app.command()(serve)
     app.command()(worker)
+    app.command()(reindex)

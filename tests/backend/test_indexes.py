@@ -203,3 +203,73 @@ def test_rebuild_drops_stale_entries(store: Store) -> None:
     assert store.reindex() == 5
     assert store.list_runs(where=IndexFilter(tag="ghost"))[1] == 0
     assert store.list_runs(sort="seed")[1] == 5
+
+
+def test_tscnc_reindex_command_rebuilds_lost_indexes(store: Store, redis_url: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    sw, _ = store.create_sweep(_spec("mnist5k", "cnn", [0]), owner="tok-a")
+    for key in list(store.r.scan_iter(match=f"{store.ix.prefix}*")):
+        store.r.delete(key)
+    assert store.list_runs(where=IndexFilter(model="cnn"))[1] == 0
+    out = subprocess.run([sys.executable, "-m", "tscnc", "reindex"], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "REDIS_URL": redis_url})
+    assert out.returncode == 0, out.stderr
+    assert "indexed 5 runs" in out.stdout
+    runs, total, _ = store.list_runs(where=IndexFilter(model="cnn"), sort="sparsity", desc=False)
+    assert total == 5 and [r.sparsity for r in runs] == sorted(r.sparsity for r in runs)
+
+
+def test_serve_with_two_workers_answers_from_both(redis_url: str, tmp_path) -> None:
+    """`tscnc serve --workers 2`: two API processes share the port (each answers requests)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from backend.launcher import free_port
+    from tests.support.apps import BOOTSTRAP_TOKEN
+    from tests.support.services import stop_process
+
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "TSCNC_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
+           "TSCNC_ARTIFACTS_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "tscnc", "serve", "--port", str(port),
+                             "--workers", "2"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        pids: set[int] = set()
+        while time.time() < deadline and len(pids) < 2:
+            try:
+                r = httpx.get(f"{base}/api/v1/health", timeout=2)
+                if r.status_code == 200:
+                    pids = _workers(proc.pid)
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        assert len(pids) == 2, pids
+        assert httpx.get(f"{base}/api/v1/health", timeout=5).status_code == 200
+    finally:
+        stop_process(proc)
+
+
+def _workers(pid: int) -> set[int]:
+    """Child processes of ``pid`` that are multiprocessing-spawned (uvicorn's workers)."""
+    from pathlib import Path
+
+    kids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"spawn_main" in cmd:
+            kids.add(int(stat.parent.name))
+    return kids
