@@ -337,9 +337,13 @@ function epochHover(r, extra) {
   return `${r.stage} epoch ${r.epoch}<br>${extra}`;
 }
 
-// A legend under the plot, below the x-axis title: placed in the figure's own coordinates
-// (yref "container"), so Plotly makes room for it instead of drawing it over the axis title.
-const LEGEND_BELOW = { orientation: "h", x: 0, xanchor: "left", yref: "container", y: 0, yanchor: "bottom" };
+// A legend under the plot, below the x-axis title (tick labels and title take about 45 px):
+// a bottom margin with room for both, the legend's top 70 px under the axis. Spread it into a
+// layout after its own margin.
+const LEGEND_BELOW = {
+  legend: { orientation: "h", x: 0, xanchor: "left", y: -0.38, yanchor: "top" },
+  margin: { l: 60, r: 10, t: 40, b: 105 },
+};
 
 /**
  * Training curves of one run, one trace per stage.
@@ -369,7 +373,7 @@ export function trainingFigure(series, metric = "loss") {
       xaxis: { title: { text: "epoch (all stages)" }, rangemode: "tozero", ...epochTicks(series) },
       yaxis: metric === "loss" ? { title: { text: "loss" } } : { title: { text: "accuracy" }, range: [0, 1.02], tickformat: ".0%" },
       margin: { l: 60, r: 10, t: 40, b: 45 },
-      legend: LEGEND_BELOW,
+      ...LEGEND_BELOW,
       uirevision: `train-${metric}`,
       height: 320,
     },
@@ -429,7 +433,7 @@ export function spectraFigure(spectra) {
       xaxis: { title: { text: "index (largest first)" } },
       yaxis: { title: { text: "singular value" }, type: "log" },
       margin: { l: 60, r: 10, t: 40, b: 45 },
-      legend: LEGEND_BELOW,
+      ...LEGEND_BELOW,
       uirevision: "spectra",
       height: 320,
     },
@@ -454,7 +458,7 @@ export function securityFigure(curves) {
       xaxis: { title: { text: "ε (L∞)" }, rangemode: "tozero" },
       yaxis: { title: { text: "robust accuracy" }, range: [0, 1.02], tickformat: ".0%" },
       margin: { l: 60, r: 10, t: 40, b: 45 },
-      legend: LEGEND_BELOW,
+      ...LEGEND_BELOW,
       uirevision: "security",
       height: 320,
     },
@@ -483,7 +487,7 @@ export function compareTrainingFigure(runs, metric = "robust") {
       xaxis: { title: { text: "epoch (all stages)" }, ...epochTicks(runs.flatMap((r) => r.series)) },
       yaxis: metric === "loss" ? { title: { text: "loss" } } : { title: { text: "accuracy" }, range: [0, 1.02], tickformat: ".0%" },
       margin: { l: 60, r: 10, t: 40, b: 45 },
-      legend: LEGEND_BELOW,
+      ...LEGEND_BELOW,
       uirevision: `compare-${metric}`,
       height: 340,
     },

@@ -85,7 +85,7 @@ def test_sweep_view_is_truthful_and_updates_rows_in_place(page: Any, stack: Stac
             "succeeded", "failed", "cancelled", "finished"):
         check()
         time.sleep(0.1)
-    assert samples[0] > 10
+    assert samples[0] >= 3
     assert finish_all(stack, sweep["id"])["summary"] == "finished · 1 succeeded · 1 cancelled"
     page.wait_for_selector('.sweep-meta [data-status="finished"]')
     assert page.inner_text(".sweep-meta [data-counts]") == "finished · 1 succeeded · 1 cancelled"
@@ -186,8 +186,11 @@ OVERLAP_JS = """(id) => {
   const gd = document.getElementById(id);
   const legend = gd.querySelector('.legend'), title = gd.querySelector('.xtitle');
   if (!legend || !title) return null;
-  const a = legend.getBoundingClientRect(), b = title.getBoundingClientRect();
-  return a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+  const hit = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+  const l = legend.getBoundingClientRect(), t = title.getBoundingClientRect();
+  const ticks = [...gd.querySelectorAll('.xtick text')].map((e) => e.getBoundingClientRect());
+  const box = gd.getBoundingClientRect();
+  return hit(l, t) || ticks.some((k) => hit(k, t)) || l.bottom > box.bottom + 1;
 }"""
 
 
@@ -229,7 +232,9 @@ def test_compare_lets_the_user_pick_curves_and_names_sweeps(page: Any, stack: St
 
 def test_smaller_things(page: Any, context: Any, stack: Stack) -> None:
     # The runs table fits a 1440 px wide window (no sideways scrolling).
-    spec = {**_spec(), "name": "daily-wide-sweep-name-for-the-table", "methods": ["hydra", "tscnc"]}
+    # On the gpu queue, which no test worker reads: nothing of it runs before it is cancelled.
+    spec = {**_spec(), "name": "daily-wide-sweep-name-for-the-table", "methods": ["hydra", "tscnc"],
+            "training": {**_spec()["training"], "device": "cuda"}}
     sweep = stack.api("POST", "/sweeps", json={"spec": spec}).json()
     assert stack.api("POST", f"/sweeps/{sweep['id']}/cancel").status_code == 200
     page.set_viewport_size({"width": 1440, "height": 900})
@@ -250,7 +255,8 @@ def test_smaller_things(page: Any, context: Any, stack: Stack) -> None:
     page.wait_for_selector("#chart-security .annotation-text")
     wait_until(lambda: "cancelled before its evaluation" in page.evaluate(notes, "chart-security"),
                10, 0.1, "the note")
-    assert "No epoch finished yet" in page.evaluate(notes, "chart-loss")
+    wait_until(lambda: "No epoch finished yet" in page.evaluate(notes, "chart-loss"), 10, 0.1,
+               "the training chart's note")
 
 
 def test_notes_and_tags_edited_inline_shown_in_tables_and_exports(page: Any, browser: Any,

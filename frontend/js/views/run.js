@@ -196,7 +196,8 @@ export function render(root, ctx) {
       status: (ev) => {
         log(ev, `status ${ev.status}${ev.category ? ` (${ev.category})` : ""}${ev.message ? `: ${ev.message}` : ""}`,
           ev.status === "failed" ? "error" : "info");
-        if (run) run = { ...run, status: ev.status, message: ev.message ?? run.message, category: ev.category ?? run.category };
+        // A status event's message belongs to that status: none clears the previous one.
+        if (run) run = { ...run, status: ev.status, message: ev.message ?? null, category: ev.category ?? null };
         refreshSoon();
         redraw();
       },

@@ -178,7 +178,8 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
   // A result is asked for only once the API says the run has one (has_result): no 404s.
   function onStatus(ev) {
     const r = runs.get(runOf(ev));
-    if (r) runs.set(runOf(ev), { ...r, status: ev.status, message: ev.message ?? r.message, category: ev.category ?? r.category });
+    // A status event's message belongs to that status: none clears the previous one.
+    if (r) runs.set(runOf(ev), { ...r, status: ev.status, message: ev.message ?? null, category: ev.category ?? null });
     if (TERMINAL.has(ev.status)) summary.refresh();
     redraw();
     refreshSoon();
