@@ -295,7 +295,7 @@ def merge_results(model: str, out: Path, others: Sequence[Path]) -> Path:
     """Merge ``<dir>/results/<model>.json`` of ``out`` and ``others`` (runs of one spec split
     over processes, e.g. by seed or method) into ``out``'s: results and failures concatenated (a
     run present twice is an error), seeds and methods united in the recorded spec, every command kept, the
-    wall time the longest of the parts (they ran side by side)."""
+    wall time the sum of the parts' (more than the elapsed time when parts ran side by side)."""
     parts = []
     for d in [out, *others]:
         got = load_model_results(d, model)
@@ -315,7 +315,7 @@ def merge_results(model: str, out: Path, others: Sequence[Path]) -> Path:
         "seeds": sorted({sd for m in metas for sd in m["spec"]["seeds"]}),
         "methods": [Method(m) for m in ALL_METHODS if m in methods]})
     meta = {**metas[0], "spec": spec.model_dump(mode="json"),
-            "wall_s": max(m["wall_s"] for m in metas),
+            "wall_s": sum(m["wall_s"] for m in metas),
             "commands": [c for m in metas for c in m.get("commands", [m["command"]])],
             "merged_from": len(metas)}
     path = out / "results" / f"{model}.json"
@@ -945,8 +945,10 @@ def write_report(args: argparse.Namespace) -> Path | None:
         skip = msp.pruning.skip_layers
         s.append(f"- `{model}`: {msp.model.name.value} width {msp.model.width}"
                  + (f"; layers kept dense: {', '.join(skip)}" if skip else "; every layer pruned")
-                 + f"; seeds {msp.seeds}; {len(msp.runs())} runs; wall time "
-                   f"{meta['wall_s'] / 60:.1f} min.")
+                 + f"; seeds {msp.seeds}; {len(msp.runs())} runs; "
+                 + (f"wall time {meta['wall_s'] / 60:.1f} min." if not meta.get("merged_from")
+                    else f"{meta['wall_s'] / 60:.1f} min of wall time summed over the "
+                         f"{len(meta['commands'])} processes that ran it."))
     m0 = any_meta
     s.append(f"- Machine: {m0['cpu']}, {m0['cores']} cores shared with other jobs, torch "
              f"{m0['torch']} with {m0['torch_threads']} intra-op thread(s), Python "
@@ -956,9 +958,10 @@ def write_report(args: argparse.Namespace) -> Path | None:
         for cmd in meta.get("commands", [meta["command"]]):
             s.append(f"    {cmd}")
         if meta.get("merged_from"):
-            s.append(f"\n(`{meta['model']}`: {len(meta['commands'])} processes run side by side, "
-                     f"one per seed, their results merged with `--merge-from`; every run depends "
-                     f"on its own seed only, so the split changes no number.)\n")
+            s.append(f"\n(`{meta['model']}`: the {len(meta['commands'])} commands above each ran a "
+                     f"part of the sweep (a seed, a set of methods), their results merged with "
+                     f"`--merge-from`; a run depends only on its own seed, method and sparsity, "
+                     f"so the split changes no number.)\n")
     s.append("")
     for model, points in per_model.items():
         s.append(f"## Results: `{model}`\n")

@@ -188,7 +188,7 @@ def test_reproduce_merges_runs_split_by_seed(tmp_path, monkeypatch) -> None:
     merged = json.loads((outs[0] / "results" / "mlp.json").read_text())
     assert len(merged["results"]) == len(results)
     assert merged["meta"]["spec"]["seeds"] == [0, 1, 2, 3]
-    assert merged["meta"]["commands"] == ["cmd 0", "cmd 1"] and merged["meta"]["wall_s"] == 61.0
+    assert merged["meta"]["commands"] == ["cmd 0", "cmd 1"] and merged["meta"]["wall_s"] == 121.0
     text = report_path.read_text()
     assert "    cmd 0\n    cmd 1" in text and "seeds [0, 1, 2, 3]" in text
     # The same runs twice is refused.
