@@ -12,7 +12,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Annotated, Literal, TypeVar
 
-from fastapi import HTTPException, Query, status
+from fastapi import Query
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
 
 from backend.store import RunRecord, SweepRecord
@@ -57,13 +58,13 @@ class Filters(BaseModel):
     def check(self) -> None:
         """422 naming the field for a range without a metric, or min above max."""
         if (self.min is not None or self.max is not None) and self.metric is None:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, [{
-                "loc": ["query", "metric"], "type": "missing",
+            raise RequestValidationError([{
+                "loc": ("query", "metric"), "type": "missing",
                 "msg": "min/max need metric (clean_accuracy, robust_accuracy, kappa_median or "
                        "sparsity_actual)"}])
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, [{
-                "loc": ["query", "min"], "type": "value_error", "msg": "min is above max"}])
+            raise RequestValidationError([{
+                "loc": ("query", "min"), "type": "value_error", "msg": "min is above max"}])
 
     def _common(self, name: str, notes: str, tags: Sequence[str], owner: str,
                 created: float) -> bool:
