@@ -378,6 +378,18 @@ def test_run_diff_shows_the_fields_that_differ_next_to_results(page: Any, stack:
     want = {f"#/run/{r['id']}": str(r_lr) for r, r_lr in ((a05, a_lr), (a09, a_lr), (b05, 0.02))}
     assert [want[o] for o in order] == lr
     assert page.locator('#diff-results [data-result="status"] [data-status="cancelled"]').count() == 3
+    # The sweep view diffs the runs ticked in its list.
+    page.goto(stack.login_url(f"#/sweep/{a['id']}"))
+    for r in (a05, a09):
+        page.check(f'#sweep-runs [data-select="{r["id"]}"]')
+    page.click('[data-action="diff"]')
+    page.wait_for_selector('#diff-spec tr[data-path="sparsity"]')
+    assert page.locator("#diff-spec tr[data-path]").count() == 1
+    page.go_back()
+    page.go_forward()
+    page.wait_for_selector('#diff-spec tr[data-path="sparsity"]')
+    page.goto(stack.login_url("#/diff?runs=" + ",".join(r["id"] for r in (a05, a09, b05))))
+    page.wait_for_selector("#diff-spec")
     # All fields on demand, the differing ones marked.
     page.check("#diff-all")
     wait_until(lambda: page.locator('#diff-spec tr[data-path="model.width"]').count() == 1, 5, 0.05,

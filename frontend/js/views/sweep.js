@@ -219,6 +219,10 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
     !ctx.share && h("button", { class: "btn", "data-action": "compare", onclick: () => {
       navigate("/compare", selected.size ? { runs: [...selected].join(",") } : { sweeps: sweep.id });
     } }, "Compare"),
+    !ctx.share && h("button", { class: "btn", "data-action": "diff", title: "the spec fields in which the selected runs differ", onclick: () => {
+      if (selected.size < 2) return notify("Select two or more runs (tick them in the list) to diff.");
+      return navigate("/diff", { runs: [...selected].join(",") });
+    } }, "Diff"),
     !ctx.readOnly && h("button", { class: "btn", "data-action": "share", onclick: () =>
       shareDialog(shareArea, { name: sweep.name, sweepIds: [sweep.id], state: shareState() }) }, "Share…"),
     cancelBtn);
