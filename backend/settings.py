@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=3.0, ge=0, le=600)
     # Seconds between SSE keep-alive comments (also the longest blocking Redis read).
     sse_keepalive: float = Field(default=15.0, gt=0, le=300)
+    # Batches of live events an SSE client may have waiting; a client that falls further behind
+    # is dropped with a reconnect hint and resumes with Last-Event-ID (backend/sse.py).
+    sse_client_buffer: int = Field(default=256, ge=1, le=100_000)
     # How long an Idempotency-Key maps to its sweep.
     idempotency_ttl: int = Field(default=86400, ge=60, le=30 * 86400)
     # Celery queues whose depth GET /api/v1/queue reports.

@@ -15,7 +15,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import redis.exceptions
 from fastapi import Header, HTTPException, Query, Request, status
@@ -86,16 +86,31 @@ def _id_key(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+class _Message(NamedTuple):
+    """A stream entry as sent: serialised once by the reader for all of its clients."""
+
+    key: tuple[int, int]     # the id, comparable
+    id: str
+    text: str                # format_entry(entry)
+    terminal: bool           # terminal_status(entry)
+
+    @classmethod
+    def of(cls, e: StreamEntry) -> _Message:
+        return cls(_id_key(e.id), e.id, format_entry(e), terminal_status(e))
+
+
+# Sent to a client dropped for being too slow, before its stream ends: reconnect soon (the
+# browser's EventSource / frontend/js/sse.js resumes with Last-Event-ID, missing nothing).
+DROP_RETRY_MS = 500
+DROPPED = (f"retry: {DROP_RETRY_MS}\n"
+           ": dropped: too slow for the live stream; reconnect with Last-Event-ID\n\n")
+
+
 class _Subscriber:
     __slots__ = ("queue", "overflow")
 
     def __init__(self, size: int) -> None:
-        self.queue: asyncio.Queue[list[StreamEntry]] = asyncio.Queue(size)
-        self.overflow = False
-
-    def drain(self) -> None:
-        while not self.queue.empty():
-            self.queue.get_nowait()
+        self.queue: asyncio.Queue[list[_Message]] = asyncio.Queue(size)
         self.overflow = False
 
 
@@ -110,14 +125,19 @@ class StreamHub:
 
     A client first reads its history (after its Last-Event-ID) from Redis itself, once the
     reader has fixed the id it follows from, then takes the reader's batches, skipping ids it
-    has already sent: every entry exactly once, in order. A client too slow for its queue
-    (``QUEUE_BATCHES``) is switched back to reading from Redis until it has caught up.
+    has already sent: every entry exactly once, in order. The reader serialises each entry once
+    (:class:`_Message`) for all clients and never waits for one: a client whose queue
+    (``queue_batches`` batches) is full is marked, gets no more batches, and is dropped with a
+    reconnect hint (:data:`DROPPED`) as soon as it reads again; it resumes with Last-Event-ID.
     """
 
     QUEUE_BATCHES = 256
 
-    def __init__(self, astore: AsyncStore, block_ms: int) -> None:
+    def __init__(self, astore: AsyncStore, block_ms: int, queue_batches: int | None = None
+                 ) -> None:
         self.astore, self.block_ms = astore, block_ms
+        if queue_batches is not None:
+            self.QUEUE_BATCHES = queue_batches
         self._subs: dict[str, set[_Subscriber]] = {}
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._ready: dict[str, asyncio.Event] = {}
@@ -176,18 +196,25 @@ class StreamHub:
             if not entries:
                 continue
             pos = entries[-1].id
+            batch = [_Message.of(e) for e in entries]      # serialised once for every client
             for sub in list(self._subs.get(stream, ())):
+                if sub.overflow:
+                    continue
                 try:
-                    sub.queue.put_nowait(entries)
+                    sub.queue.put_nowait(batch)
                 except asyncio.QueueFull:
                     sub.overflow = True
 
 
-def hub_for(request: Request, astore: AsyncStore, keepalive: float) -> StreamHub:
+def hub_for(request: Request, astore: AsyncStore, keepalive: float,
+            queue_batches: int | None = None) -> StreamHub:
     """The app's hub (made on first use, closed by the app's lifespan)."""
     hub: StreamHub | None = getattr(request.app.state, "sse_hub", None)
+    if queue_batches is None and getattr(request.app.state, "settings", None) is not None:
+        queue_batches = request.app.state.settings.sse_client_buffer
     if hub is None or hub.astore is not astore:
-        hub = request.app.state.sse_hub = StreamHub(astore, max(1, int(keepalive * 1000)))
+        hub = request.app.state.sse_hub = StreamHub(astore, max(1, int(keepalive * 1000)),
+                                                    queue_batches)
     return hub
 
 
@@ -207,11 +234,12 @@ async def _stream(request: Request, astore: AsyncStore, stream: str, after: str,
                 yield ": keep-alive\n\n"
         last, from_redis, ending = after, True, False
         while True:
+            if sub.overflow:                            # too slow: drop with a reconnect hint
+                yield DROPPED
+                return
             if await request.is_disconnected():
                 return
-            if from_redis or sub.overflow:              # history, a flush, or catching up
-                if sub.overflow:
-                    sub.drain()
+            if from_redis:                              # history, or a look after an end
                 try:
                     entries = await astore.read(stream, last, block_ms=None)
                     if not entries and ending and await finished():
@@ -224,20 +252,22 @@ async def _stream(request: Request, astore: AsyncStore, stream: str, after: str,
                 if not entries:
                     from_redis = ending = False
                     continue
+                batch = [_Message.of(e) for e in entries]
             else:
                 try:
-                    entries = await asyncio.wait_for(sub.queue.get(), keepalive)
+                    batch = await asyncio.wait_for(sub.queue.get(), keepalive)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     from_redis = ending = True          # ended meanwhile? look once
                     continue
-            for e in entries:
-                if _id_key(e.id) <= _id_key(last):
-                    continue                            # already sent from the history
-                yield format_entry(e)
-                last = e.id
-                if terminal_status(e):
-                    from_redis = ending = True
+            last_key = _id_key(last)
+            out = [m for m in batch if m.key > last_key]     # skip what the history sent
+            if not out:
+                continue
+            yield "".join(m.text for m in out)          # one write per batch
+            last = out[-1].id
+            if any(m.terminal for m in out):
+                from_redis = ending = True
     finally:
         hub.unsubscribe(stream, sub)
 
