@@ -8,8 +8,9 @@ dispatcher: accepted sweeps are queued to Celery in Redis; no worker consumes th
 1. **submit**: ``--submitters`` concurrent clients POST small sweeps (5 runs each, a fresh
    Idempotency-Key each) for ``--submit-seconds``: sweeps accepted per second, latency, errors;
 2. **list**: the store is filled to ``--runs`` runs (a mix of queued, running, succeeded and
-   failed, with metrics), then ``GET /api/v1/runs`` (first page of 50, newest first; also
-   filtered by status, by sweep, sorted by clean accuracy, and the next page) is timed
+   failed, with metrics; one run in 20 tagged and noted), then ``GET /api/v1/runs`` (first
+   page of 50, newest first; also each filter — status, method, dataset, model, owner, tag,
+   date, metric range, sweep —, every sort, free text, and the next page) is timed
    ``--list-requests`` times each, one request at a time: p50/p95/p99;
 3. **events**: for each count in ``--clients``, that many SSE clients follow one running run's
    ``GET /api/v1/runs/{id}/events``; a separate "worker" process appends ``--events`` events
@@ -150,6 +151,8 @@ def fill(store: Store, runs: int, owner: str, deadline: Deadline) -> tuple[float
                 run=rid, stage=Stage.pretrain, epoch=1, epochs=10, loss=1.0,
                 clean_accuracy=0.9 - 0.001 * (i % 100), robust_accuracy=0.5, lr=0.1,
                 sparsity=0.0, condition_numbers={"fc1": 10.0 + i % 7, "fc2": 20.0}))
+            if i % 20 == 0:
+                store.annotate("run", rid, tags=["bench"], notes=f"note {i}")
             if kind < 3:
                 store.set_status(rid, RunStatus.succeeded)
             elif kind == 3:
@@ -157,11 +160,31 @@ def fill(store: Store, runs: int, owner: str, deadline: Deadline) -> tuple[float
     return time.perf_counter() - t0, sweep_ids
 
 
-def list_phase(base: str, sweep_id: str, requests: int, deadline: Deadline) -> dict:
-    variants = {"newest 50": {"limit": 50},
-                "status=succeeded": {"limit": 50, "status": "succeeded"},
-                "one sweep": {"limit": 50, "sweep": sweep_id},
-                "sort=clean_accuracy": {"limit": 50, "sort": "clean_accuracy", "order": "desc"}}
+# Every sort of the runs table (RunSort) and every filter of the list (issue 16).
+SORTS = ("sparsity", "seed", "progress", "clean_accuracy", "robust_accuracy", "kappa_median",
+         "sparsity_actual", "key", "method", "status")
+
+
+def list_phase(base: str, sweep_id: str, requests: int, deadline: Deadline,
+               owner: str = "", created_mid: float = 0.0) -> dict:
+    variants: dict[str, dict[str, Any]] = {
+        "newest 50": {"limit": 50},
+        "status=succeeded": {"limit": 50, "status": "succeeded"},
+        "method=tscnc": {"limit": 50, "method": "tscnc"},
+        "dataset=digits": {"limit": 50, "dataset": "digits"},
+        "model=mlp": {"limit": 50, "model": "mlp"},
+        "owner": {"limit": 50, "owner": owner},
+        "tag=bench": {"limit": 50, "tag": "bench"},
+        "created_from (date)": {"limit": 50, "created_from": created_mid},
+        "metric range robust_accuracy≥0.4": {"limit": 50, "metric": "robust_accuracy",
+                                            "min": 0.4},
+        "one sweep": {"limit": 50, "sweep": sweep_id},
+        "status=succeeded + sort=kappa_median": {"limit": 50, "status": "succeeded",
+                                                 "sort": "kappa_median"},
+        "text q=note": {"limit": 50, "q": "note"},
+    }
+    for srt in SORTS:
+        variants[f"sort={srt}"] = {"limit": 50, "sort": srt, "order": "desc"}
     out: dict[str, Any] = {}
     errors = 0
     with httpx.Client(base_url=base, headers=AUTH, timeout=30) as c:
@@ -177,7 +200,7 @@ def list_phase(base: str, sweep_id: str, requests: int, deadline: Deadline) -> d
                 t0 = time.perf_counter()
                 r = c.get("/api/v1/runs", params=params)
                 ms.append((time.perf_counter() - t0) * 1000)
-                if r.status_code != 200 or not r.json()["items"]:
+                if r.status_code != 200 or (not r.json()["items"] and "metric" not in params):
                     errors += 1                 # every variant matches runs of the filled sweep
             out[name] = summary(ms)
     out["error_count"] = errors
@@ -365,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
             res["fill_s"], sweeps = fill(store, args.runs, owner, deadline)
             sweep_for_list = sweeps[0] if sweeps else store.list_sweeps(limit=1)[0][0].id
             print("timing GET /api/v1/runs ...", file=sys.stderr)
-            res["list"] = list_phase(base, sweep_for_list, args.list_requests, deadline)
+            mid = store.list_runs(limit=1, desc=True)[0][0].created if sweeps else 0.0
+            res["list"] = list_phase(base, sweep_for_list, args.list_requests, deadline, owner,
+                                     mid - 1.0)
             res["events"] = []
             for n in counts:
                 print(f"{n} SSE clients ...", file=sys.stderr)
