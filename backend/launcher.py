@@ -366,8 +366,26 @@ def worker(
     os.execvpe(sys.executable, worker_command(q, name), env)
 
 
+def compact_events(
+    keep_logs: Annotated[int, typer.Option(min=0, help="log lines kept per finished run")] = 100,
+) -> None:
+    """Retention: compact the event streams of finished runs (keep stage, epoch, evaluation and
+    status events and the last KEEP_LOGS log lines; drop progress events). REDIS_URL from the
+    environment; safe to run at any time (e.g. daily from cron)."""
+    from backend.settings import Settings
+    from backend.store import Store
+
+    store = Store.from_url(Settings().redis_url)
+    try:
+        streams, dropped = store.compact_events(keep_logs)
+    finally:
+        store.close()
+    typer.echo(f"compacted {streams} streams, dropped {dropped} events")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(up)
     app.command()(serve)
     app.command()(worker)
     app.command()(reindex)
+    app.command("compact-events")(compact_events)

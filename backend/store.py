@@ -65,7 +65,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from backend import store_index
+from backend import store_index, store_retention
 from tscnc.records import (
     TERMINAL_STATUSES,
     EpochEvent,
@@ -655,6 +655,7 @@ class Store:
         self._transition = client.register_script(_TRANSITION)
         self._update_script = client.register_script(_UPDATE)
         self._reindex = client.register_script(store_index.REINDEX_SCRIPT)
+        self._compact = client.register_script(store_retention.COMPACT_SCRIPT)
         self.ix = store_index.IndexKeys(self.k.runs)
         self._take_over = client.register_script(_TAKE_OVER)
         self._static: dict[str, RunRecord] = {}     # immutable run fields, per process
@@ -896,6 +897,11 @@ class Store:
         page = store_index.query_ids(self.r, self.ix, self.k.tmp, keys, where, sort, desc, limit,
                                      cursor, self.k.runs, by_key)
         return self.get_runs(page.ids), page.total, page.next
+
+    def compact_events(self, keep_logs: int = 100) -> tuple[int, int]:
+        """Apply the retention policy to the streams of finished runs and sweeps
+        (:mod:`backend.store_retention`); returns (streams compacted, entries dropped)."""
+        return store_retention.compact_finished(self, keep_logs)
 
     def reindex(self) -> int:
         """Rebuild every runs-list index from the run hashes (``tscnc reindex``); returns the
