@@ -51,8 +51,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backend.store import Store  # noqa: E402
+from backend.store_retention import memory_usage  # noqa: E402
 from tests.support.services import start_redis, start_uvicorn, stop_process  # noqa: E402
-from tscnc.records import EpochEvent, LogEvent, RunStatus, Stage  # noqa: E402
+from tscnc.records import EpochEvent, LogEvent, ProgressEvent, RunStatus, Stage  # noqa: E402
 from tscnc.spec import Method, SweepSpec  # noqa: E402
 
 TOKEN = "bench-load-admin-token-0123456789abcdef"
@@ -291,6 +292,20 @@ async def fanout(base: str, api_pid: int, redis_url: str, store: Store, owner: s
     ctx = multiprocessing.get_context("spawn")
     worker = ctx.Process(target=emit, args=(redis_url, rid, events, interval, time.time() + 0.2))
     worker.start()
+    # GET /api/v1/runs (newest 50) timed one at a time while the streams are open and fed.
+    list_ms: list[float] = []
+    stop_listing = asyncio.Event()
+
+    def time_lists() -> None:
+        with httpx.Client(base_url=base, headers=AUTH, timeout=30) as c:
+            while not stop_listing.is_set() and len(list_ms) < 2000:
+                t = time.perf_counter()
+                if c.get("/api/v1/runs", params={"limit": 50}).status_code != 200:
+                    errors.append("list request failed")
+                list_ms.append((time.perf_counter() - t) * 1000)
+                time.sleep(0.02)
+
+    lister = asyncio.create_task(asyncio.to_thread(time_lists))
     wait_until = time.perf_counter() + 0.2 + events * interval + 15
     readers = 0
     while any(len(a) < events for a in arrivals) and time.perf_counter() < wait_until \
@@ -299,6 +314,8 @@ async def fanout(base: str, api_pid: int, redis_url: str, store: Store, owner: s
         readers = max(readers, int(store.r.info("clients")["blocked_clients"]))
         await asyncio.sleep(0.05)
     cpu = (cpu_seconds(api_pid) - cpu0[0], time.process_time() - cpu0[1])
+    stop_listing.set()
+    await lister
     store.set_status(rid, RunStatus.succeeded)             # ends every stream
     await asyncio.wait(tasks, timeout=10)
     for t in tasks:
@@ -308,10 +325,30 @@ async def fanout(base: str, api_pid: int, redis_url: str, store: Store, owner: s
     lost = sum(events - len(a) for a in arrivals)
     return {"clients": clients, "connected": len(connected), "connect_s": connect_s,
             "events": events, "delay_ms": summary(delays), "lost": lost,
+            "list_ms_while_open": summary(list_ms),
             "redis_blocked_readers": readers,
             "server_cpu_ms_per_event": cpu[0] * 1000 / events,
             "clients_cpu_ms_per_event": cpu[1] * 1000 / events,
             "errors": errors[:5], "error_count": len(errors)}
+
+
+def memory_phase(store: Store, sample: int = 200) -> dict[str, Any]:
+    """MEMORY USAGE per finished run and per event, before and after the retention policy
+    (``Store.compact_events``, keeping 10 log lines): ``sample`` running runs first get 100
+    progress and 50 log events, as a training run writes, and then succeed."""
+    ids = store.r.zrange(store.k.runs_by_status(RunStatus.running), 0, sample - 1)
+    for rid in ids:
+        for i in range(100):
+            store.record_event(rid, ProgressEvent(run=rid, stage=Stage.pretrain, epoch=1,
+                                                  batch=i, batches=100, progress=0.1))
+            if i % 2 == 0:
+                store.record_event(rid, LogEvent(run=rid, message=f"step {i} loss 0.123"))
+        store.set_status(rid, RunStatus.succeeded)
+    before = memory_usage(store, ids)
+    store.compact_events(keep_logs=10)
+    return {"before": before, "after compaction": memory_usage(store, ids),
+            "runs": sum(store.status_counts().values()),
+            "used_memory": int(store.r.info("memory")["used_memory"])}
 
 
 # ---- the run ---------------------------------------------------------------------------------
@@ -339,14 +376,27 @@ def report(res: dict[str, Any]) -> str:
               "#### Event delay: `Store.record_event` (stamped) → arrival at each SSE client",
               "", "| SSE clients | connected (s) | events × clients | p50 ms | p95 ms | p99 ms | "
               "max ms | lost | errors | Redis readers | server CPU ms/event | "
-              "clients CPU ms/event |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "clients CPU ms/event | list p95 / max ms while open |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in res["events"]:
         d = e["delay_ms"]
         lines.append(f"| {e['clients']} | {e['connected']} ({f(e['connect_s'])}) | "
                      f"{e['events']} × {e['clients']} | {f(d['p50'])} | {f(d['p95'])} | "
                      f"{f(d['p99'])} | {f(d['max'])} | {e['lost']} | {e['error_count']} | "
                      f"{e['redis_blocked_readers']} | {f(e['server_cpu_ms_per_event'])} | "
-                     f"{f(e['clients_cpu_ms_per_event'])} |")
+                     f"{f(e['clients_cpu_ms_per_event'])} | "
+                     f"{f(e['list_ms_while_open']['p95'])} / "
+                     f"{f(e['list_ms_while_open']['max'])} |")
+    if "memory" in res:
+        m = res["memory"]
+        lines += ["", "#### Redis memory (MEMORY USAGE of a run's hash, stream, epochs set and "
+                  "result; sampled finished runs)", "",
+                  "| | bytes per run | events per run | bytes per event |", "|---|---|---|---|"]
+        for name in ("before", "after compaction"):
+            v = m[name]
+            lines.append(f"| {name} | {v['bytes_per_run']:.0f} | {v['events_per_run']:.1f} | "
+                         f"{v['bytes_per_event']:.0f} |")
+        lines.append(f"\nused_memory with {m['runs']:,} runs: {m['used_memory'] / 2**20:.1f} MiB")
     return "\n".join(lines)
 
 
@@ -387,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"filling the store to {args.runs} runs ...", file=sys.stderr)
             res["fill_s"], sweeps = fill(store, args.runs, owner, deadline)
             sweep_for_list = sweeps[0] if sweeps else store.list_sweeps(limit=1)[0][0].id
+            res["memory"] = memory_phase(store)
             print("timing GET /api/v1/runs ...", file=sys.stderr)
             mid = store.list_runs(limit=1, desc=True)[0][0].created if sweeps else 0.0
             res["list"] = list_phase(base, sweep_for_list, args.list_requests, deadline, owner,
