@@ -1,9 +1,10 @@
 """Search and filters of the sweeps and runs lists (free text, tag, dataset, model, method,
 status, owner, creation date, a metric range) over a bounded scan.
 
-The index-backed filters (sweep, status, method) pick the candidates as before; the others are
-checked record by record over at most :data:`SCAN_LIMIT` of them (newest first, or in the
-requested order), then the matches are paged with an offset cursor. A later issue adds indexes.
+The runs list answers every filter but the free text ``q`` from the indexes of
+:mod:`backend.store_index`; ``q`` is checked record by record over at most :data:`SCAN_LIMIT`
+candidates (newest first, or in the requested order), then the matches are paged with an offset
+cursor. The sweeps list (far fewer items) still checks every filter over such a bounded scan.
 """
 
 from __future__ import annotations
