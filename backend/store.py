@@ -868,12 +868,17 @@ class Store:
     def list_runs(self, *, sweep_id: str | None = None, status: RunStatus | None = None,
                   method: Method | None = None, limit: int = 50, cursor: str | None = None,
                   desc: bool = True, sort: str | None = None,
-                  where: store_index.IndexFilter | None = None
+                  where: store_index.IndexFilter | None = None, text: str | None = None,
+                  text_limit: int = 50, text_cursor: str | None = None
                   ) -> tuple[list[RunRecord], int, str | None]:
         """Runs matching all the given filters (``where``: dataset, model, owner, tag, dates,
         metric range), newest first, or ordered by ``sort`` (one of :data:`RUN_SORT_FIELDS`),
         answered from the list indexes (:mod:`backend.store_index`); returns
-        (runs, total, next)."""
+        (runs, total, next).
+
+        ``text``: free text over key, sweep name and notes, checked over the first ``limit``
+        candidates only (a bounded scan); the matches are paged by ``text_limit`` from the
+        offset ``text_cursor``."""
         keys = []
         if sweep_id is not None:
             keys.append(self.k.sweep_runs(sweep_id))
@@ -896,7 +901,23 @@ class Store:
 
         page = store_index.query_ids(self.r, self.ix, self.k.tmp, keys, where, sort, desc, limit,
                                      cursor, self.k.runs, by_key)
+        if text is not None:   # bounded scan of the candidates' names and notes only
+            ids = self._text_matches(page.ids, text)
+            start = int(text_cursor or 0)
+            end = start + text_limit
+            return (self.get_runs(ids[start:end]), len(ids),
+                    str(end) if end < len(ids) else None)
         return self.get_runs(page.ids), page.total, page.next
+
+    def _text_matches(self, ids: Sequence[str], text: str) -> list[str]:
+        """The ids (in order) whose key, sweep name or notes contain ``text`` (casefolded)."""
+        with self.r.pipeline(transaction=False) as p:
+            for rid in ids:
+                p.hmget(self.k.run(rid), "key", "sweep_name", "notes")
+            rows = p.execute()
+        q = text.casefold()
+        return [rid for rid, row in zip(ids, rows, strict=True)
+                if q in "\n".join(x or "" for x in row).casefold()]
 
     def compact_events(self, keep_logs: int = 100) -> tuple[int, int]:
         """Apply the retention policy to the streams of finished runs and sweeps

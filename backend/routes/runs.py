@@ -89,8 +89,8 @@ def list_runs(
     if not f.q:
         runs, total, nxt = store.list_runs(limit=size, cursor=cursor, **args)  # type: ignore[arg-type]
     else:  # a bounded scan of the candidates the indexes give, in the requested order
-        candidates, _, _ = store.list_runs(limit=search.SCAN_LIMIT, **args)  # type: ignore[arg-type]
-        runs, total, nxt = search.page_of(candidates, f.run, size, cursor)
+        runs, total, nxt = store.list_runs(limit=search.SCAN_LIMIT, text=f.q, text_limit=size,
+                                           text_cursor=cursor, **args)  # type: ignore[arg-type]
     return Page[RunPublic](items=[run_public(r) for r in runs], total=total, next=nxt)
 
 

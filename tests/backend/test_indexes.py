@@ -273,3 +273,25 @@ def _workers(pid: int) -> set[int]:
         if int(fields[1]) == pid and b"spawn_main" in cmd:
             kids.add(int(stat.parent.name))
     return kids
+
+
+def test_free_text_is_a_bounded_scan_matching_brute_force(store: Store) -> None:
+    sw, _ = store.create_sweep(_spec("digits", "mlp", [0, 1]), owner="tok-a")
+    for n, rid in enumerate(sw.run_ids):
+        store.annotate("run", rid, notes=f"Note {'Alpha' if n % 3 == 0 else 'beta'} {n}")
+    runs = store.get_runs(sw.run_ids)
+    newest_first = sorted(runs, key=lambda r: -r.seq)
+    for text in ("alpha", "BETA", "seed1", "digits-mlp", "zzz"):
+        want = [r.id for r in newest_first
+                if text.casefold() in f"{r.key}\n{r.sweep_name}\n{r.notes}".casefold()]
+        got, cursor, total = [], None, None
+        while True:
+            page, total, cursor = store.list_runs(limit=1000, text=text, text_limit=3,
+                                                  text_cursor=cursor)
+            got += [r.id for r in page]
+            if cursor is None:
+                break
+        assert got == want and total == len(want), text
+    # Only the first `limit` candidates are searched (the newest 4 here).
+    page, total, _ = store.list_runs(limit=4, text="note", text_limit=50)
+    assert [r.id for r in page] == [r.id for r in newest_first[:4]] and total == 4
