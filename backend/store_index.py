@@ -44,6 +44,9 @@ SORT_RANKED = ("method", "status")
 RANGE_METRICS = ("clean_accuracy", "robust_accuracy", "kappa_median", "sparsity_actual")
 # Vocabulary filters beyond status/method/sweep (one set per value).
 VOCAB = ("dataset", "model", "owner")
+# A sorted request walks the sort set (rather than intersecting) when its smallest filter set
+# holds at least 1/WALK_RATIO of the runs: the walk then reads ~WALK_RATIO ids per match.
+WALK_RATIO = 20.0
 
 _METHOD_RANK = {m: i for i, m in enumerate(sorted(x.value for x in Method))}
 _STATUS_RANK = {s: i for i, s in enumerate(sorted(x.value for x in RunStatus))}
@@ -183,11 +186,13 @@ def _bound(v: float | None, default: str) -> str:
 
 def query_ids(r: Any, ix: IndexKeys, tmp: Any, sets: list[str], where: IndexFilter | None,
               sort: str | None, desc: bool, limit: int, cursor: str | None,
-              base: str, sort_fallback: Any) -> IdPage:
+              base: str, sort_fallback: Any, walk_ratio: float | None = None) -> IdPage:
     """One page of run ids matching every set of ``sets`` (seq-scored) and ``where``.
 
     ``sort`` None: by ``seq`` (keyset cursor = last seq); else by the sort set of the column
-    (offset cursor). ``base`` is the set of all runs; ``tmp()`` gives a fresh temporary key;
+    (offset cursor). A sorted request whose every filter set holds at least 1/``walk_ratio``
+    of the runs walks the sort set in order instead (:func:`_walk`; cursor = the rank to go on
+    from), as an intersection would cost O(N) in those large sets. ``base`` is the set of all runs; ``tmp()`` gives a fresh temporary key;
     ``sort_fallback(key, limit, cursor, desc)`` orders a set by run key (used for ``sort=key``
     under filters: Redis SORT over the matching set only).
     """
@@ -205,6 +210,14 @@ def query_ids(r: Any, ix: IndexKeys, tmp: Any, sets: list[str], where: IndexFilt
     if w.metric is not None:
         ranges.append((ix.range(w.metric), _bound(w.min, "-inf"), _bound(w.max, "+inf")))
     filtered = bool(sets or ranges)
+    if sort not in (None, "key") and sets and not ranges:
+        with r.pipeline(transaction=False) as p:
+            for s in sets:
+                p.zcard(s)
+            p.zcard(ix.sort(sort))
+            *sizes, everything = p.execute()
+        if min(sizes) * (WALK_RATIO if walk_ratio is None else walk_ratio) >= everything:
+            return _walk(r, ix.sort(sort), sets, desc, limit, cursor)
     temps: list[str] = []
     with r.pipeline(transaction=True) as p:
         inputs: dict[str, float] = {s: 1.0 for s in sets}
@@ -276,6 +289,32 @@ def query_ids(r: Any, ix: IndexKeys, tmp: Any, sets: list[str], where: IndexFilt
             ids, total = res[-3 if temps else -2], int(res[-2 if temps else -1])
     more = len(ids) > limit
     return IdPage(list(ids)[:limit], int(total), str(off + limit) if more else None)
+
+
+def _walk(r: Any, sort_key: str, sets: list[str], desc: bool, limit: int,
+          cursor: str | None, chunk: int = 512) -> IdPage:
+    """Ids of ``sort_key`` in rank order from rank ``cursor`` that are in every set of
+    ``sets`` (ZMSCORE per chunk), until ``limit`` + 1 are found; total by ZINTERCARD."""
+    pos = min(int(cursor), 2**32) if cursor else 0
+    found: list[tuple[str, int]] = []
+    end = int(r.zcard(sort_key))
+    while len(found) <= limit and pos < end:
+        with r.pipeline(transaction=False) as p:
+            p.zrange(sort_key, pos, pos + chunk - 1, desc=desc)
+            ids = p.execute()[0]
+        if not ids:
+            break
+        with r.pipeline(transaction=False) as p:
+            for s in sets:
+                p.zmscore(s, ids)
+            scores = p.execute()
+        for i, rid in enumerate(ids):
+            if all(sc[i] is not None for sc in scores):
+                found.append((rid, pos + i))
+        pos += len(ids)
+    total = int(r.zintercard(len(sets), sets)) if len(sets) > 1 else int(r.zcard(sets[0]))
+    nxt = str(found[limit][1]) if len(found) > limit else None
+    return IdPage([rid for rid, _ in found[:limit]], total, nxt)
 
 
 def rebuild(r: Any, ix: IndexKeys, run_key: Any, runs_key: str,

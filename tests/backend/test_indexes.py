@@ -8,6 +8,7 @@ import math
 import random
 from typing import Any
 
+from backend import store_index
 from backend.store import Store
 from backend.store_index import IndexFilter
 from tscnc.records import (
@@ -135,7 +136,7 @@ def _check_all(store: Store, sweeps: list[str]) -> int:
     return n
 
 
-def test_indexes_match_brute_force_through_every_write_path(store: Store) -> None:
+def test_indexes_match_brute_force_through_every_write_path(store: Store, monkeypatch) -> None:
     rng = random.Random(7)
     sweeps = []
     for ds, model, owner in [("digits", "mlp", "tok-a"), ("mnist5k", "cnn", "tok-b"),
@@ -165,7 +166,10 @@ def test_indexes_match_brute_force_through_every_write_path(store: Store) -> Non
         if n % 5 == 0:
             assert store.annotate("run", rid, tags=["bad"])
     assert store.annotate("sweep", sweeps[0], tags=["keep"])   # sweep tags: not run tags
-    _check_all(store, sweeps)
+    _check_all(store, sweeps)          # sorted + filtered: these small sets walk the sort set
+    monkeypatch.setattr(store_index, "WALK_RATIO", 0.0)
+    _check_all(store, sweeps)          # ... and the same by intersection
+    monkeypatch.undo()
 
     # Retries (failed -> queued), cancels, and a tag removed.
     for rid in ids[1::6]:
