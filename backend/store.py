@@ -656,6 +656,7 @@ class Store:
         self._update_script = client.register_script(_UPDATE)
         self._reindex = client.register_script(store_index.REINDEX_SCRIPT)
         self._compact = client.register_script(store_retention.COMPACT_SCRIPT)
+        self._text = client.register_script(store_index.TEXT_SCRIPT)
         self.ix = store_index.IndexKeys(self.k.runs)
         self._take_over = client.register_script(_TAKE_OVER)
         self._static: dict[str, RunRecord] = {}     # immutable run fields, per process
@@ -910,14 +911,25 @@ class Store:
         return self.get_runs(page.ids), page.total, page.next
 
     def _text_matches(self, ids: Sequence[str], text: str) -> list[str]:
-        """The ids (in order) whose key, sweep name or notes contain ``text`` (casefolded)."""
-        with self.r.pipeline(transaction=False) as p:
-            for rid in ids:
-                p.hmget(self.k.run(rid), "key", "sweep_name", "notes")
-            rows = p.execute()
+        """The ids (in order) whose key, sweep name or notes contain ``text`` (casefolded).
+
+        An ASCII ``text`` is matched inside Redis (:data:`store_index.TEXT_SCRIPT`) for runs
+        whose fields are ASCII (where lower-casing is casefolding); the other runs, and any
+        non-ASCII text, are checked here with :meth:`str.casefold`."""
         q = text.casefold()
-        return [rid for rid, row in zip(ids, rows, strict=True)
-                if q in "\n".join(x or "" for x in row).casefold()]
+        keep: set[str] = set()
+        check: Sequence[str] = ids
+        if ids and text.isascii():
+            sure, check = self._text(keys=[], args=[self.k.run(""), q, *ids])
+            keep.update(sure)
+        if check:
+            with self.r.pipeline(transaction=False) as p:
+                for rid in check:
+                    p.hmget(self.k.run(rid), "key", "sweep_name", "notes")
+                rows = p.execute()
+            keep.update(rid for rid, row in zip(check, rows, strict=True)
+                        if q in "\n".join(x or "" for x in row).casefold())
+        return [rid for rid in ids if rid in keep]
 
     def compact_events(self, keep_logs: int = 100) -> tuple[int, int]:
         """Apply the retention policy to the streams of finished runs and sweeps

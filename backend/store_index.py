@@ -125,6 +125,23 @@ return 1
 """
 
 
+# Free text over a bounded list of run ids, inside Redis. KEYS: none (the hashes are named
+# from ARGV[1] .. id); ARGV: run key prefix, the lower-cased ASCII text, then the ids.
+# Returns {ids whose ASCII-only key/sweep name/notes contain the text (case-insensitive),
+# ids whose fields hold non-ASCII bytes (the caller decides those with str.casefold)}.
+TEXT_SCRIPT = """
+local sure, unsure = {}, {}
+local q = ARGV[2]
+for i = 3, #ARGV do
+  local h = redis.call('HMGET', ARGV[1] .. ARGV[i], 'key', 'sweep_name', 'notes')
+  local t = (h[1] or '') .. '\\n' .. (h[2] or '') .. '\\n' .. (h[3] or '')
+  if string.find(t, '[\\128-\\255]') then unsure[#unsure + 1] = ARGV[i]
+  elseif string.find(string.lower(t), q, 1, true) then sure[#sure + 1] = ARGV[i] end
+end
+return {sure, unsure}
+"""
+
+
 class IndexKeys:
     """Key names of the list indexes (under the store's ``runs`` prefix, e.g. ``tscnc:runs:``)."""
 

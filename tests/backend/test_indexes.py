@@ -282,10 +282,12 @@ def _workers(pid: int) -> set[int]:
 def test_free_text_is_a_bounded_scan_matching_brute_force(store: Store) -> None:
     sw, _ = store.create_sweep(_spec("digits", "mlp", [0, 1]), owner="tok-a")
     for n, rid in enumerate(sw.run_ids):
-        store.annotate("run", rid, notes=f"Note {'Alpha' if n % 3 == 0 else 'beta'} {n}")
+        store.annotate("run", rid, notes=f"Note {'Alpha' if n % 3 == 0 else 'beta'} {n}"
+                       + (" Straße ΣΊΣΥΦΟΣ" if n % 4 == 0 else ""))
     runs = store.get_runs(sw.run_ids)
     newest_first = sorted(runs, key=lambda r: -r.seq)
-    for text in ("alpha", "BETA", "seed1", "digits-mlp", "zzz"):
+    for text in ("alpha", "BETA", "seed1", "digits-mlp", "zzz", "STRASSE", "strasse alpha",
+                 "σίσυφοσ", "e ß", "ss"):
         want = [r.id for r in newest_first
                 if text.casefold() in f"{r.key}\n{r.sweep_name}\n{r.notes}".casefold()]
         got, cursor, total = [], None, None
