@@ -203,7 +203,7 @@ def _spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:
-    """SIGTERM (and SIGHUP) stop the stack the way Ctrl-C does: gracefully, no traceback."""
+    """SIGINT, SIGTERM and SIGHUP stop the stack the way Ctrl-C does: gracefully, no traceback."""
     raise KeyboardInterrupt
 
 
@@ -279,7 +279,9 @@ def up(
     check_port_free(host, port)
     env = dict(os.environ)
     env["ARTIFACTS_DIR"] = str(artifacts.resolve())
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # SIGINT too: a launcher started in the background of a non-interactive shell (`tscnc up &`
+    # in a script, CI) inherits SIGINT as ignored, and Python then installs no handler for it.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _sigterm_as_interrupt)
     try:
         if "REDIS_URL" not in env:

@@ -79,12 +79,17 @@ def command(pid: int) -> str:
         return "?"
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Launcher:
     """One ``tscnc up`` in ``workdir`` on a free port, its output in ``workdir/up-N.log``."""
 
     count = 0
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None,
+                 sigint_ignored: bool = False) -> None:
         Launcher.count += 1
         self.port = port or free_port()
         self.log = workdir / f"up-{Launcher.count}.log"
@@ -94,7 +99,9 @@ class Launcher:
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "tscnc", "up", "--port", str(self.port)], cwd=workdir,
-                env=env, stdout=out, stderr=subprocess.STDOUT)
+                env=env, stdout=out, stderr=subprocess.STDOUT,
+                # As a background job of a non-interactive shell starts it (`tscnc up &`).
+                preexec_fn=_ignore_sigint if sigint_ignored else None)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -216,7 +223,8 @@ def test_sigkill_ends_every_child_and_the_same_directory_starts_again(workdir) -
 
 def test_sigint_stops_gracefully_and_a_second_up_names_the_holder(workdir) -> None:
     tmp, launchers = workdir
-    first = Launcher(tmp)
+    # Started with SIGINT ignored, as `tscnc up &` in a script is: SIGINT must still stop it.
+    first = Launcher(tmp, sigint_ignored=True)
     launchers.append(first)
     kids = first.wait_up()
 
