@@ -41,6 +41,8 @@ WRITE_ROLES = {
     ("DELETE", "/api/v1/sweeps/{sweep_id}"): "member",
     ("POST", "/api/v1/runs/{run_id}/cancel"): "member",
     ("POST", "/api/v1/runs/{run_id}/retry"): "member",
+    ("PATCH", "/api/v1/sweeps/{sweep_id}"): "member",      # notes and tags
+    ("PATCH", "/api/v1/runs/{run_id}"): "member",
     ("POST", "/api/v1/dashboards"): "member",
     ("DELETE", "/api/v1/dashboards/{dashboard_id}"): "member",
     ("POST", "/api/v1/tokens"): "admin",
@@ -120,7 +122,9 @@ def _body(world: World, method: str, path: str) -> dict[str, Any] | None:
     """A valid body, so only the credential can be the reason for a refusal."""
     return {("POST", "/api/v1/sweeps"): world.spec,
             ("POST", "/api/v1/dashboards"): {"name": "x", "sweep_ids": [world.ids["sweep_id"]]},
-            ("POST", "/api/v1/tokens"): {"name": "x", "role": "viewer"}}.get((method, path))
+            ("POST", "/api/v1/tokens"): {"name": "x", "role": "viewer"},
+            ("PATCH", "/api/v1/sweeps/{sweep_id}"): {"notes": "x", "tags": ["x"]},
+            ("PATCH", "/api/v1/runs/{run_id}"): {"notes": "x", "tags": ["x"]}}.get((method, path))
 
 
 def test_every_write_route_is_in_the_table(world: World):
@@ -174,7 +178,8 @@ def test_a_member_cannot_change_what_another_member_owns(world: World):
     for method, path in WRITE_ROLES:
         if "{" not in path or WRITE_ROLES[(method, path)] == "admin":
             continue
-        r = world.call(method, _url(world, path), world.secrets["bob"])
+        r = world.call(method, _url(world, path), world.secrets["bob"],
+                       json=_body(world, method, path))
         assert r.status_code == 403 and "another user" in r.json()["detail"], (path, r.text)
     assert world.state() == before
 
