@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Literal, TypeVar
 
 from fastapi import Query
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
 
 from backend.store import RunRecord, SweepRecord
