@@ -347,6 +347,95 @@ def test_lists_filter_on_the_server_with_filters_in_the_url(page: Any, stack: St
     assert "min=0.5" in page.url and "metric=robust_accuracy" in page.url
 
 
+ROW_IDS_JS = """(sel) => [...document.querySelectorAll(sel + ' tbody tr[data-id]')].map((t) => t.dataset.id)"""
+
+
+def test_a_filtered_runs_list_saved_as_a_dashboard_and_its_share_link(page: Any, browser: Any,
+                                                                      stack: Stack) -> None:
+    sweeps = {}
+    for name in ("daily-save-a", "daily-save-b", "daily-save-other"):
+        sweep = stack.api("POST", "/sweeps", json={"spec": {**_spec(), "name": name}}).json()
+        assert stack.api("POST", f"/sweeps/{sweep['id']}/cancel").status_code == 200
+        sweeps[name] = sweep
+    # One run of each of two sweeps carries the tag; the third sweep has none.
+    picked = {sweeps[n]["run_ids"][1]: sweeps[n]["id"] for n in ("daily-save-a", "daily-save-b")}
+    for rid in picked:
+        assert stack.api("PATCH", f"/runs/{rid}", json={"tags": ["saveme"]}).status_code == 200
+
+    page.goto(stack.login_url("#/runs?tag=saveme&status=cancelled"))
+    wait_until(lambda: sorted(page.evaluate(ROW_IDS_JS, '[data-table="runs"]')) == sorted(picked),
+               10, 0.1, "the two tagged runs")
+    page.click('[data-action="save-list"]')
+    page.fill("#dashboard-name", "saved runs list")
+    page.click('[data-action="save-dashboard"]')
+    page.wait_for_selector("#share-link")
+    link = page.input_value("#share-link")
+    assert "/share/" in link and "saveme" not in link
+    saved = next(d for d in stack.api("GET", "/dashboards").json()["items"]
+                 if d["name"] == "saved runs list")
+    assert saved["state"] == {"view": "runs", "filters": {"tag": "saveme", "status": "cancelled"}}
+    assert sorted(saved["sweep_ids"]) == sorted(set(picked.values()))
+
+    # Opening the dashboard shows the list with its filters applied.
+    page.goto(stack.login_url("#/dashboards"))
+    page.click(f'[data-open="{saved["id"]}"]')
+    wait_until(lambda: sorted(page.evaluate(ROW_IDS_JS, '[data-table="runs"]')) == sorted(picked),
+               10, 0.1, "the saved list's runs")
+    assert page.input_value('[data-filter="tag"]') == "saveme"
+    assert page.input_value('[data-filter="status"]') == "cancelled"
+
+    # The share link, in a fresh browser without a login, lists the same runs (per sweep, read-only).
+    fresh = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        other = fresh.new_page()
+        other.goto(link)
+        other.wait_for_selector(".share-title")
+        wait_until(lambda: sorted(other.evaluate(ROW_IDS_JS, "[data-share-sweep]")) == sorted(picked),
+                   20, 0.1, "the shared runs")
+        shown = other.evaluate("""() => [...document.querySelectorAll('[data-share-sweep]')]
+            .map((s) => [s.dataset.shareSweep, [...s.querySelectorAll('tbody tr[data-id]')].map((t) => t.dataset.id)])""")
+        assert {sid: rows for sid, rows in shown} == {sid: [rid] for rid, sid in picked.items()}
+        assert other.locator('[data-action="save-list"], [data-action="cancel"], [data-filters]').count() == 0
+        assert other.evaluate("localStorage.getItem('tscnc.token')") is None
+    finally:
+        fresh.close()
+
+    # The sweeps list saves its filters too.
+    stack.api("PATCH", f"/sweeps/{sweeps['daily-save-other']['id']}", json={"tags": ["lonely"]})
+    page.goto(stack.login_url("#/sweeps?tag=lonely"))
+    wait_until(lambda: page.evaluate(ROW_IDS_JS, '[data-table="sweeps"]')
+               == [sweeps["daily-save-other"]["id"]], 10, 0.1, "the tagged sweep")
+    page.click('[data-action="save-list"]')
+    page.fill("#dashboard-name", "saved sweeps list")
+    page.click('[data-action="save-dashboard"]')
+    page.wait_for_selector("#share-link")
+    saved = next(d for d in stack.api("GET", "/dashboards").json()["items"]
+                 if d["name"] == "saved sweeps list")
+    assert (saved["state"], saved["sweep_ids"]) == (
+        {"view": "sweeps", "filters": {"tag": "lonely"}}, [sweeps["daily-save-other"]["id"]])
+
+    # A filter that matches runs of more sweeps than a dashboard holds (50) keeps the first 50
+    # and says so; exactly 50 is not "more". (Rows of n sweeps, 3 runs each, served 40 a page.)
+    got = page.evaluate("""async () => {
+        const d = await import('/js/views/dashboards.js');
+        const lister = (n) => async ({ limit, cursor }) => {
+            const rows = [...Array(3 * n).keys()].map((i) => ({ sweep_id: `s${Math.floor(i / 3)}` }));
+            const at = Number(cursor || 0), end = at + Math.min(limit, 40);
+            return { items: rows.slice(at, end), total: rows.length, next: end < rows.length ? String(end) : null };
+        };
+        const sweepOf = (r) => r.sweep_id;
+        const area = document.createElement('div');
+        document.body.append(area);
+        await d.saveListDialog(area, { view: 'runs', filters: { tag: 'x' }, params: {}, list: lister(60), sweepOf });
+        return { over: await d.sweepsOfList(lister(60), {}, sweepOf), exact: await d.sweepsOfList(lister(50), {}, sweepOf),
+                 note: area.textContent, truncated: 'truncated' in area.querySelector('#share-dialog').dataset };
+    }""")
+    first50 = [f"s{i}" for i in range(50)]
+    assert got["over"] == {"sweepIds": first50, "more": True}
+    assert got["exact"] == {"sweepIds": first50, "more": False}
+    assert got["truncated"] and "at most 50 sweeps" in got["note"]
+
+
 def test_run_diff_shows_the_fields_that_differ_next_to_results(page: Any, stack: Stack) -> None:
     a = stack.api("POST", "/sweeps", json={"spec": {**_spec(), "name": "daily-diff-a"}}).json()
     other = {**_spec(), "name": "daily-diff-b",

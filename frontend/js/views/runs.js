@@ -1,5 +1,6 @@
 // Runs table: filters (sweep, status, method) go to the API; one page rendered at a time;
-// live progress; bulk cancel and retry.
+// live progress; bulk cancel and retry; "Save as dashboard" keeps the filters. With
+// ctx.embedded (a share page's saved list) the filters are fixed and only the table is shown.
 
 import * as api from "../api.js";
 import { h, mount, statusBadge, progressBar, ago, dateTime, notify, action, TERMINAL, STATUSES } from "../dom.js";
@@ -7,6 +8,7 @@ import { PagedTable } from "../table.js";
 import { tagChips } from "../annotate.js";
 import { filterBar, filterParams } from "../filters.js";
 import { href, replaceQuery } from "../router.js";
+import { saveListDialog } from "./dashboards.js";
 import { fmtAcc, fmtKappa, fmtSparsity, num, METHOD_ORDER } from "../charts.js";
 
 const REFRESH_MS = 2000;
@@ -15,6 +17,8 @@ export function render(root, ctx) {
   // Every filter lives in the URL (bookmark it, or share it); the API filters all runs.
   const NAMES = ["sweep", "q", "tag", "status", "method", "dataset", "model", "mine", "from", "to", "metric", "min", "max", "order"];
   const filters = Object.fromEntries(NAMES.map((n) => [n, ctx.query[n] || ""]));
+  const embedded = Boolean(ctx.embedded);
+  if (embedded && ctx.query.owner) filters.owner = ctx.query.owner; // a saved "mine": its creator
 
   const columns = [
     { key: "key", label: "Run", serverSort: "key", value: (r) => r.key, render: (r) => h("a", { href: href(`/run/${r.id}`), class: "strong" }, r.key) },
@@ -40,7 +44,7 @@ export function render(root, ctx) {
     { key: "notes", label: "Notes", hidden: true, value: (r) => r.notes || "" },
     { key: "created", label: "Created", value: (r) => r.created, render: (r) => h("span", { title: dateTime(r.created) }, ago(r.created)) },
   ];
-  if (!ctx.readOnly) {
+  if (!ctx.readOnly && !embedded) {
     columns.push({ key: "actions", label: "", sortable: false, export: false, render: (r) => h("span", { class: "row-actions" },
       !TERMINAL.has(r.status) && r.cancel_requested && h("span", { class: "muted", "data-stopping": "" }, "stopping…"),
       !TERMINAL.has(r.status) && !r.cancel_requested && h("button", { class: "btn small", "data-action": "cancel", onclick: action(async () => {
@@ -56,12 +60,12 @@ export function render(root, ctx) {
   }
 
   const table = new PagedTable({
-    columns, name: "runs", selectable: true,
+    columns, name: "runs", selectable: !embedded,
     fetchPage: (page) => api.listRuns({ ...filterParams(filters, ctx.me?.id), ...page }),
     emptyText: "No runs match these filters.",
   });
 
-  const bar = filterBar([
+  const bar = !embedded && filterBar([
     { name: "q", label: "Search", placeholder: "name or notes", size: 18 },
     { name: "tag", label: "Tag", size: 10 },
     { name: "status", label: "Status", kind: "select", options: STATUSES },
@@ -95,10 +99,14 @@ export function render(root, ctx) {
     await table.load();
   });
 
+  const shareArea = h("div", { class: "share-area" });
+  const saveDashboard = action(() => saveListDialog(shareArea, { view: "runs", filters,
+    params: filterParams(filters, ctx.me?.id), list: api.listRuns, sweepOf: (r) => r.sweep_id }));
   const selectionInfo = h("span", { class: "muted selection-info" });
   table.el.addEventListener("selection", (e) => { selectionInfo.textContent = e.detail.length ? `${e.detail.length} selected` : ""; });
 
-  mount(root,
+  if (embedded) mount(root, table.el);
+  else mount(root,
     h("div", { class: "toolbar" }, h("h2", {}, "Runs"), h("span", { class: "spacer" }),
       selectionInfo,
       !ctx.readOnly && h("button", { class: "btn", "data-action": "cancel-selected",
@@ -112,7 +120,10 @@ export function render(root, ctx) {
       h("button", { class: "btn", "data-action": "diff-selected", title: "the spec fields in which the selected runs differ, and their results", onclick: () => {
         if (table.selected.size < 2) return notify("Select two or more runs to diff.");
         window.location.hash = href("/diff", { runs: [...table.selected].join(",") });
-      } }, "Diff selected")),
+      } }, "Diff selected"),
+      !ctx.readOnly && h("button", { class: "btn", "data-action": "save-list", onclick: saveDashboard,
+        title: "save this list with its filters as a team dashboard with a read-only share link" }, "Save as dashboard")),
+    shareArea,
     bar,
     table.el);
   table.load();

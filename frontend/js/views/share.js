@@ -1,7 +1,9 @@
 // The read-only page behind a share link: the dashboard's sweeps as they are now (and live
-// while they run), with the saved chart settings. No write controls: ctx.readOnly is set.
+// while they run), with the saved chart settings; a saved runs list shows, sweep by sweep,
+// the runs its filters match. No write controls: ctx.readOnly is set.
 
 import { h, mount } from "../dom.js";
+import * as runsView from "./runs.js";
 import { sweepPanel } from "./sweep.js";
 import { comparePanel } from "./compare.js";
 
@@ -11,7 +13,18 @@ export function render(root, ctx) {
   mount(root, h("p", { class: "muted share-note" },
     `Shared dashboard “${dashboard.name}”, read-only. Created ${new Date(dashboard.created * 1000).toLocaleString()}.`));
   const panels = [];
-  if (state.view === "compare") {
+  if (state.view === "runs") {
+    // A share link may list the runs of one of its sweeps at a time (GET /runs?sweep=...).
+    const filters = state.filters || {};
+    const what = Object.entries(filters).map(([k, v]) => `${k}=${v}`).join(", ");
+    root.append(h("p", { class: "muted", "data-saved-filters": "" }, `Runs matching ${what || "no filters"}, by sweep.`));
+    for (const s of sweeps) {
+      const table = h("div");
+      root.append(h("section", { class: "share-sweep", "data-share-sweep": s.id }, h("h3", {}, s.name), table));
+      const close = runsView.render(table, { ...ctx, embedded: true, query: { ...filters, sweep: s.id } });
+      panels.push({ close });
+    }
+  } else if (state.view === "compare") {
     const box = h("div");
     root.append(box);
     panels.push(comparePanel(box, { sweeps, runIds: state.runs || [] }, ctx, state));

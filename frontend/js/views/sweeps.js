@@ -1,4 +1,5 @@
-// Sweeps table: one page at a time, live progress, bulk cancel/delete.
+// Sweeps table: one page at a time, live progress, bulk cancel/delete; "Save as dashboard"
+// keeps the filters.
 
 import * as api from "../api.js";
 import { h, mount, statusBadge, progressBar, ago, dateTime, notify, action, TERMINAL, STATUSES } from "../dom.js";
@@ -7,6 +8,7 @@ import { tagChips } from "../annotate.js";
 import { href, replaceQuery } from "../router.js";
 import { filterBar, filterParams } from "../filters.js";
 import { METHOD_ORDER } from "../charts.js";
+import { saveListDialog } from "./dashboards.js";
 
 const REFRESH_MS = 3000;
 
@@ -77,8 +79,13 @@ export function render(root, ctx) {
       if (!ids.length) return notify("Select sweeps to compare.");
       window.location.hash = href("/compare", { sweeps: ids.join(",") });
     } }, "Compare selected"),
+    !ctx.readOnly && h("button", { class: "btn", "data-action": "save-list",
+      title: "save this list with its filters as a team dashboard with a read-only share link",
+      onclick: action(() => saveListDialog(shareArea, { view: "sweeps", filters, params: filterParams(filters, ctx.me?.id),
+        list: api.listSweeps, sweepOf: (s) => s.id })) }, "Save as dashboard"),
     !ctx.readOnly && h("a", { class: "btn primary", href: "#/new" }, "New experiment"));
-  mount(root, toolbar, bar, table.el);
+  const shareArea = h("div", { class: "share-area" });
+  mount(root, toolbar, shareArea, bar, table.el);
   table.load();
 
   const timer = setInterval(() => {
