@@ -409,10 +409,21 @@ def test_a_filtered_runs_list_saved_as_a_dashboard_and_its_share_link(page: Any,
     page.fill("#dashboard-name", "saved sweeps list")
     page.click('[data-action="save-dashboard"]')
     page.wait_for_selector("#share-link")
+    link = page.input_value("#share-link")
     saved = next(d for d in stack.api("GET", "/dashboards").json()["items"]
                  if d["name"] == "saved sweeps list")
     assert (saved["state"], saved["sweep_ids"]) == (
         {"view": "sweeps", "filters": {"tag": "lonely"}}, [sweeps["daily-save-other"]["id"]])
+    fresh = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        other = fresh.new_page()
+        other.goto(link)
+        assert "tag=lonely" in other.wait_for_selector("[data-saved-filters]").inner_text()
+        other.wait_for_selector(".share-sweep .sweep-panel")
+        assert other.locator(".share-sweep").count() == 1
+        assert "daily-save-other" in other.locator(".share-sweep").inner_text()
+    finally:
+        fresh.close()
 
     # A filter that matches runs of more sweeps than a dashboard holds (50) keeps the first 50
     # and says so; exactly 50 is not "more". (Rows of n sweeps, 3 runs each, served 40 a page.)

@@ -13,11 +13,11 @@ export function render(root, ctx) {
   mount(root, h("p", { class: "muted share-note" },
     `Shared dashboard “${dashboard.name}”, read-only. Created ${new Date(dashboard.created * 1000).toLocaleString()}.`));
   const panels = [];
+  const filters = state.filters || {};
+  const what = Object.entries(filters).map(([k, v]) => `${k}=${v}`).join(", ") || "no filters";
   if (state.view === "runs") {
     // A share link may list the runs of one of its sweeps at a time (GET /runs?sweep=...).
-    const filters = state.filters || {};
-    const what = Object.entries(filters).map(([k, v]) => `${k}=${v}`).join(", ");
-    root.append(h("p", { class: "muted", "data-saved-filters": "" }, `Runs matching ${what || "no filters"}, by sweep.`));
+    root.append(h("p", { class: "muted", "data-saved-filters": "" }, `Runs matching ${what}, by sweep.`));
     for (const s of sweeps) {
       const table = h("div");
       root.append(h("section", { class: "share-sweep", "data-share-sweep": s.id }, h("h3", {}, s.name), table));
@@ -29,6 +29,9 @@ export function render(root, ctx) {
     root.append(box);
     panels.push(comparePanel(box, { sweeps, runIds: state.runs || [] }, ctx, state));
   } else {
+    if (state.view === "sweeps") {
+      root.append(h("p", { class: "muted", "data-saved-filters": "" }, `The sweeps that matched ${what} when the list was saved.`));
+    }
     for (const s of sweeps) {
       const box = h("div", { class: "share-sweep" });
       root.append(box);
