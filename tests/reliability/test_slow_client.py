@@ -55,6 +55,7 @@ def test_stalled_client_is_dropped_and_resumes_without_loss(tmp_path: Path) -> N
         host, port = base.removeprefix("http://").split(":")
         slow = socket.create_connection((host, int(port)))
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        slow.settimeout(30)
         slow.sendall((f"GET /api/v1/runs/{rid}/events HTTP/1.1\r\nHost: {host}\r\n"
                       f"Authorization: Bearer {BOOTSTRAP_TOKEN}\r\n"
                       "Accept: text/event-stream\r\n\r\n").encode())
@@ -89,12 +90,14 @@ def test_stalled_client_is_dropped_and_resumes_without_loss(tmp_path: Path) -> N
         headers = {"Authorization": f"Bearer {BOOTSTRAP_TOKEN}", "Accept": "text/event-stream",
                    "Last-Event-ID": got[-1]}
         store.set_status(rid, RunStatus.succeeded)   # so that the stream ends after the rest
+        every = [e.id for e in store.events(rid, limit=10_000)]
         with httpx.stream("GET", f"{base}/api/v1/runs/{rid}/events", headers=headers,
                           timeout=60) as r:
             for line in r.iter_lines():
                 if line.startswith("id: "):
                     rest.append(line[4:])
-        every = [e.id for e in store.events(rid, limit=10_000)]
+                    if rest[-1] == every[-1]:
+                        break
         assert got + rest == every
     finally:
         if slow is not None:
