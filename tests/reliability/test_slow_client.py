@@ -29,15 +29,21 @@ def _ids(text: str) -> list[str]:
 
 
 def _fast_reader(base: str, rid: str, out: list[str], done: threading.Event) -> None:
-    headers = {"Authorization": f"Bearer {BOOTSTRAP_TOKEN}", "Accept": "text/event-stream"}
-    with httpx.stream("GET", f"{base}/api/v1/runs/{rid}/events", headers=headers,
-                      timeout=60) as r:
-        for line in r.iter_lines():
-            if line.startswith("id: "):
-                out.append(line[4:])
-            if f"last {EVENTS - 1}" in line:
-                break
-    done.set()
+    """Read the run's stream as the browser does (frontend/js/sse.js): when the server drops
+    this client too (its queue filled in a burst), reconnect with Last-Event-ID and go on."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        headers = {"Authorization": f"Bearer {BOOTSTRAP_TOKEN}", "Accept": "text/event-stream"}
+        if out:
+            headers["Last-Event-ID"] = out[-1]
+        with httpx.stream("GET", f"{base}/api/v1/runs/{rid}/events", headers=headers,
+                          timeout=60) as r:
+            for line in r.iter_lines():
+                if line.startswith("id: "):
+                    out.append(line[4:])
+                if f"last {EVENTS - 1}" in line:
+                    done.set()
+                    return
 
 
 def test_stalled_client_is_dropped_and_resumes_without_loss(tmp_path: Path) -> None:
