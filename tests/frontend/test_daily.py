@@ -48,7 +48,11 @@ def _spec() -> dict[str, Any]:
 
 
 def test_sweep_view_is_truthful_and_updates_rows_in_place(page: Any, stack: Stack) -> None:
-    r = stack.api("POST", "/sweeps", json={"spec": _spec()})
+    # Long enough to be watched while it trains: on an idle machine an epoch of this spec takes
+    # ~30 ms, so 25 epochs could end between two looks at the page.
+    spec = _spec()
+    spec["training"] = {**spec["training"], "pretrain_epochs": 300}
+    r = stack.api("POST", "/sweeps", json={"spec": spec})
     assert r.status_code == 201, r.text
     sweep = r.json()
     page.goto(stack.login_url(f"#/sweep/{sweep['id']}"))
@@ -72,7 +76,7 @@ def test_sweep_view_is_truthful_and_updates_rows_in_place(page: Any, stack: Stac
         rows = check()
         return any(re.search(r"pretrain \d+ · monitor", x["progress"]) for x in rows)
 
-    # Generous: the shared machine may be busy (an epoch takes a second alone).
+    # Generous: a busy shared machine slows the first epochs down a lot.
     wait_until(training, 180, 0.1, "monitor values in the progress column")
 
     # Cancel the run that waits for the shared pretrain: at once.
