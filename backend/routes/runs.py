@@ -42,7 +42,9 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/runs", tags=["runs"])
 
 RunId = Annotated[str, "run id"]
-StreamId = Annotated[str | None, Query(pattern=r"^\d{1,20}(-\d{1,20})?$",
+# The same pattern as Last-Event-ID: every part below 2**64, so each value the schema allows is
+# one the server takes (a 20-digit part may not be).
+StreamId = Annotated[str | None, Query(pattern=sse.LAST_EVENT_ID_PATTERN,
                                        description="a stream id (exclusive)")]
 
 
