@@ -62,9 +62,18 @@ async function request(method, path, { params, body, headers = {}, accept = "app
     h["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
+  const resp = await fetchOk(BASE + path + query(params), init);
+  if (resp.status === 204) return null;
+  const type = resp.headers.get("Content-Type") || "";
+  return type.includes("json") ? resp.json() : resp.text();
+}
+
+/** fetch() that throws ApiError for an unreachable server or a non-2xx answer (with the API's
+ * `detail`), and signs the user out on 401. */
+async function fetchOk(url, init) {
   let resp;
   try {
-    resp = await fetch(BASE + path + query(params), init);
+    resp = await fetch(url, init);
   } catch (e) {
     throw new ApiError(0, `cannot reach the server (${e.message})`);
   }
@@ -77,9 +86,7 @@ async function request(method, path, { params, body, headers = {}, accept = "app
     } catch { /* not JSON */ }
     throw new ApiError(resp.status, detail);
   }
-  if (resp.status === 204) return null;
-  const type = resp.headers.get("Content-Type") || "";
-  return type.includes("json") ? resp.json() : resp.text();
+  return resp;
 }
 
 function authHeaders() {
@@ -88,21 +95,8 @@ function authHeaders() {
 
 /** Fetch a file with the credential and offer it to the browser as `filename` (a blob URL). */
 async function download(path, filename, params) {
-  let resp;
-  try {
-    resp = await fetch(BASE + path + query(params), { headers: authHeaders(), cache: "no-store" });
-  } catch (e) {
-    throw new ApiError(0, `cannot reach the server (${e.message})`);
-  }
-  if (resp.status === 401) onUnauthorized();
-  if (!resp.ok) {
-    let detail = `${resp.status} ${resp.statusText}`;
-    try {
-      const j = await resp.json();
-      if (j && j.detail !== undefined) detail = j.detail;
-    } catch { /* not JSON */ }
-    throw new ApiError(resp.status, detail);
-  }
+  const resp = await fetchOk(BASE + path + query(params),
+                             { headers: authHeaders(), cache: "no-store" });
   const url = URL.createObjectURL(await resp.blob());
   const a = document.createElement("a");
   a.href = url;
