@@ -272,6 +272,19 @@ async def _stream(request: Request, astore: AsyncStore, stream: str, after: str,
         hub.unsubscribe(stream, sub)
 
 
+async def _respond(request: Request, astore: AsyncStore, stream: str, after: str,
+                   keepalive: float, finished: Callable[[], Awaitable[bool]],
+                   ) -> StreamingResponse | None:
+    """The SSE response for ``stream``; None when ``finished()`` and nothing is left after
+    ``after``."""
+    if await finished() and not await astore.read(stream, after, block_ms=None, count=1):
+        return None
+    return StreamingResponse(
+        _stream(request, astore, stream, after, keepalive=keepalive, finished=finished,
+                hub=hub_for(request, astore, keepalive)),
+        media_type="text/event-stream", headers=HEADERS)
+
+
 async def run_events(request: Request, astore: AsyncStore, run_id: str, after: str,
                      keepalive: float) -> StreamingResponse | None:
     """SSE for one run; ends after its terminal status event. None (→ 204) when the run has
@@ -282,12 +295,7 @@ async def run_events(request: Request, astore: AsyncStore, run_id: str, after: s
         st = await astore.run_status(run_id)
         return st is None or st in TERMINAL_STATUSES
 
-    if await finished() and not await astore.read(stream, after, block_ms=None, count=1):
-        return None
-    return StreamingResponse(
-        _stream(request, astore, stream, after, keepalive=keepalive, finished=finished,
-                hub=hub_for(request, astore, keepalive)),
-        media_type="text/event-stream", headers=HEADERS)
+    return await _respond(request, astore, stream, after, keepalive, finished)
 
 
 async def sweep_events(request: Request, astore: AsyncStore, sweep_id: str, after: str,
@@ -300,9 +308,4 @@ async def sweep_events(request: Request, astore: AsyncStore, sweep_id: str, afte
         st = await astore.sweep_statuses(sweep_id)
         return st is None or all(s in TERMINAL_STATUSES for s in st.values())
 
-    if await finished() and not await astore.read(stream, after, block_ms=None, count=1):
-        return None
-    return StreamingResponse(
-        _stream(request, astore, stream, after, keepalive=keepalive, finished=finished,
-                hub=hub_for(request, astore, keepalive)),
-        media_type="text/event-stream", headers=HEADERS)
+    return await _respond(request, astore, stream, after, keepalive, finished)

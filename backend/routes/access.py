@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Response, status
 
 from backend.deps import AdminDep, PrincipalDep, ReaderDep, StoreDep, WriterDep
-from backend.routes.sweeps import _ERRORS, Cursor, Limit, get_sweep_or_404
+from backend.routes.common import ERRORS, Cursor, Limit, get_sweep_or_404
 from backend.schemas import (
     DashboardCreate,
     DashboardCreated,
@@ -32,7 +32,7 @@ ShareToken = Annotated[str, Path(max_length=200)]
 # ---- tokens --------------------------------------------------------------------------------
 
 @tokens.post("", status_code=status.HTTP_201_CREATED, response_model=TokenCreated,
-             responses=_ERRORS)
+             responses=ERRORS)
 def create_token(body: TokenCreate, p: AdminDep, store: StoreDep) -> TokenCreated:
     """Create a token; the secret is in the answer only (the store keeps its sha256)."""
     expires = time.time() + body.expires_in if body.expires_in else None
@@ -40,14 +40,14 @@ def create_token(body: TokenCreate, p: AdminDep, store: StoreDep) -> TokenCreate
     return TokenCreated(**token_public(rec).model_dump(), token=secret)
 
 
-@tokens.get("", response_model=Page[TokenPublic], responses=_ERRORS)
+@tokens.get("", response_model=Page[TokenPublic], responses=ERRORS)
 def list_tokens(p: AdminDep, store: StoreDep, limit: Limit = 50,
                 cursor: Cursor = None) -> Page[TokenPublic]:
     recs, total, nxt = store.list_tokens(limit=min(limit, 500), cursor=cursor)
     return Page[TokenPublic](items=[token_public(r) for r in recs], total=total, next=nxt)
 
 
-@tokens.delete("/{token_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
+@tokens.delete("/{token_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
 def revoke_token(token_id: Annotated[str, Path(max_length=64)], p: AdminDep,
                  store: StoreDep) -> Response:
     """Revoke a token (it answers 401 from now on; the record is kept)."""
@@ -59,7 +59,7 @@ def revoke_token(token_id: Annotated[str, Path(max_length=64)], p: AdminDep,
 # ---- dashboards ----------------------------------------------------------------------------
 
 @dashboards.post("", status_code=status.HTTP_201_CREATED, response_model=DashboardCreated,
-                 responses=_ERRORS)
+                 responses=ERRORS)
 def create_dashboard(body: DashboardCreate, p: WriterDep, store: StoreDep) -> DashboardCreated:
     """Save a dashboard and get its read-only share link (shown once). The state is bounded
     (plain JSON, 64 KiB, 16 levels: 422 naming ``state``); the link downloads checkpoints
@@ -72,7 +72,7 @@ def create_dashboard(body: DashboardCreate, p: WriterDep, store: StoreDep) -> Da
                             share_url=f"/share/{secret}")
 
 
-@dashboards.get("", response_model=Page[DashboardPublic], responses=_ERRORS)
+@dashboards.get("", response_model=Page[DashboardPublic], responses=ERRORS)
 def list_dashboards(p: ReaderDep, store: StoreDep, limit: Limit = 50,
                     cursor: Cursor = None) -> Page[DashboardPublic]:
     """Your dashboards (an admin sees everyone's)."""
@@ -91,13 +91,13 @@ def _own_dashboard(store: Store, dashboard_id: str, p: object) -> DashboardPubli
     return dashboard_public(rec)
 
 
-@dashboards.get("/{dashboard_id}", response_model=DashboardPublic, responses=_ERRORS)
+@dashboards.get("/{dashboard_id}", response_model=DashboardPublic, responses=ERRORS)
 def get_dashboard(dashboard_id: str, p: ReaderDep, store: StoreDep) -> DashboardPublic:
     return _own_dashboard(store, dashboard_id, p)
 
 
 @dashboards.delete("/{dashboard_id}", status_code=status.HTTP_204_NO_CONTENT,
-                   responses=_ERRORS)
+                   responses=ERRORS)
 def delete_dashboard(dashboard_id: str, p: WriterDep, store: StoreDep) -> Response:
     """Delete the dashboard and revoke its share link."""
     _own_dashboard(store, dashboard_id, p)
@@ -113,7 +113,7 @@ def _shared(store: Store, rec: DashboardRecord | None) -> SharedDashboard:
                            sweeps=[sweep_detail(s, store.sweep_runs(s.id)) for s in sweeps])
 
 
-@share.get("", response_model=SharedDashboard, responses=_ERRORS)
+@share.get("", response_model=SharedDashboard, responses=ERRORS)
 def shared_dashboard_of_credential(p: PrincipalDep, store: StoreDep) -> SharedDashboard:
     """The same as ``GET /share/{token}`` with the share token sent as ``Authorization:
     Bearer <share token>``, so it never appears in a request URL (the dashboard uses this)."""
@@ -123,7 +123,7 @@ def shared_dashboard_of_credential(p: PrincipalDep, store: StoreDep) -> SharedDa
 
 
 @share.get("/{token}", response_model=SharedDashboard,
-           responses={404: {"description": "unknown or revoked link"}, 503: _ERRORS[503]})
+           responses={404: {"description": "unknown or revoked link"}, 503: ERRORS[503]})
 def shared_dashboard(token: ShareToken, store: StoreDep) -> SharedDashboard:
     """What a share link shows: the dashboard and its sweeps with their runs (no other
     credential needed; the link itself is the read-only credential)."""

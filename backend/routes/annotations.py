@@ -6,8 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from backend.deps import StoreDep, WriterDep
-from backend.routes.runs import RunId, get_run_or_404
-from backend.routes.sweeps import _ERRORS, SweepId, get_sweep_or_404
+from backend.routes.common import ERRORS, RunId, SweepId, get_run_or_404, get_sweep_or_404
 from backend.schemas import AnnotationUpdate, RunPublic, SweepPublic
 from backend.views import run_public, sweep_public
 
@@ -16,7 +15,7 @@ router = APIRouter(tags=["annotations"])
 _WHO = {403: {"description": "a viewer, or a member changing what another member owns"}}
 
 
-@router.patch("/sweeps/{sweep_id}", response_model=SweepPublic, responses={**_ERRORS, **_WHO})
+@router.patch("/sweeps/{sweep_id}", response_model=SweepPublic, responses={**ERRORS, **_WHO})
 def annotate_sweep(sweep_id: SweepId, body: AnnotationUpdate, p: WriterDep,
                    store: StoreDep) -> SweepPublic:
     """Set the sweep's notes and/or tags (members their own sweeps, admins any)."""
@@ -27,7 +26,7 @@ def annotate_sweep(sweep_id: SweepId, body: AnnotationUpdate, p: WriterDep,
     return sweep_public(sweep, store.sweep_summaries([sweep_id]).get(sweep_id))
 
 
-@router.patch("/runs/{run_id}", response_model=RunPublic, responses={**_ERRORS, **_WHO})
+@router.patch("/runs/{run_id}", response_model=RunPublic, responses={**ERRORS, **_WHO})
 def annotate_run(run_id: RunId, body: AnnotationUpdate, p: WriterDep,
                  store: StoreDep) -> RunPublic:
     """Set the run's notes and/or tags (members their own runs, admins any)."""

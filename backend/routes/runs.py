@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 
 from backend import search, sse
@@ -20,7 +19,16 @@ from backend.deps import (
     StoreDep,
     WriterDep,
 )
-from backend.routes.sweeps import _ERRORS, _SSE_ERRORS, Cursor, Limit, cancel_runs
+from backend.routes.common import (
+    ERRORS,
+    SSE_ERRORS,
+    Cursor,
+    Limit,
+    RunId,
+    cancel_runs,
+    get_run_or_404,
+    invalid,
+)
 from backend.schemas import (
     EventEnvelope,
     EventPage,
@@ -31,7 +39,7 @@ from backend.schemas import (
     RunSort,
 )
 from backend.settings import Settings
-from backend.store import RunRecord, Store
+from backend.store import Store
 from backend.store_index import IndexFilter
 from backend.views import result_public, run_public
 from tscnc.records import RunStatus
@@ -41,21 +49,13 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
-RunId = Annotated[str, "run id"]
 # The same pattern as Last-Event-ID: every part below 2**64, so each value the schema allows is
 # one the server takes (a 20-digit part may not be).
 StreamId = Annotated[str | None, Query(pattern=sse.LAST_EVENT_ID_PATTERN,
                                        description="a stream id (exclusive)")]
 
 
-def get_run_or_404(store: Store, run_id: str) -> RunRecord:
-    run = store.get_run(run_id) if len(run_id) <= 64 else None
-    if run is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
-    return run
-
-
-@router.get("", response_model=Page[RunPublic], responses=_ERRORS)
+@router.get("", response_model=Page[RunPublic], responses=ERRORS)
 def list_runs(
     p: PrincipalDep, store: StoreDep, settings: SettingsDep,
     sweep: Annotated[str | None, Query(max_length=64, description="sweep id")] = None,
@@ -96,7 +96,7 @@ def list_runs(
     return Page[RunPublic](items=[run_public(r) for r in runs], total=total, next=nxt)
 
 
-@router.get("/{run_id}", response_model=RunPublic, responses=_ERRORS)
+@router.get("/{run_id}", response_model=RunPublic, responses=ERRORS)
 def get_run(run_id: RunId, p: PrincipalDep, store: StoreDep) -> RunPublic:
     run = get_run_or_404(store, run_id)
     p.require_sweep(run.sweep_id)
@@ -104,7 +104,7 @@ def get_run(run_id: RunId, p: PrincipalDep, store: StoreDep) -> RunPublic:
 
 
 @router.post("/{run_id}/cancel", response_model=RunPublic,
-             responses={409: {"description": "the run has already finished"}, **_ERRORS})
+             responses={409: {"description": "the run has already finished"}, **ERRORS})
 def cancel_run(run_id: RunId, p: WriterDep, store: StoreDep,
                dispatcher: DispatcherDep) -> RunPublic:
     """Queued: revoked and cancelled at once. Running: asked to stop (``cancel_requested``);
@@ -120,7 +120,7 @@ def cancel_run(run_id: RunId, p: WriterDep, store: StoreDep,
 
 @router.post("/{run_id}/retry", response_model=RunPublic,
              responses={409: {"description": "only failed or cancelled runs can be retried"},
-                        **_ERRORS})
+                        **ERRORS})
 def retry_run(run_id: RunId, p: WriterDep, store: StoreDep,
               dispatcher: DispatcherDep, body: RetryRequest | None = None) -> RunPublic:
     """Queue a failed or cancelled run again (its events are kept; stages resume from their
@@ -153,7 +153,7 @@ def retry_run(run_id: RunId, p: WriterDep, store: StoreDep,
                                             "page of past events (EventPage)"},
                        204: {"description": "the run has finished; nothing after "
                                             "Last-Event-ID"},
-                       **_SSE_ERRORS})
+                       **SSE_ERRORS})
 async def run_events(
     run_id: RunId, request: Request, p: PrincipalDep, store: StoreDep, astore: AsyncStoreDep,
     settings: SettingsDep,
@@ -167,8 +167,7 @@ async def run_events(
     accept = request.headers.get("accept", "")
     if "application/json" in accept and "text/event-stream" not in accept:
         if after is not None and not sse.valid_stream_id(after):
-            raise RequestValidationError([{"loc": ("query", "after"), "type": "value_error",
-                                           "msg": "not a stream id (each part < 2**64)"}])
+            raise invalid(("query", "after"), "not a stream id (each part < 2**64)")
         from starlette.concurrency import run_in_threadpool
 
         return await run_in_threadpool(_events_page, store, p, run_id, after, limit)
@@ -193,7 +192,7 @@ def _events_page(store: Store, p: Any, run_id: str, after: str | None, limit: in
     return Response(page.model_dump_json(), media_type="application/json")
 
 
-@router.get("/{run_id}/result", response_model=ResultPublic, responses=_ERRORS)
+@router.get("/{run_id}/result", response_model=ResultPublic, responses=ERRORS)
 def get_result(run_id: RunId, p: PrincipalDep, store: StoreDep) -> ResultPublic:
     run = get_run_or_404(store, run_id)
     p.require_sweep(run.sweep_id)
@@ -222,7 +221,7 @@ def checkpoint_path(settings: Settings, stored: str) -> Path | None:
 
 
 @router.get("/{run_id}/checkpoint", response_class=FileResponse,
-            responses={200: {"content": {"application/octet-stream": {}}}, **_ERRORS})
+            responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS})
 def get_checkpoint(run_id: RunId, p: PrincipalDep, store: StoreDep,
                    settings: SettingsDep) -> FileResponse:
     """Download the run's latest checkpoint (a torch file; load it with

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Query, Response
 
 from backend.deps import PrincipalDep, StoreDep
-from backend.routes.sweeps import _ERRORS
+from backend.routes.common import ERRORS, get_sweep_or_404, invalid
 from backend.schemas import SummaryPublic
 from backend.store import Store
 from backend.views import summary_csv
@@ -36,7 +35,7 @@ Format = Annotated[Literal["json", "csv"], Query(
     description="json (default) or csv (one flat row per group)")]
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {}}},
-    422: {"description": "bad query (loc names the parameter)"}, **_ERRORS}
+    422: {"description": "bad query (loc names the parameter)"}, **ERRORS}
 
 
 def _summary(store: Store, p: Any, sweep_ids: list[str], group_by: str | None,
@@ -45,9 +44,7 @@ def _summary(store: Store, p: Any, sweep_ids: list[str], group_by: str | None,
     missing = 0
     for sid in sweep_ids:
         p.require_sweep(sid)
-        sweep = store.get_sweep(sid) if len(sid) <= 64 else None
-        if sweep is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sweep {sid!r}")
+        sweep = get_sweep_or_404(store, sid)
         spec = sweep.sweep_spec()
         results = store.get_results(sweep.run_ids)
         missing += len(sweep.run_ids) - len(results)
@@ -58,8 +55,7 @@ def _summary(store: Store, p: Any, sweep_ids: list[str], group_by: str | None,
                         attack=attack, baseline=baseline, sweep_ids=sweep_ids, missing=missing)
     except ValueError as e:
         field = str(e).split(":", 1)[0]
-        raise RequestValidationError([{"loc": ("query", field), "msg": str(e),
-                                       "type": "value_error"}]) from None
+        raise invalid(("query", field), str(e)) from None
     if format == "csv":
         name = sweep_ids[0] if len(sweep_ids) == 1 else f"{len(sweep_ids)}-sweeps"
         return Response(summary_csv(out), media_type="text/csv; charset=utf-8", headers={

@@ -19,6 +19,16 @@ from backend.deps import (
     StoreDep,
     WriterDep,
 )
+from backend.routes.common import (
+    ERRORS,
+    SSE_ERRORS,
+    Cursor,
+    Limit,
+    SweepId,
+    cancel_runs,
+    get_sweep_or_404,
+    invalid,
+)
 from backend.schemas import (
     ErrorBody,
     Page,
@@ -30,45 +40,23 @@ from backend.schemas import (
     SweepStatus,
 )
 from backend.settings import Settings
-from backend.store import IdempotencyConflict, Store, SweepRecord, WorkerRecord
-from backend.views import (
-    result_public,
-    results_csv,
-    sweep_detail,
-    sweep_public,
-    sweep_status,
-)
+from backend.store import IdempotencyConflict, SweepRecord, WorkerRecord
+from backend.views import result_public, results_csv, sweep_detail, sweep_public, sweep_status
 from tscnc.dataroots import DATA_DIR_RULE, candidate_dirs
 from tscnc.footprint import estimate
-from tscnc.records import RunStatus
 from tscnc.spec import PRESETS, Method, SweepSpec, resolve
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
-SweepId = Annotated[str, "sweep id"]
-Limit = Annotated[int, Query(ge=1, le=10_000, description="page size (capped by the server)")]
-Cursor = Annotated[str | None, Query(pattern=r"^\d{1,20}$", description="`next` of the "
-                                                                         "previous page")]
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody},
-    503: {"model": ErrorBody}}
-# The event streams also answer 400 to a malformed Last-Event-ID / last_event_id.
-_SSE_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "malformed Last-Event-ID"}, **_ERRORS}
-
-
-def _invalid(loc: tuple[Any, ...], msg: str, typ: str = "value_error") -> RequestValidationError:
-    return RequestValidationError([{"loc": loc, "msg": msg, "type": typ}])
-
 
 def resolve_spec(body: SweepCreate, settings: Settings) -> SweepSpec:
     """Preset (or defaults) deep-merged with ``body.spec``, validated by :class:`SweepSpec`
     and the server's bounds; errors are 422 naming the field under ``body.spec``."""
     if body.preset is not None and body.preset not in PRESETS:
-        raise _invalid(("body", "preset"),
-                       f"unknown preset {body.preset!r}; known: {', '.join(PRESETS)}")
+        raise invalid(("body", "preset"),
+                      f"unknown preset {body.preset!r}; known: {', '.join(PRESETS)}")
     try:
         spec = resolve(body.preset, body.spec)
     except ValidationError as e:
@@ -130,16 +118,9 @@ def admit(spec: SweepSpec, settings: Settings, workers: list[WorkerRecord]) -> N
             problem = (f"more than any registered {queue} worker offers (the largest: "
                        f"{max(offers) / gib:,.1f} GiB)")
     if problem:
-        raise _invalid(("body", "spec"),
-                       f"a run of this sweep needs {need.describe()}, {problem}; lower "
-                       "training.batch_size or the model's size", "too_much_memory")
-
-
-def get_sweep_or_404(store: Store, sweep_id: str) -> SweepRecord:
-    sweep = store.get_sweep(sweep_id) if len(sweep_id) <= 64 else None
-    if sweep is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sweep {sweep_id!r}")
-    return sweep
+        raise invalid(("body", "spec"),
+                      f"a run of this sweep needs {need.describe()}, {problem}; lower "
+                      "training.batch_size or the model's size", "too_much_memory")
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SweepDetail,
@@ -149,7 +130,7 @@ def get_sweep_or_404(store: Store, sweep_id: str) -> SweepRecord:
                         409: {"model": ErrorBody,
                               "description": "the Idempotency-Key was used for another spec"},
                         422: {"description": "invalid spec (loc names the field)"},
-                        **_ERRORS})
+                        **ERRORS})
 def create_sweep(
     body: SweepCreate, response: Response, p: WriterDep, store: StoreDep,
     settings: SettingsDep, dispatcher: DispatcherDep,
@@ -183,7 +164,7 @@ def create_sweep(
     return sweep_detail(sweep, store.sweep_runs(sweep.id))
 
 
-@router.get("", response_model=Page[SweepPublic], responses=_ERRORS)
+@router.get("", response_model=Page[SweepPublic], responses=ERRORS)
 def list_sweeps(
     p: ReaderDep, store: StoreDep, settings: SettingsDep, limit: Limit = 50,
     cursor: Cursor = None, q: search.Text = None, tag: search.TagQ = None,
@@ -216,38 +197,14 @@ def list_sweeps(
                              total=total, next=nxt)
 
 
-@router.get("/{sweep_id}", response_model=SweepDetail, responses=_ERRORS)
+@router.get("/{sweep_id}", response_model=SweepDetail, responses=ERRORS)
 def get_sweep(sweep_id: SweepId, p: PrincipalDep, store: StoreDep) -> SweepDetail:
     p.require_sweep(sweep_id)
     sweep = get_sweep_or_404(store, sweep_id)
     return sweep_detail(sweep, store.sweep_runs(sweep_id))
 
 
-def cancel_runs(store: Store, dispatcher: Any, run_ids: list[str]) -> tuple[list[str], list[str]]:
-    """Queued runs: cancel flag + revoke + status cancelled (the only terminal status the API
-    sets). Running runs: cancel flag only; the worker stops and confirms. Returns
-    (cancelled, cancel_requested)."""
-    cancelled, requested = [], []
-    for run in store.get_runs(run_ids):
-        if run.terminal:
-            continue
-        store.request_cancel(run.id)
-        if run.status == RunStatus.queued:
-            if run.task_id:
-                try:
-                    dispatcher.revoke(run.task_id)
-                except Exception:
-                    log.warning("could not revoke task %s of run %s", run.task_id, run.id,
-                                exc_info=True)
-            if store.set_status(run.id, RunStatus.cancelled, message="cancelled while queued",
-                                expect={RunStatus.queued}):
-                cancelled.append(run.id)
-                continue
-        requested.append(run.id)
-    return cancelled, requested
-
-
-@router.post("/{sweep_id}/cancel", response_model=SweepCancelled, responses=_ERRORS)
+@router.post("/{sweep_id}/cancel", response_model=SweepCancelled, responses=ERRORS)
 def cancel_sweep(sweep_id: SweepId, p: WriterDep, store: StoreDep,
                  dispatcher: DispatcherDep) -> SweepCancelled:
     """Cancel every unfinished run of the sweep."""
@@ -257,7 +214,7 @@ def cancel_sweep(sweep_id: SweepId, p: WriterDep, store: StoreDep,
     return SweepCancelled(sweep_id=sweep_id, cancelled=cancelled, cancel_requested=requested)
 
 
-@router.delete("/{sweep_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
+@router.delete("/{sweep_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
 def delete_sweep(sweep_id: SweepId, p: WriterDep, store: StoreDep,
                  dispatcher: DispatcherDep) -> Response:
     """Cancel unfinished runs, then remove the sweep, its runs, events and results
@@ -270,7 +227,7 @@ def delete_sweep(sweep_id: SweepId, p: WriterDep, store: StoreDep,
 
 
 @router.get("/{sweep_id}/results", response_model=SweepResults,
-            responses={200: {"content": {"text/csv": {}}}, **_ERRORS})
+            responses={200: {"content": {"text/csv": {}}}, **ERRORS})
 def sweep_results(sweep_id: SweepId, p: PrincipalDep, store: StoreDep,
                   format: Annotated[Literal["json", "csv"], Query(
                       description="json (default) or csv (one flat row per run)")] = "json",
@@ -292,7 +249,7 @@ def sweep_results(sweep_id: SweepId, p: PrincipalDep, store: StoreDep,
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "SSE: every event of every run of the sweep"},
                        204: {"description": "all runs finished; nothing after Last-Event-ID"},
-                       **_SSE_ERRORS})
+                       **SSE_ERRORS})
 async def sweep_events(
     sweep_id: SweepId, request: Request, p: PrincipalDep, astore: AsyncStoreDep,
     settings: SettingsDep,

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 
 import tscnc
 from backend.deps import PrincipalDep, ReaderDep, SettingsDep, StoreDep
-from backend.routes.sweeps import _ERRORS
+from backend.routes.common import ERRORS
 from backend.schemas import (
     DatasetAvailability,
     DatasetsPublic,
@@ -41,21 +41,21 @@ def health(store: StoreDep) -> Health | JSONResponse:
     return Health(status="ok", redis="ok", version=tscnc.__version__)
 
 
-@router.get("/me", response_model=Me, responses=_ERRORS)
+@router.get("/me", response_model=Me, responses=ERRORS)
 def me(p: PrincipalDep) -> Me:
     """Who the presented credential is."""
     return Me(kind=p.kind, id=p.id, name=p.name, role=p.role,
               sweeps=sorted(p.sweeps) if p.sweeps is not None else None)
 
 
-@router.get("/presets", response_model=list[PresetPublic], responses=_ERRORS)
+@router.get("/presets", response_model=list[PresetPublic], responses=ERRORS)
 def presets(p: PrincipalDep) -> list[PresetPublic]:
     """Named sweep presets (use one as ``preset`` in POST /api/v1/sweeps)."""
     return [PresetPublic(name=name, description=desc, spec=preset(name))
             for name, (desc, _) in PRESETS.items()]
 
 
-@router.get("/queue", response_model=QueuePublic, responses=_ERRORS)
+@router.get("/queue", response_model=QueuePublic, responses=ERRORS)
 def queue(p: ReaderDep, store: StoreDep, settings: SettingsDep) -> QueuePublic:
     """Messages waiting per Celery queue, workers online (from heartbeats) with their device
     and current run, and runs per status."""
@@ -68,7 +68,7 @@ def queue(p: ReaderDep, store: StoreDep, settings: SettingsDep) -> QueuePublic:
     )
 
 
-@router.get("/datasets", response_model=DatasetsPublic, responses=_ERRORS)
+@router.get("/datasets", response_model=DatasetsPublic, responses=ERRORS)
 def datasets(p: ReaderDep, store: StoreDep) -> DatasetsPublic:
     """Datasets the online workers can read (each worker reports its own data roots), so a
     form offers only what can run; ``how_to_add`` says how to add one."""
