@@ -5,7 +5,6 @@ and a real uvicorn server for the HTTP/SSE tests."""
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,12 +117,3 @@ def live(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     code = stop_process(proc)
     assert code in (0, -15), f"uvicorn exited with {code}"
 
-
-def wait_for(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")

@@ -13,9 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,8 @@ from tests.support.services import (  # noqa: E402
     start_uvicorn,
     stop_process,
 )
+from tests.support.stack import start_worker  # noqa: E402
+from tests.support.wait import wait_until  # noqa: E402
 
 CHROMIUM = os.environ.get("TSCNC_CHROMIUM", "/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps trying to reach the internet.
@@ -65,22 +65,6 @@ class Stack:
         return f"{self.base}/?token={self.token}{route}"
 
 
-def start_worker(redis_url: str, artifacts: Path) -> subprocess.Popen:
-    """A real Celery worker on the cpu queue (prefork, one process, one torch thread)."""
-    fd, log_path = tempfile.mkstemp(prefix="tscnc-worker-", suffix=".log")
-    env = {**os.environ, "REDIS_URL": redis_url, "ARTIFACTS_DIR": str(artifacts),
-           "TSCNC_TORCH_THREADS": "1", "TSCNC_HEARTBEAT_INTERVAL": "1",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-    with os.fdopen(fd, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "cpu",
-             "--pool=prefork", "-c", "1", "--without-gossip", "--without-mingle",
-             "--loglevel=INFO", "-n", "test-frontend@%h"],
-            env=env, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT)
-    proc.log_path = log_path  # type: ignore[attr-defined]
-    return proc
-
-
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("stack")
@@ -91,15 +75,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "REDIS_URL": redis_url, "TSCNC_ARTIFACTS_DIR": str(artifacts),
         "TSCNC_BOOTSTRAP_TOKEN": TOKEN, "TSCNC_SSE_KEEPALIVE": "1"}, factory=True,
         access_log=True)
-    worker = start_worker(redis_url, artifacts)
+    worker = start_worker(redis_url, artifacts, "test-frontend")
     s = Stack(base=base, redis_url=redis_url, token=TOKEN, artifacts=artifacts, worker=worker,
               api_proc=api_proc)
     try:
-        deadline = time.monotonic() + 90
-        while not s.api("GET", "/queue").json()["workers"]:
+        def worker_alive() -> None:
             assert worker.poll() is None, f"the worker died:\n{process_output(worker)}"
-            assert time.monotonic() < deadline, f"no worker heartbeat:\n{process_output(worker)}"
-            time.sleep(0.2)
+        wait_until(lambda: s.api("GET", "/queue").json()["workers"], 90, "the worker's heartbeat",
+                   interval=0.2, check=worker_alive,
+                   show=lambda ws: f"{ws}; worker log:\n{process_output(worker)[-3000:]}")
         yield s
         assert worker.poll() is None, f"the worker died during the tests:\n{process_output(worker)}"
     finally:

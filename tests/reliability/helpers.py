@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from tests.support.apps import BOOTSTRAP_TOKEN
 from tests.support.services import process_output, start_redis, start_uvicorn, stop_process
 from tests.support.stack import Stack
+from tests.support.wait import wait_until
 
 ADMIN = {"Authorization": f"Bearer {BOOTSTRAP_TOKEN}"}
 
@@ -65,15 +65,9 @@ class Probe:
     def wait_run(self, run_id: str, done: Any, timeout: float = 120,
                  interval: float = 0.1) -> dict[str, Any]:
         """Poll one run until ``done(run)``; fails with the workers' logs on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            run = self.run(run_id)
-            if done(run):
-                return run
-            if time.monotonic() > deadline:
-                logs = "\n".join(process_output(w)[-3000:] for w in self.s.workers)
-                raise AssertionError(f"run not there in {timeout} s: {run}\n{logs}")
-            time.sleep(interval)
+        return wait_until(lambda: self.run(run_id), timeout, f"run {run_id}", done=done,
+                          interval=interval,
+                          show=lambda run: f"{run}\n{self.s.worker_logs()}")
 
     @staticmethod
     def epochs(events: list[dict[str, Any]]) -> list[tuple[str, int]]:

@@ -18,30 +18,26 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
 
 from backend.launcher import free_port, redis_server_binary  # the launcher's own helpers
+from tests.support.wait import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _wait(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Wait until ``predicate()`` is true (its errors count as "not yet"); fail at once if
+    ``proc`` exits meanwhile."""
+    def alive() -> None:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode} while starting:\n"
                                f"{process_output(proc)}")
-        try:
-            if predicate():
-                return
-        except Exception:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} did not become ready in {timeout} s")
+    wait_until(predicate, timeout, f"{what} to be ready", interval=0.05, check=alive,
+               retry_on=(Exception,))
 
 
 def _popen(cmd: list[str], **kw) -> subprocess.Popen:

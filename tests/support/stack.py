@@ -12,7 +12,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests.support.services import (
     start_uvicorn,
     stop_process,
 )
+from tests.support.wait import wait_until
 
 TOKEN = "test-admin-token-0123456789abcdef"
 
@@ -71,28 +71,29 @@ class Stack:
         return httpx.request(method, f"{self.base}/api/v1{path}", headers=headers,
                              timeout=kw.pop("timeout", 10), **kw)
 
+    def workers_alive(self) -> None:
+        """Fail with its log if a worker process has died."""
+        for w in self.workers:
+            assert w.poll() is None, f"a worker died:\n{process_output(w)}"
+
+    def worker_logs(self, tail: int = 3000) -> str:
+        """The last ``tail`` characters of each worker's output."""
+        return "\n".join(process_output(w)[-tail:] for w in self.workers)
+
     def wait_workers(self, n: int = 1, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.api("GET", "/queue").json()["workers"]) < n:
-            for w in self.workers:
-                assert w.poll() is None, f"a worker died:\n{process_output(w)}"
-            assert time.monotonic() < deadline, "no worker heartbeat:\n" + "\n".join(
-                process_output(w) for w in self.workers)
-            time.sleep(0.2)
+        """Wait until ``n`` workers have written their heartbeat."""
+        wait_until(lambda: self.api("GET", "/queue").json()["workers"], timeout,
+                   f"{n} worker heartbeat(s)", done=lambda ws: len(ws) >= n, interval=0.2,
+                   check=self.workers_alive,
+                   show=lambda ws: f"{ws}; worker logs:\n{self.worker_logs()}")
 
     def wait_runs(self, sweep_id: str, done: Any, timeout: float = 240) -> list[dict[str, Any]]:
         """Poll the sweep's runs until ``done(runs)`` is true; returns the runs."""
-        deadline = time.monotonic() + timeout
-        while True:
-            runs = self.api("GET", "/runs", params={"sweep": sweep_id, "limit": 500}).json()
-            items = runs["items"]
-            if done(items):
-                return items
-            for w in self.workers:
-                assert w.poll() is None, f"a worker died:\n{process_output(w)}"
-            assert time.monotonic() < deadline, f"runs not done in {timeout} s: " + str(
-                [(r["key"], r["status"], r.get("message")) for r in items])
-            time.sleep(0.3)
+        return wait_until(
+            lambda: self.api("GET", "/runs", params={"sweep": sweep_id, "limit": 500}).json()["items"],
+            timeout, f"the runs of sweep {sweep_id}", done=done, interval=0.3,
+            check=self.workers_alive,
+            show=lambda items: [(r["key"], r["status"], r.get("message")) for r in items])
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ at once, with nothing in its log after the final status.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -46,7 +45,7 @@ def test_one_worker_runs_one_run_at_a_time(stack: Stack) -> None:
             most[0] = max(most[0], q["runs"].get("running", 0), len(running))
             seen_running.update(x["key"] for x in running)
             samples[0] += 1
-            time.sleep(0.05)
+            stop.wait(0.05)  # the sampling interval: sample while the runs are worked on
 
     t = threading.Thread(target=watch, daemon=True)
     t.start()
