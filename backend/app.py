@@ -35,6 +35,7 @@ from backend.routes import access, annotations, runs, summary, sweeps, system
 from backend.schemas import Role
 from backend.settings import Settings
 from backend.store import AsyncStore, Store
+from tscnc import palette
 
 log = logging.getLogger(__name__)
 
@@ -333,6 +334,19 @@ def _static_routes(app: FastAPI, settings: Settings) -> None:
 
 # ---- the app -------------------------------------------------------------------------------
 
+def _with_palette(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """``app.openapi`` with the methods' order and colours (:mod:`tscnc.palette`) as the
+    ``Method`` schema's ``x-palette``: the dashboard draws with the report's colours, and lists
+    the methods in their order, without a copy of either."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()        # built once, then FastAPI's cached copy
+        schema["components"]["schemas"]["Method"]["x-palette"] = palette.openapi_extension()
+        return schema
+    return openapi
+
+
 def create_app(settings: Settings | None = None, *,
                enqueue: Callable[[str, list[str] | None], Any] | None = None,
                revoke: Callable[[str], Any] | None = None,
@@ -371,6 +385,7 @@ def create_app(settings: Settings | None = None, *,
         openapi_url=f"{API_PREFIX}/openapi.json", docs_url=None,  # docs: _static_routes
         redoc_url=None,
     )
+    app.openapi = _with_palette(app)  # type: ignore[method-assign]
     app.state.settings = settings
     app.state.store = store or Store.from_url(settings.redis_url,
                                               timeout=settings.redis_timeout, retries=1)

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from tscnc import stats
+from tscnc.palette import METHOD_COLORS, method_rank
 from tscnc.records import RunResult
 from tscnc.spec import param_label, param_name
 
-METHOD_ORDER = ["dense", "lwm", "hydra", "tsc", "cnc", "tscnc"]
 # ``attack`` name that selects the per-run minimum over the attacks evaluated.
 MIN_ATTACK = "min"
 INF_LABEL = "∞"
@@ -102,8 +102,7 @@ def aggregate(results: Iterable[RunResult]) -> list[Point]:
             kappa_median_max=kappa.max,
             kappa_max=max(r.condition_number.max for r in rs),
             sparsity_actual=statistics.fmean(r.sparsity_actual for r in rs)))
-    key = {m: i for i, m in enumerate(METHOD_ORDER)}
-    return sorted(points, key=lambda p: (key.get(p.method.split()[0], 99), p.method,
+    return sorted(points, key=lambda p: (method_rank(p.method.split()[0]), p.method,
                                          p.sparsity))
 
 
@@ -186,14 +185,11 @@ def sweep_figure(points: Sequence[Point], attack: str = "pgd", title: str = "TSC
     fig = make_subplots(rows=1, cols=3, subplot_titles=(
         "clean accuracy", f"robust accuracy ({attack_title})",
         "condition number κ (median, whisker: max)"))
-    colors = dict(zip(METHOD_ORDER, ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a",
-                                     "#19d3f3"], strict=True))
     axis = kappa_axis([v for p in points for v in (p.kappa_median, p.kappa_max)])
-    for method in [m for m in METHOD_ORDER if any(p.method == m for p in points)] + sorted(
-            {p.method for p in points} - set(METHOD_ORDER)):
+    for method in sorted({p.method for p in points}, key=lambda m: (method_rank(m), m)):
         ps = sorted((p for p in points if p.method == method), key=lambda p: p.sparsity)
         x = [_category(p.sparsity) for p in ps]
-        c = colors.get(method)
+        c = METHOD_COLORS.get(method)
         common = dict(mode="lines+markers", name=method, legendgroup=method,
                       line=dict(color=c), marker=dict(color=c))
         fig.add_trace(go.Scatter(x=x, y=[p.clean for p in ps], error_y=dict(
