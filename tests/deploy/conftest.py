@@ -85,16 +85,16 @@ def probe(monkeypatch: pytest.MonkeyPatch) -> Iterator[Probe]:
     """A :class:`Probe` attached to every model the pipeline builds; pass ``probe.emit`` as
     the pipeline's ``emit``."""
     p = Probe()
-    from tscnc import pipeline
+    from tscnc.pipeline import stages
 
-    build = pipeline.build_run_model
+    build = stages.build_run_model
 
     def build_and_attach(spec: SweepSpec, run: RunSpec, device: torch.device) -> nn.Module:
         model = build(spec, run, device)
         p.attach(model)
         return model
 
-    monkeypatch.setattr(pipeline, "build_run_model", build_and_attach)
+    monkeypatch.setattr(stages, "build_run_model", build_and_attach)
     yield p
 
 

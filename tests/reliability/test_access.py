@@ -259,6 +259,7 @@ def test_a_pickle_bomb_checkpoint_is_refused_and_never_runs(tmp_path: Path):
     import torch
 
     from tscnc import pipeline
+    from tscnc.pipeline import checkpoints
 
     marker = tmp_path / "pwned"
     bomb = tmp_path / "final.pt"
@@ -269,7 +270,7 @@ def test_a_pickle_bomb_checkpoint_is_refused_and_never_runs(tmp_path: Path):
         with pytest.raises(pickle.UnpicklingError, match="[Ww]eights only"):
             pipeline.load_model(path)
         with pytest.raises(pickle.UnpicklingError):
-            pipeline._load(path, torch.device("cpu"))       # the resume path
+            checkpoints.load_checkpoint(path, torch.device("cpu"))   # the resume path
     assert not marker.exists()
 
 

@@ -1,5 +1,5 @@
 """Issue 14.8 — checkpoint writes fail as ``storage`` naming the path and never leave a partial
-file (tscnc.pipeline._save: temporary file in the same directory, fsync, os.replace)."""
+file (tscnc.pipeline.checkpoints.save_atomic: temporary file in the same directory, fsync, os.replace)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tscnc.errors import StorageError
-from tscnc.pipeline import _save
+from tscnc.pipeline.checkpoints import save_atomic
 from tscnc.records import FailureCategory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,13 +22,13 @@ _INTERRUPTED_WRITE = r"""
 import resource, signal, sys, torch
 from pathlib import Path
 from tscnc.errors import StorageError
-from tscnc.pipeline import _save
+from tscnc.pipeline.checkpoints import save_atomic
 path = Path(sys.argv[1])
-_save(path, {"w": torch.zeros(10)})                  # a previous, complete checkpoint
+save_atomic(path, {"w": torch.zeros(10)})                  # a previous, complete checkpoint
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 try:
-    _save(path, {"w": torch.zeros(1_000_000)})       # 4 MB: the write stops at 64 KiB
+    save_atomic(path, {"w": torch.zeros(1_000_000)})       # 4 MB: the write stops at 64 KiB
 except StorageError as e:
     print("STORAGE", e.category.value, e.message)
 """
@@ -52,6 +52,6 @@ def test_an_unwritable_directory_fails_as_storage_naming_the_path(tmp_path: Path
     blocker.write_text("a regular file where the artifacts directory should be")
     path = blocker / "pretrain" / "epoch_1.pt"
     with pytest.raises(StorageError) as err:
-        _save(path, {"w": torch.zeros(3)})
+        save_atomic(path, {"w": torch.zeros(3)})
     assert err.value.category == FailureCategory.storage
     assert str(path) in err.value.message

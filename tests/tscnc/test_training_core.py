@@ -18,6 +18,7 @@ from torch import nn
 
 import tscnc
 from tscnc import adversarial, pipeline
+from tscnc.pipeline import stages
 from tscnc.constraints import attach_gates
 from tscnc.layers import prunable_layers
 from tscnc.models import build_model
@@ -102,7 +103,7 @@ def test_prune_stage_trains_batchnorm_and_not_the_weights(tmp_path: Path, one_th
     # stage itself only needs a model that runs).
     model = build_model(ModelSpec(name="resnet18", width=4), DatasetName.digits)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    pipeline._prune(model, spec, run, "r", tmp_path, pipeline.Data.load(spec),
+    stages._prune(model, spec, run, "r", tmp_path, pipeline.Data.load(spec),
                     torch.device("cpu"), lambda e: None, lambda: False)
     after = model.state_dict()
     bns = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
