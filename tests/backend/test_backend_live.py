@@ -17,6 +17,7 @@ from backend.store import Store
 from tests.support.apps import BOOTSTRAP_TOKEN as BOOTSTRAP
 from tests.support.services import start_redis, start_uvicorn, stop_process
 from tests.support.sse import SSEReader
+from tests.support.wait import wait_until
 from tscnc.records import EpochEvent, LogEvent, RunStatus, Stage
 from tscnc.spec import Method, SweepSpec, TrainingSpec
 
@@ -170,13 +171,8 @@ def test_python_m_backend_stops_promptly_with_open_streams(redis_url: str, store
         "TSCNC_BOOTSTRAP_TOKEN": BOOTSTRAP, "TSCNC_SHUTDOWN_GRACE": "1"})
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(base + "/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_until(lambda: httpx.get(base + "/api/v1/health", timeout=1).status_code == 200, 30,
+                   "the backend to answer /health", retry_on=(httpx.HTTPError,))
         with SSEReader(f"{base}/api/v1/runs/{rid}/events", headers=AUTH) as reader:
             assert reader.get()["event"] == "status"
             t0 = time.monotonic()

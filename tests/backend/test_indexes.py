@@ -8,9 +8,9 @@ import math
 import random
 from typing import Any
 
-from backend import store_index
 from backend.store import Store
-from backend.store_index import IndexFilter
+from backend.store import index as store_index
+from backend.store.index import IndexFilter
 from tscnc.records import (
     ConditionSummary,
     ProgressEvent,
@@ -231,13 +231,13 @@ def test_serve_with_two_workers_answers_from_both(redis_url: str, tmp_path) -> N
     import os
     import subprocess
     import sys
-    import time
 
     import httpx
 
     from backend.launcher import free_port
     from tests.support.apps import BOOTSTRAP_TOKEN
     from tests.support.services import stop_process
+    from tests.support.wait import wait_until
 
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis_url, "TSCNC_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
@@ -247,16 +247,11 @@ def test_serve_with_two_workers_answers_from_both(redis_url: str, tmp_path) -> N
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 60
-        pids: set[int] = set()
-        while time.time() < deadline and len(pids) < 2:
-            try:
-                r = httpx.get(f"{base}/api/v1/health", timeout=2)
-                if r.status_code == 200:
-                    pids = _workers(proc.pid)
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        pids = wait_until(
+            lambda: _workers(proc.pid)
+            if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200 else set(),
+            60, "two API worker processes", done=lambda p: len(p) >= 2, interval=0.3,
+            retry_on=(httpx.HTTPError,))
         assert len(pids) == 2, pids
         assert httpx.get(f"{base}/api/v1/health", timeout=5).status_code == 200
     finally:
