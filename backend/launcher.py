@@ -31,6 +31,8 @@ from typing import IO, Annotated
 
 import typer
 
+from tscnc.queues import Queue
+
 STATE_DIR = Path(".tscnc")
 
 
@@ -165,7 +167,7 @@ def detect_queues() -> list[str]:
         n = int(out.stdout.strip() or 0)
     except (subprocess.SubprocessError, ValueError):
         n = 0
-    return ["gpu"] * n if n else ["cpu"]
+    return [Queue.gpu.value] * n if n else [Queue.cpu.value]
 
 
 def _wait_http(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
@@ -297,7 +299,7 @@ def up(
         env["TSCNC_HOST"], env["TSCNC_PORT"] = host, str(port)
         for i, q in enumerate(detect_queues()):
             wenv = dict(env, TSCNC_QUEUE=q)
-            if q == "gpu":
+            if q == Queue.gpu:
                 wenv["CUDA_VISIBLE_DEVICES"] = str(i)
             else:
                 # One intra-op thread unless told otherwise: the embedded models are small, and
@@ -357,13 +359,14 @@ def reindex() -> None:
 
 
 def worker(
-    queue: Annotated[str, typer.Option(help="auto | cpu | gpu")] = "auto",
+    queue: Annotated[str, typer.Option(help=f"auto | {' | '.join(Queue)}")] = "auto",
     name: Annotated[str, typer.Option(help="worker name")] = "worker",
 ) -> None:
     """Run one Celery worker process (one per GPU; REDIS_URL and ARTIFACTS_DIR from the env)."""
     q = detect_queues()[0] if queue == "auto" else queue
-    if q not in ("cpu", "gpu"):
-        raise typer.BadParameter("queue must be auto, cpu or gpu", param_hint="--queue")
+    if q not in list(Queue):
+        raise typer.BadParameter(f"queue must be auto, {' or '.join(Queue)}",
+                                 param_hint="--queue")
     env = dict(os.environ, TSCNC_QUEUE=q)
     os.execvpe(sys.executable, worker_command(q, name), env)
 

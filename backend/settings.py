@@ -19,6 +19,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tscnc.dataroots import parse_data_roots
+from tscnc.queues import Queue
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +84,8 @@ class Settings(BaseSettings):
     # How long an Idempotency-Key maps to its sweep.
     idempotency_ttl: int = Field(default=86400, ge=60, le=30 * 86400)
     # Celery queues whose depth GET /api/v1/queue reports.
-    queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["gpu", "cpu"])
+    queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [q.value for q in Queue])
 
     @field_validator("cors_origins", "queues", mode="before")
     @classmethod

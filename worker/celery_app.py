@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from celery import Celery
 
+from tscnc.queues import Queue
 from worker.settings import WorkerSettings
 
-QUEUES = ("gpu", "cpu")
 TASK_PRETRAIN = "tscnc.pretrain"
 TASK_COMPLETE = "tscnc.complete"
 
@@ -25,7 +25,7 @@ def make_celery(settings: WorkerSettings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         result_backend=None,
-        task_default_queue="cpu",
+        task_default_queue=Queue.cpu.value,
         task_create_missing_queues=True,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": s.visibility_timeout,

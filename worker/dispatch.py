@@ -14,6 +14,7 @@ from typing import Any
 
 from celery import Celery, chain, group, signature
 
+from tscnc.queues import Queue
 from tscnc.spec import DeviceKind, SweepSpec
 from worker.celery_app import TASK_COMPLETE, TASK_PRETRAIN
 
@@ -35,14 +36,14 @@ def _store(store: Any | None) -> Any:
     return Store.from_url(WorkerSettings().redis_url)
 
 
-def choose_queue(spec: SweepSpec, workers: list[dict[str, Any]]) -> str:
+def choose_queue(spec: SweepSpec, workers: list[dict[str, Any]]) -> Queue:
     """``cuda`` → gpu, ``cpu`` → cpu, ``auto`` → gpu when a GPU worker is online, else cpu."""
     device = spec.training.device
     if device == DeviceKind.cuda:
-        return "gpu"
+        return Queue.gpu
     if device == DeviceKind.cpu:
-        return "cpu"
-    return "gpu" if any(w.get("queue") == "gpu" for w in workers) else "cpu"
+        return Queue.cpu
+    return Queue.gpu if any(w.get("queue") == Queue.gpu for w in workers) else Queue.cpu
 
 
 def enqueue_runs(sweep_id: str, run_ids: list[str] | None = None, *, store: Any = None,
@@ -55,7 +56,7 @@ def enqueue_runs(sweep_id: str, run_ids: list[str] | None = None, *, store: Any 
     sweep = st.get_sweep(sweep_id)
     if sweep is None:
         raise KeyError(f"unknown sweep {sweep_id}")
-    queue = choose_queue(sweep.sweep_spec(), [w.model_dump() for w in st.workers()])
+    queue = choose_queue(sweep.sweep_spec(), [w.model_dump() for w in st.workers()]).value
     ids = list(run_ids) if run_ids is not None else list(sweep.run_ids)
     runs = [st.get_run(r) for r in ids]
     if run_ids is not None:

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tscnc.dataroots import parse_data_roots
+from tscnc.queues import Queue
 
 
 class WorkerSettings(BaseSettings):
@@ -25,7 +26,8 @@ class WorkerSettings(BaseSettings):
     data_roots: Annotated[tuple[Path, ...], NoDecode] = Field(default=(Path("data"),),
                                                              alias="TSCNC_DATA_ROOTS")
     # Queue this worker serves: auto = "gpu" on a CUDA machine, else "cpu".
-    queue: str = Field(default="auto", alias="TSCNC_QUEUE", pattern="^(auto|cpu|gpu)$")
+    queue: str = Field(default="auto", alias="TSCNC_QUEUE",
+                       pattern=f"^(auto|{'|'.join(Queue)})$")
     # Seconds between heartbeats; a worker silent for heartbeat_ttl seconds counts as lost.
     heartbeat_interval: float = Field(default=2.0, gt=0, le=60, alias="TSCNC_HEARTBEAT_INTERVAL")
     heartbeat_ttl: float = Field(default=10.0, gt=0, le=600, alias="TSCNC_HEARTBEAT_TTL")
