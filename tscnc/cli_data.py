@@ -14,7 +14,13 @@ from typing import Annotated
 
 import typer
 
-from tscnc.dataroots import ENV_VAR, data_roots, parse_data_roots
+from tscnc.dataroots import (
+    ENV_VAR,
+    data_roots,
+    dataset_folders,
+    holds_dataset,
+    parse_data_roots,
+)
 from tscnc.errors import DatasetError
 from tscnc.spec import DatasetName
 
@@ -42,25 +48,16 @@ def presence(roots: tuple[Path, ...]) -> list[tuple[str, str, str]]:
     Looks in each root and in its immediate subfolders (a spec names those as ``data_dir``).
     Embedded datasets are listed once as ``embedded``; a dataset found nowhere as ``missing``.
     """
-    from tscnc.data import EMBEDDED, locate_dataset
-    from tscnc.spec import DatasetSpec
+    from tscnc.data import EMBEDDED
 
     rows = []
     for name in DatasetName:
         if name in EMBEDDED:
             rows.append((name.value, "embedded (ships with an installed package)", "-"))
             continue
-        found = []
-        for root in roots:
-            subdirs = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() \
-                else []
-            for data_dir in (None, *subdirs):
-                try:
-                    spec = DatasetSpec(name=name, data_dir=data_dir)
-                except ValueError:                # a folder name a spec could not give
-                    continue
-                if locate_dataset(spec, roots=[root]) is not None:
-                    found.append((name.value, str(root), data_dir or "(none: the root)"))
+        found = [(name.value, str(root), data_dir or "(none: the root)")
+                 for root in roots for data_dir in dataset_folders([root])
+                 if holds_dataset(name, data_dir, [root])]
         rows.extend(found or [(name.value, "missing", f"tscnc data download {name.value}")])
     return rows
 

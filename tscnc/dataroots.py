@@ -24,14 +24,20 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tscnc.spec import DatasetName
 
 __all__ = ["DATA_DIR_RULE", "DEFAULT_DATA_ROOTS", "ENV_VAR", "candidate_dirs", "check_data_dir",
-           "data_roots", "parse_data_roots"]
+           "data_roots", "dataset_folders", "holds_dataset", "parse_data_roots",
+           "readable_datasets"]
 
 ENV_VAR = "TSCNC_DATA_ROOTS"
 DEFAULT_DATA_ROOTS: tuple[str, ...] = ("data",)
@@ -107,4 +113,48 @@ def candidate_dirs(data_dir: str | None, roots: Iterable[Path]) -> list[Path]:
         path = real_root if data_dir is None else (real_root / data_dir).resolve()
         if path == real_root or path.is_relative_to(real_root):
             out.append(path)
+    return out
+
+
+# ---- which datasets the roots hold (reads tscnc.data, and so torch, on first call) ----------
+
+def dataset_folders(roots: Iterable[Path]) -> list[str | None]:
+    """The ``dataset.data_dir`` values worth trying under ``roots``: None (a root itself), then
+    the folders directly under each root (sorted per root, each name once); a root that cannot
+    be listed adds none."""
+    dirs: list[str | None] = [None]
+    for root in roots:
+        with contextlib.suppress(OSError):
+            dirs += sorted(p.name for p in Path(root).iterdir() if p.is_dir())
+    return list(dict.fromkeys(dirs))
+
+
+def holds_dataset(name: DatasetName, data_dir: str | None, roots: Sequence[Path]) -> bool:
+    """Whether one of ``roots`` holds every file of dataset ``name`` in ``data_dir`` (False for
+    a folder name a spec cannot give)."""
+    from tscnc.data import locate_dataset
+    from tscnc.spec import DatasetSpec
+
+    try:
+        spec = DatasetSpec(name=name, data_dir=data_dir)
+    except ValueError:
+        return False
+    return locate_dataset(spec, roots) is not None
+
+
+def readable_datasets(roots: Sequence[Path] | None = None) -> list[dict[str, str | None]]:
+    """The datasets readable here: embedded ones, and each one whose files are whole in one of
+    the data roots (default: :func:`data_roots`) or in a folder directly under one (that
+    folder's name is the ``data_dir`` to give). Names no machine path."""
+    from tscnc.data import EMBEDDED
+    from tscnc.spec import DatasetName
+
+    roots = data_roots() if roots is None else tuple(roots)
+    out: list[dict[str, str | None]] = []
+    for name in DatasetName:
+        if name in EMBEDDED:
+            out.append({"name": name.value, "data_dir": None})
+            continue
+        out += [{"name": name.value, "data_dir": d} for d in dataset_folders(roots)
+                if holds_dataset(name, d, roots)]
     return out

@@ -12,10 +12,13 @@ failure category (DESIGN §4) a run ends with when the error escapes it::
     │                                                full, unwritable directory; names the path)
     └── Cancelled                   (not a failure: the run is cancelled after saving)
 
-Errors are raised, never printed; the CLI and the worker turn them into messages and statuses.
+Errors are raised, never printed; the CLI and the worker turn them into messages and statuses
+(:func:`as_out_of_memory` classifies a failed allocation raised as something else).
 """
 
 from __future__ import annotations
+
+import sys
 
 from tscnc.records import FailureCategory
 
@@ -42,6 +45,21 @@ class Diverged(TSCNCError):
 
 class OutOfMemory(TSCNCError):
     category = FailureCategory.out_of_memory
+
+
+def as_out_of_memory(err: BaseException) -> OutOfMemory | None:
+    """``err`` as :class:`OutOfMemory` when it is a failed allocation not raised as one already:
+    Python's MemoryError, a CUDA OOM outside the training step (evaluation, moving the model),
+    or the CPU allocator's failure, which torch raises as a plain RuntimeError
+    ("DefaultCPUAllocator: can't allocate memory"); None for any other error. Never imports
+    torch: an error torch raised means torch is loaded."""
+    torch = sys.modules.get("torch")
+    if not (isinstance(err, MemoryError)
+            or (torch is not None and isinstance(err, torch.OutOfMemoryError))
+            or (isinstance(err, RuntimeError) and "can't allocate memory" in str(err))):
+        return None
+    return OutOfMemory(f"out of memory; lower training.batch_size or the model size "
+                       f"({type(err).__name__}: {str(err)[:300]})")
 
 
 class StorageError(TSCNCError):

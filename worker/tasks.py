@@ -24,8 +24,11 @@ from celery import signals
 from celery.exceptions import Ignore, Reject
 
 from backend.store import Store
+from tscnc.dataroots import readable_datasets
+from tscnc.errors import Cancelled, TSCNCError, as_out_of_memory
+from tscnc.queues import Queue
 from tscnc.records import TERMINAL_STATUSES, Event, RunStatus
-from tscnc.spec import RunSpec, SweepSpec
+from tscnc.spec import SweepSpec
 from worker.celery_app import TASK_COMPLETE, TASK_PRETRAIN, app
 from worker.settings import WorkerSettings
 
@@ -197,37 +200,10 @@ def _start_background() -> None:
 _DATASETS_EVERY_S = 60.0
 
 
-def readable_datasets() -> list[dict[str, str | None]]:
-    """The datasets this worker can read: embedded ones, and each one whose files are whole in
-    one of its data roots (``TSCNC_DATA_ROOTS``) or in a folder directly under one (that
-    folder's name is the ``data_dir`` to give). Names no machine path."""
-    from tscnc.data import EMBEDDED, locate_dataset
-    from tscnc.dataroots import data_roots
-    from tscnc.spec import DatasetName, DatasetSpec
-
-    out: list[dict[str, str | None]] = []
-    roots = data_roots()
-    for name in DatasetName:
-        if name in EMBEDDED:
-            out.append({"name": name.value, "data_dir": None})
-            continue
-        dirs: list[str | None] = [None]
-        for root in roots:
-            with contextlib.suppress(OSError):
-                dirs += sorted(p.name for p in root.iterdir() if p.is_dir())
-        for data_dir in dict.fromkeys(dirs):
-            try:
-                spec = DatasetSpec(name=name, data_dir=data_dir)
-            except ValueError:                  # a folder name a spec cannot give
-                continue
-            if locate_dataset(spec, roots) is not None:
-                out.append({"name": name.value, "data_dir": data_dir})
-    return out
-
-
 def _background() -> None:
     s = settings()
-    queue = s.queue if s.queue != "auto" else ("gpu" if device_name() != "cpu" else "cpu")
+    auto = Queue.gpu if device_name() != "cpu" else Queue.cpu
+    queue = s.queue if s.queue != "auto" else auto.value
     dev = device_name()
     memory = device_memory_bytes(s)
     healthy_since: float | None = None
@@ -286,10 +262,6 @@ def _spec(st: Store, sweep_id: str) -> SweepSpec:
     if sweep is None:
         raise Ignore()  # the sweep was deleted while its tasks were queued
     return sweep.sweep_spec()
-
-
-def _run_spec(run: Any) -> RunSpec:
-    return run.run_spec()  # type: ignore[no-any-return]
 
 
 def _startable(st: Store, run_id: str) -> bool:
@@ -352,27 +324,13 @@ def _requeue(st: Store, run_ids: list[str]) -> None:
     raise Reject("worker stopping", requeue=True)
 
 
-def _out_of_memory(err: BaseException) -> bool:
-    """A failed allocation the pipeline did not already turn into ``OutOfMemory``: Python's
-    MemoryError, a CUDA OOM outside the training step (evaluation, moving the model), or the
-    CPU allocator's failure, which torch raises as a plain RuntimeError ("DefaultCPUAllocator:
-    can't allocate memory"), so a CPU worker's OOM used to end as ``error``."""
-    import torch
-
-    if isinstance(err, MemoryError | torch.OutOfMemoryError):
-        return True
-    return isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
-
-
 def _fail(st: Store, run_id: str, err: BaseException) -> None:
-    from tscnc.errors import TSCNCError
-
-    if isinstance(err, TSCNCError):
-        st.set_status(run_id, RunStatus.failed, category=err.category.value, message=err.message)
-    elif _out_of_memory(err):
-        st.set_status(run_id, RunStatus.failed, category="out_of_memory",
-                      message=f"out of memory; lower training.batch_size or the model size "
-                              f"({type(err).__name__}: {str(err)[:300]})")
+    # A failed allocation raised as MemoryError or a plain RuntimeError (the CPU allocator's)
+    # is an out-of-memory failure too, not an ``error``.
+    known = err if isinstance(err, TSCNCError) else as_out_of_memory(err)
+    if known is not None:
+        st.set_status(run_id, RunStatus.failed, category=known.category.value,
+                      message=known.message)
     else:
         log.exception("run %s failed", run_id)
         st.set_status(run_id, RunStatus.failed, category="error",
@@ -389,10 +347,7 @@ def pretrain_task(self: Any, sweep_id: str, run_ids: list[str]) -> None:
     group (its owner, claimed), the others stay ``queued`` with the message that they wait for
     it (their logs get the shared pretrain's events). When it is done every run of the group
     is ``queued`` again until a worker takes its own prune/finetune/evaluate task."""
-    from pathlib import Path
-
     from tscnc import pipeline
-    from tscnc.errors import Cancelled, TSCNCError
 
     st = task_store()
     live: list[str] = []
@@ -423,7 +378,7 @@ def pretrain_task(self: Any, sweep_id: str, run_ids: list[str]) -> None:
     if not live:
         raise Ignore()
     spec = _spec(st, sweep_id)
-    first = _run_spec(st.get_run(live[0]))
+    first = st.get_run(live[0]).run_spec()
     artifacts = Path(settings().artifacts_dir) / sweep_id
     _state["run"] = owner[0] if owner else None
 
@@ -469,16 +424,13 @@ def pretrain_task(self: Any, sweep_id: str, run_ids: list[str]) -> None:
 def complete_task(self: Any, sweep_id: str, run_id: str, fresh: bool = False) -> None:
     """Prune + finetune + evaluate one run (evaluate only for dense); ``fresh``: start over
     where a checkpoint is stale (a retry with ``{"fresh": true}``)."""
-    from pathlib import Path
-
     from tscnc import pipeline
-    from tscnc.errors import Cancelled
 
     st = task_store()
     if not _claim(st, run_id):
         return
     spec = _spec(st, sweep_id)
-    run = _run_spec(st.get_run(run_id))
+    run = st.get_run(run_id).run_spec()
     artifacts = Path(settings().artifacts_dir) / sweep_id
     _state["run"] = run_id
     try:
