@@ -12,7 +12,6 @@ from typing import Any
 from backend.schemas import (
     DashboardPublic,
     ResultPublic,
-    Role,
     RunMonitor,
     RunPublic,
     SummaryPublic,
@@ -30,25 +29,19 @@ from backend.store import (
     TokenRecord,
 )
 from tscnc.records import RunResult, RunStatus
+from tscnc.resources import DashboardBase, RunBase, SweepBase, TokenBase
 from tscnc.spec import AttackName
+
+# Results are shown only once evaluated (a record written before the monitor fields existed
+# holds monitor values in these).
+_RESULTS = frozenset({"clean_accuracy", "robust_accuracy", "kappa_median", "sparsity_actual"})
+_RUN = frozenset(RunBase.model_fields)
 
 
 def run_public(r: RunRecord) -> RunPublic:
     return RunPublic(
-        id=r.id, sweep_id=r.sweep_id, key=r.key, sweep_name=r.sweep_name, dataset=r.dataset,
-        model=r.model, method=r.method, sparsity=r.sparsity,
-        seed=r.seed, params=r.params, status=r.status, stage=r.stage, epoch=r.epoch,
-        progress=r.progress,
-        total_epochs=r.total_epochs, category=r.category, message=r.message, created=r.created,
-        started=r.started, finished=r.finished, worker=r.worker, device=r.device,
-        attempts=r.attempts, task_id=r.task_id, cancel_requested=r.cancel_requested,
-        owner=r.owner, has_result=r.has_result, has_checkpoint=bool(r.checkpoint),
-        notes=r.notes, tags=r.tags,
-        # Results only once evaluated (a record written before the monitor fields existed
-        # holds monitor values in these).
-        **({"clean_accuracy": r.clean_accuracy, "robust_accuracy": r.robust_accuracy,
-            "kappa_median": r.kappa_median, "sparsity_actual": r.sparsity_actual}
-           if r.has_result else {}),
+        **r.model_dump(include=_RUN if r.has_result else _RUN - _RESULTS),
+        has_checkpoint=bool(r.checkpoint),
         monitor=RunMonitor(stage=r.monitor_stage, epoch=r.monitor_epoch,
                            clean_accuracy=r.monitor_clean_accuracy,
                            robust_accuracy=r.monitor_robust_accuracy,
@@ -82,11 +75,9 @@ def sweep_summary(counts: Mapping[RunStatus, int]) -> str:
 def sweep_public(s: SweepRecord, summary: SweepSummary | None) -> SweepPublic:
     counts = dict(summary.counts) if summary else {st: 0 for st in RunStatus}
     return SweepPublic(
-        id=s.id, name=s.name, preset=s.preset, owner=s.owner, owner_name=s.owner_name,
-        created=s.created, status=sweep_status(counts), summary=sweep_summary(counts),
-        counts=counts,
-        progress=summary.progress if summary else 0.0, run_ids=s.run_ids, spec=s.sweep_spec(),
-        notes=s.notes, tags=s.tags,
+        **s.model_dump(include=set(SweepBase.model_fields)), status=sweep_status(counts),
+        summary=sweep_summary(counts), counts=counts,
+        progress=summary.progress if summary else 0.0, spec=s.sweep_spec(),
     )
 
 
@@ -107,8 +98,7 @@ def result_public(run_id: str, result: RunResult) -> ResultPublic:
 
 
 def token_public(t: TokenRecord) -> TokenPublic:
-    return TokenPublic(id=t.id, name=t.name, role=Role(t.role), created=t.created, expires=t.expires,
-                       revoked=t.revoked)
+    return TokenPublic(**t.model_dump(include=set(TokenBase.model_fields)))
 
 
 def dashboard_public(d: DashboardRecord) -> DashboardPublic:
@@ -116,10 +106,9 @@ def dashboard_public(d: DashboardRecord) -> DashboardPublic:
     Redis) is shown as ``{}`` with ``state_error`` saying why, so one bad record cannot break
     a list."""
     problem = d.state_error or state_problem(d.state)
-    return DashboardPublic(id=d.id, name=d.name, owner=d.owner, sweep_ids=d.sweep_ids,
-                           state={} if problem else d.state, state_error=problem,
-                           allow_checkpoints=d.allow_checkpoints, created=d.created,
-                           revoked=d.revoked)
+    data = d.model_dump(include=set(DashboardBase.model_fields))
+    return DashboardPublic(**{**data, "state": {} if problem else d.state,
+                              "state_error": problem})
 
 
 # ---- CSV -----------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backend.store import Store  # noqa: E402
-from backend.store_retention import memory_usage  # noqa: E402
+from backend.store.retention import memory_usage  # noqa: E402
 from tests.support.services import start_redis, start_uvicorn, stop_process  # noqa: E402
 from tscnc.records import EpochEvent, LogEvent, ProgressEvent, RunStatus, Stage  # noqa: E402
 from tscnc.spec import Method, SweepSpec  # noqa: E402

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.responses import FileResponse
 
-from backend import search, sse
+from backend import sse
 from backend.deps import (
     AsyncStoreDep,
     DispatcherDep,
@@ -39,8 +39,8 @@ from backend.schemas import (
     RunSort,
 )
 from backend.settings import Settings
-from backend.store import Store
-from backend.store_index import IndexFilter
+from backend.store import Store, search
+from backend.store.index import IndexFilter
 from backend.views import result_public, run_public
 from tscnc.records import RunStatus
 from tscnc.spec import Method

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from backend import search, sse
+from backend import sse
 from backend.deps import (
     AsyncStoreDep,
     DispatcherDep,
@@ -40,7 +40,7 @@ from backend.schemas import (
     SweepStatus,
 )
 from backend.settings import Settings
-from backend.store import IdempotencyConflict, SweepRecord, WorkerRecord
+from backend.store import IdempotencyConflict, SweepRecord, WorkerRecord, search
 from backend.views import result_public, results_csv, sweep_detail, sweep_public, sweep_status
 from tscnc.dataroots import DATA_DIR_RULE, candidate_dirs
 from tscnc.footprint import estimate

@@ -1,4 +1,4 @@
-"""The runs-list indexes (backend/store_index.py) against a brute-force answer computed from the
+"""The runs-list indexes (backend/store/index.py) against a brute-force answer computed from the
 run records, after creates, status changes, progress events, results, tag edits, retries, a
 deletion and a rebuild (real redis-server; every sort, every filter, both orders, paged)."""
 

@@ -1,4 +1,4 @@
-"""Retention of finished runs' event streams (backend/store_retention.py, `tscnc
+"""Retention of finished runs' event streams (backend/store/retention.py, `tscnc
 compact-events`): what the charts and the run page read stays, with its ids; progress events
 and log lines beyond the last N per run go; memory goes down; running runs are untouched."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from backend.store import Store
-from backend.store_retention import memory_usage
+from backend.store.retention import memory_usage
 from tscnc.records import EpochEvent, LogEvent, ProgressEvent, RunStatus, Stage
 from tscnc.spec import Method, SweepSpec, TrainingSpec
 

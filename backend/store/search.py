@@ -2,7 +2,7 @@
 status, owner, creation date, a metric range) over a bounded scan.
 
 The runs list answers every filter but the free text ``q`` from the indexes of
-:mod:`backend.store_index`; ``q`` is checked record by record over at most :data:`SCAN_LIMIT`
+:mod:`backend.store.index`; ``q`` is checked record by record over at most :data:`SCAN_LIMIT`
 candidates (newest first, or in the requested order), then the matches are paged with an offset
 cursor. The sweeps list (far fewer items) still checks every filter over such a bounded scan.
 """
@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Literal, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict
 
-from backend.store import RunRecord, SweepRecord
+from backend.store.index import IndexFilter
+from backend.store.records import RunRecord, SweepRecord
 
 SCAN_LIMIT = 10_000
 
@@ -37,21 +37,12 @@ BoundQ = Annotated[float | None, Query(allow_inf_nan=False)]
 T = TypeVar("T")
 
 
-class Filters(BaseModel):
-    """The record-by-record filters of a list request (None: not filtered on)."""
-
-    model_config = ConfigDict(extra="forbid")
+class Filters(IndexFilter):
+    """The filters of a list request (None: not filtered on): those the indexes answer, plus
+    the free text ``q`` checked record by record."""
 
     q: str | None = None
-    tag: str | None = None
-    dataset: str | None = None
-    model: str | None = None
-    owner: str | None = None
-    created_from: float | None = None
-    created_to: float | None = None
     metric: RangeMetric | None = None
-    min: float | None = None
-    max: float | None = None
 
     def active(self) -> bool:
         return any(v not in (None, "") for v in self.model_dump().values())

@@ -262,11 +262,7 @@ def query_ids(r: Any, ix: IndexKeys, tmp: Any, sets: list[str], where: IndexFilt
                 p.zrevrangebyscore(key, hi, lo, start=0, num=limit + 1, withscores=True)
             else:
                 p.zrangebyscore(key, lo, hi, start=0, num=limit + 1, withscores=True)
-            p.zcard(key)
-            if temps:
-                p.delete(*temps)
-            res = p.execute()
-            rows, total = res[-3 if temps else -2], int(res[-2 if temps else -1])
+            rows, total = _execute_page(p, key, temps)
             more = len(rows) > limit
             rows = rows[:limit]
             return IdPage([m for m, _ in rows], total,
@@ -300,13 +296,19 @@ def query_ids(r: Any, ix: IndexKeys, tmp: Any, sets: list[str], where: IndexFilt
                 p.zinterstore(key, {**{k: 0.0 for k in inputs}, ix.sort(sort): 1.0},
                               aggregate="SUM")
             p.zrange(key, off, off + limit, desc=desc)
-            p.zcard(key)
-            if temps:
-                p.delete(*temps)
-            res = p.execute()
-            ids, total = res[-3 if temps else -2], int(res[-2 if temps else -1])
+            ids, total = _execute_page(p, key, temps)
     more = len(ids) > limit
     return IdPage(list(ids)[:limit], int(total), str(off + limit) if more else None)
+
+
+def _execute_page(p: Any, key: str, temps: list[str]) -> tuple[list[Any], int]:
+    """Queue the size of ``key`` and the deletion of ``temps`` after the page's range read,
+    run the pipeline; returns (what the range read answered, the size)."""
+    p.zcard(key)
+    if temps:
+        p.delete(*temps)
+    res = p.execute()
+    return res[-3 if temps else -2], int(res[-2 if temps else -1])
 
 
 def _walk(r: Any, sort_key: str, sets: list[str], desc: bool, limit: int,

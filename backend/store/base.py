@@ -1,0 +1,71 @@
+"""The connection every part of the synchronous store shares (:class:`StoreBase`): the Redis
+client, the key names, the registered Lua scripts and the helpers the aggregates use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Self
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from backend.store import index, retention, scripts
+from backend.store.index import IdPage
+from backend.store.keys import Keys
+from backend.store.records import RunRecord
+
+
+def redis_kwargs(timeout: float, retries: int) -> dict[str, Any]:
+    return dict(decode_responses=True, socket_timeout=timeout,
+                socket_connect_timeout=min(timeout, 2.0),
+                retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), retries),
+                health_check_interval=30)
+
+
+class StoreBase:
+    """Synchronous data layer (redis-py). Thread-safe: one connection pool per instance."""
+
+    def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
+        # decode_responses=True: every reply is str (redis-py's stubs say bytes | str).
+        self.r: Any = client
+        self.k = keys or Keys()
+        self._append = client.register_script(scripts.APPEND)
+        self._transition = client.register_script(scripts.TRANSITION)
+        self._update_script = client.register_script(scripts.UPDATE)
+        self._reindex = client.register_script(index.REINDEX_SCRIPT)
+        self._compact = client.register_script(retention.COMPACT_SCRIPT)
+        self._text = client.register_script(index.TEXT_SCRIPT)
+        self.ix = index.IndexKeys(self.k.runs)
+        self._take_over = client.register_script(scripts.TAKE_OVER)
+        self._static: dict[str, RunRecord] = {}     # immutable run fields, per process
+
+    def _update(self, keys: Sequence[str], args: Sequence[str]) -> Any:
+        """Run the field-update script (optional arguments padded; the index prefix last)."""
+        return self._update_script(keys=keys,
+                                   args=[*args, *[""] * (3 - len(args)), self.ix.prefix])
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = 5.0, retries: int = 10) -> Self:
+        """Connect lazily to ``url``. The worker keeps the default retries (rides out a Redis
+        restart); the API uses few retries and a short timeout so requests fail fast (503)."""
+        return cls(redis.Redis.from_url(url, **redis_kwargs(timeout, retries)))
+
+    def close(self) -> None:
+        self.r.close()
+
+    def ping(self) -> bool:
+        return bool(self.r.ping())
+
+
+    def _page(self, keys: list[str], limit: int, cursor: str | None, desc: bool) -> IdPage:
+        """Keyset pagination over the intersection of index zsets (scores are unique seqs)."""
+        return index.query_ids(self.r, self.ix, self.k.tmp, keys, None, None, desc, limit,
+                               cursor, keys[0], None)
+
+    def _hashes(self, keys: Iterable[str]) -> list[dict[str, str]]:
+        """HGETALL of every key, in one round trip (``{}`` for a missing one)."""
+        with self.r.pipeline(transaction=False) as p:
+            for key in keys:
+                p.hgetall(key)
+            return list(p.execute())

@@ -1,0 +1,170 @@
+"""Runs: reads, the runs list, events, results and small updates (:class:`RunsMixin`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from backend.store import index, retention
+from backend.store.base import StoreBase
+from backend.store.codec import (
+    MAX_STREAM_ID,
+    StreamEntry,
+    entries,
+)
+from backend.store.records import RUN_SORT_FIELDS, RunRecord, decode_run
+from tscnc.records import RunResult, RunStatus
+from tscnc.spec import Method
+
+
+class RunsMixin(StoreBase):
+    """The runs part of :class:`backend.store.Store`: reads."""
+
+
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self.r.pipeline(transaction=False) as p:
+            p.hgetall(self.k.run(run_id))
+            p.exists(self.k.run_cancel(run_id))
+            h, cancel = p.execute()
+        return decode_run(h, bool(cancel))
+
+    def get_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        """Runs in the given order (missing ones skipped)."""
+        if not run_ids:
+            return []
+        with self.r.pipeline(transaction=False) as p:
+            for rid in run_ids:
+                p.hgetall(self.k.run(rid))
+                p.exists(self.k.run_cancel(rid))
+            res = p.execute()
+        out = []
+        for i in range(0, len(res), 2):
+            rec = decode_run(res[i], bool(res[i + 1]))
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def status_counts(self) -> dict[RunStatus, int]:
+        with self.r.pipeline(transaction=False) as p:
+            for s in RunStatus:
+                p.zcard(self.k.runs_by_status(s))
+            return dict(zip(RunStatus, (int(n) for n in p.execute()), strict=True))
+
+    def list_runs(self, *, sweep_id: str | None = None, status: RunStatus | None = None,
+                  method: Method | None = None, limit: int = 50, cursor: str | None = None,
+                  desc: bool = True, sort: str | None = None,
+                  where: index.IndexFilter | None = None, text: str | None = None,
+                  text_limit: int = 50, text_cursor: str | None = None
+                  ) -> tuple[list[RunRecord], int, str | None]:
+        """Runs matching all the given filters (``where``: dataset, model, owner, tag, dates,
+        metric range), newest first, or ordered by ``sort`` (one of :data:`RUN_SORT_FIELDS`),
+        answered from the list indexes (:mod:`backend.store.index`); returns
+        (runs, total, next).
+
+        ``text``: free text over key, sweep name and notes, checked over the first ``limit``
+        candidates only (a bounded scan); the matches are paged by ``text_limit`` from the
+        offset ``text_cursor``."""
+        keys = []
+        if sweep_id is not None:
+            keys.append(self.k.sweep_runs(sweep_id))
+        if status is not None:
+            keys.append(self.k.runs_by_status(status))
+        if method is not None:
+            keys.append(self.k.runs_by_method(method))
+        if sort is not None and sort not in RUN_SORT_FIELDS:
+            raise ValueError(f"cannot sort runs by {sort!r}; one of {sorted(RUN_SORT_FIELDS)}")
+
+        def by_key(key: str, n: int, cur: str | None, d: bool) -> tuple[list[str], int]:
+            # Filtered order by run key: SORT over the matching set only (n + 1 ids).
+            off = min(int(cur), 2**32) if cur else 0
+            with self.r.pipeline(transaction=False) as p:
+                p.sort(key, by=f"{self.k.run('*')}->key", start=off, num=n + 1, desc=d,
+                       alpha=True)
+                p.zcard(key)
+                ids, total = p.execute()
+            return list(ids), int(total)
+
+        page = index.query_ids(self.r, self.ix, self.k.tmp, keys, where, sort, desc, limit,
+                                     cursor, self.k.runs, by_key)
+        if text is not None:   # bounded scan of the candidates' names and notes only
+            ids = self._text_matches(page.ids, text)
+            start = int(text_cursor or 0)
+            end = start + text_limit
+            return (self.get_runs(ids[start:end]), len(ids),
+                    str(end) if end < len(ids) else None)
+        return self.get_runs(page.ids), page.total, page.next
+
+    def _text_matches(self, ids: Sequence[str], text: str) -> list[str]:
+        """The ids (in order) whose key, sweep name or notes contain ``text`` (casefolded).
+
+        An ASCII ``text`` is matched inside Redis (:data:`index.TEXT_SCRIPT`) for runs
+        whose fields are ASCII (where lower-casing is casefolding); the other runs, and any
+        non-ASCII text, are checked here with :meth:`str.casefold`."""
+        q = text.casefold()
+        keep: set[str] = set()
+        check: Sequence[str] = ids
+        if ids and text.isascii():
+            sure, check = self._text(keys=[], args=[self.k.run(""), q, *ids])
+            keep.update(sure)
+        if check:
+            with self.r.pipeline(transaction=False) as p:
+                for rid in check:
+                    p.hmget(self.k.run(rid), "key", "sweep_name", "notes")
+                rows = p.execute()
+            keep.update(rid for rid, row in zip(check, rows, strict=True)
+                        if q in "\n".join(x or "" for x in row).casefold())
+        return [rid for rid in ids if rid in keep]
+
+    def compact_events(self, keep_logs: int = 100) -> tuple[int, int]:
+        """Apply the retention policy to the streams of finished runs and sweeps
+        (:mod:`backend.store.retention`); returns (streams compacted, entries dropped)."""
+        return retention.compact_finished(self, keep_logs)
+
+    def reindex(self) -> int:
+        """Rebuild every runs-list index from the run hashes (``tscnc reindex``); returns the
+        number of runs."""
+        return index.rebuild(self.r, self.ix, self.k.run, self.k.runs,
+                                   self.k.runs_by_status, self.k.runs_by_method, self._reindex)
+
+    def epoch_keys(self, run_id: str) -> set[tuple[str, int]]:
+        """(stage, epoch) pairs already recorded for the run."""
+        out = set()
+        for m in self.r.smembers(self.k.run_epochs(run_id)):
+            stage, _, epoch = m.partition(":")
+            out.add((stage, int(epoch)))
+        return out
+
+    def _range(self, stream: str, after: str | None, limit: int) -> list[StreamEntry]:
+        if after == MAX_STREAM_ID:
+            return []                      # nothing can follow the largest id
+        lo = f"({after}" if after else "-"
+        return entries(self.r.xrange(stream, lo, "+", count=limit))
+
+    def events(self, run_id: str, after: str | None = None, limit: int = 100) -> list[StreamEntry]:
+        """Past events of a run, oldest first, strictly after stream id ``after``."""
+        return self._range(self.k.run_stream(run_id), after, limit)
+
+    def get_result(self, run_id: str) -> RunResult | None:
+        raw = self.r.get(self.k.run_result(run_id))
+        return RunResult.model_validate_json(raw) if raw else None
+
+    def get_results(self, run_ids: Sequence[str]) -> dict[str, RunResult]:
+        if not run_ids:
+            return {}
+        raws = self.r.mget([self.k.run_result(r) for r in run_ids])
+        return {r: RunResult.model_validate_json(x) for r, x in zip(run_ids, raws, strict=True)
+                if x}
+
+    def cancel_requested(self, run_id: str) -> bool:
+        return bool(self.r.exists(self.k.run_cancel(run_id)))
+
+    def _run_static(self, run_id: str) -> RunRecord | None:
+        rec = self._static.get(run_id)
+        if rec is None:
+            rec = self.get_run(run_id)
+            if rec is None:
+                return None
+            if len(self._static) > 4096:
+                self._static.clear()
+            self._static[run_id] = rec
+        return rec

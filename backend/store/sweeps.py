@@ -1,0 +1,189 @@
+"""Sweeps: creation with their runs (idempotent), reads, summaries and deletion
+(:class:`SweepsMixin`)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+
+import redis
+
+from backend.store.codec import StreamEntry, enc, encode_event
+from backend.store.progress import stage_offsets
+from backend.store.records import RunRecord, SweepRecord, SweepSummary, decode_sweep
+from backend.store.runs import RunsMixin
+from tscnc.records import TERMINAL_STATUSES, RunStatus, StatusEvent
+from tscnc.spec import SweepSpec
+
+
+class IdempotencyConflict(Exception):
+    """An Idempotency-Key already names a sweep with another spec or preset (HTTP 409)."""
+
+    def __init__(self, sweep_id: str) -> None:
+        super().__init__(sweep_id)
+        self.sweep_id = sweep_id
+
+
+class SweepsMixin(RunsMixin):
+    """The sweeps part of :class:`backend.store.Store`."""
+
+    def create_sweep(self, spec: SweepSpec, owner: str, idempotency_key: str | None = None, *,
+                     owner_name: str = "", preset: str | None = None,
+                     idempotency_ttl: int = 86400) -> tuple[SweepRecord, bool]:
+        """Store a sweep and one queued run per ``spec.runs()``.
+
+        With ``idempotency_key`` the same (owner, key) returns the first sweep and False, if
+        that sweep has the same spec and preset; otherwise :class:`IdempotencyConflict`.
+        Creation is one MULTI transaction (WATCH on the key makes concurrent retries safe).
+        """
+        k = self.k
+        idem = k.idempotency(owner, idempotency_key) if idempotency_key else None
+        runs = spec.runs()
+        specs = [spec.for_run(rs) for rs in runs]   # each run's grid values applied
+        spec_json = spec.model_dump_json()
+        with self.r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    if idem:
+                        pipe.watch(idem)
+                        existing = pipe.get(idem)
+                        if existing:
+                            found = self.get_sweep(existing)
+                            if found is not None:
+                                pipe.reset()
+                                if found.spec != json.loads(spec_json) or found.preset != preset:
+                                    raise IdempotencyConflict(found.id)
+                                return found, False
+                    last = int(self.r.incrby(k.seq, len(runs) + 1))
+                    seq0 = last - len(runs)
+                    now = time.time()
+                    sweep_id = uuid.uuid4().hex
+                    run_ids = [uuid.uuid4().hex for _ in runs]
+                    pipe.multi()
+                    pipe.hset(k.sweep(sweep_id), mapping={
+                        "id": sweep_id, "name": spec.name, "preset": enc(preset),
+                        "owner": owner, "owner_name": owner_name, "created": enc(now),
+                        "seq": str(seq0), "spec": spec_json, "run_ids": json.dumps(run_ids),
+                        "enqueued": "0", "idem": idem or ""})
+                    pipe.zadd(k.sweeps, {sweep_id: seq0})
+                    for i, (rid, rs) in enumerate(zip(run_ids, runs, strict=True)):
+                        seq = seq0 + 1 + i
+                        pipe.hset(k.run(rid), mapping={
+                            "id": rid, "sweep_id": sweep_id, "key": rs.key,
+                            "sweep_name": spec.name, "dataset": spec.dataset.name.value,
+                            "model": spec.model.name.value,
+                            "method": rs.method.value, "sparsity": enc(rs.sparsity),
+                            "seed": str(rs.seed), "params": json.dumps(rs.params),
+                            "status": RunStatus.queued.value, "stage": "",
+                            "epoch": "", "progress": "0",
+                            "total_epochs": str(specs[i].total_epochs(rs.method)),
+                            "offsets": json.dumps(stage_offsets(specs[i], rs.method)),
+                            "category": "", "message": "", "created": enc(now), "started": "",
+                            "finished": "", "worker": "", "device": "", "attempts": "0",
+                            "task_id": "", "owner": owner, "seq": str(seq), "checkpoint": "",
+                            "has_result": "0"})
+                        pipe.zadd(k.runs, {rid: seq})
+                        pipe.zadd(k.runs_by_status(RunStatus.queued), {rid: seq})
+                        pipe.zadd(k.runs_by_method(rs.method), {rid: seq})
+                        pipe.zadd(k.sweep_runs(sweep_id), {rid: seq})
+                        pipe.hset(k.sweep_status(sweep_id), rid, RunStatus.queued.value)
+                        self._reindex(keys=[k.run(rid)], args=[rid, self.ix.prefix, ""],
+                                      client=pipe)
+                        data = encode_event(StatusEvent(run=rid, status=RunStatus.queued,
+                                                        time=now))
+                        fields = {"run": rid, "type": "status", "data": data}
+                        pipe.xadd(k.run_stream(rid), fields)
+                        pipe.xadd(k.sweep_stream(sweep_id), fields)
+                    if idem:
+                        pipe.set(idem, sweep_id, ex=idempotency_ttl)
+                    pipe.execute()
+                    break
+                except redis.WatchError:
+                    continue
+        sweep = self.get_sweep(sweep_id)
+        assert sweep is not None
+        return sweep, True
+
+    def mark_enqueued(self, sweep_id: str) -> None:
+        if self.r.exists(self.k.sweep(sweep_id)):
+            self.r.hset(self.k.sweep(sweep_id), "enqueued", "1")
+
+    # ---- reads -----------------------------------------------------------------------------
+
+    def get_sweep(self, sweep_id: str) -> SweepRecord | None:
+        return decode_sweep(self.r.hgetall(self.k.sweep(sweep_id)))
+
+    def get_sweeps(self, sweep_ids: Sequence[str]) -> list[SweepRecord]:
+        if not sweep_ids:
+            return []
+        hashes = self._hashes(map(self.k.sweep, sweep_ids))
+        return [s for s in map(decode_sweep, hashes) if s is not None]
+
+    def sweep_runs(self, sweep_id: str) -> list[RunRecord]:
+        """A sweep's runs in spec order."""
+        return self.get_runs(self.r.zrange(self.k.sweep_runs(sweep_id), 0, -1))
+
+    def sweep_summaries(self, sweep_ids: Sequence[str]) -> dict[str, SweepSummary]:
+        """Per sweep: runs per status and mean progress (finished runs count as 1)."""
+        if not sweep_ids:
+            return {}
+        statuses = self._hashes(map(self.k.sweep_status, sweep_ids))
+        with self.r.pipeline(transaction=False) as p:
+            for st in statuses:
+                for rid, s in st.items():
+                    if s == RunStatus.running.value:
+                        p.hget(self.k.run(rid), "progress")
+            prog = iter(p.execute())
+        out = {}
+        for sid, st in zip(sweep_ids, statuses, strict=True):
+            counts = {s: 0 for s in RunStatus}
+            total = 0.0
+            for s in st.values():
+                counts[RunStatus(s)] += 1
+                if s == RunStatus.running.value:
+                    total += float(next(prog) or 0)
+                elif RunStatus(s) in TERMINAL_STATUSES:
+                    total += 1.0
+            out[sid] = SweepSummary(counts=counts, progress=min(1.0, total / len(st)) if st else 0.0)
+        return out
+
+    def sweep_statuses(self, sweep_id: str) -> dict[str, RunStatus]:
+        return {r: RunStatus(s) for r, s in self.r.hgetall(self.k.sweep_status(sweep_id)).items()}
+
+    def list_sweeps(self, *, limit: int = 50, cursor: str | None = None,
+                    desc: bool = True) -> tuple[list[SweepRecord], int, str | None]:
+        page = self._page([self.k.sweeps], limit, cursor, desc)
+        return self.get_sweeps(page.ids), page.total, page.next
+
+    def sweep_events(self, sweep_id: str, after: str | None = None,
+                     limit: int = 100) -> list[StreamEntry]:
+        return self._range(self.k.sweep_stream(sweep_id), after, limit)
+
+    def delete_sweep(self, sweep_id: str) -> bool:
+        """Remove a sweep with its runs, events and results (cancel flags are kept until they
+        expire so a worker still running one of its runs stops)."""
+        sweep = self.get_sweep(sweep_id)
+        if sweep is None:
+            return False
+        runs = self.get_runs(sweep.run_ids)
+        k = self.k
+        idem = self.r.hget(k.sweep(sweep_id), "idem")
+        with self.r.pipeline(transaction=True) as p:
+            for run in runs:
+                self._reindex(keys=[k.run(run.id)], args=[run.id, self.ix.prefix, "d"], client=p)
+                p.delete(k.run(run.id), k.run_stream(run.id), k.run_epochs(run.id),
+                         k.run_result(run.id))
+                p.zrem(k.runs, run.id)
+                p.zrem(k.runs_by_method(run.method), run.id)
+                for s in RunStatus:
+                    p.zrem(k.runs_by_status(s), run.id)
+                self._static.pop(run.id, None)
+            p.delete(k.sweep(sweep_id), k.sweep_runs(sweep_id), k.sweep_status(sweep_id),
+                     k.sweep_stream(sweep_id))
+            if idem:
+                p.delete(idem)
+            p.zrem(k.sweeps, sweep_id)
+            p.execute()
+        return True
