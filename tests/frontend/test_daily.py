@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.frontend.test_dashboard import finish_all, wait_until
+from tests.frontend.test_dashboard import finish_all
 from tests.support.services import process_output
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 Stack = Any
@@ -77,25 +77,27 @@ def test_sweep_view_is_truthful_and_updates_rows_in_place(page: Any, stack: Stac
         return any(re.search(r"pretrain \d+ · monitor", x["progress"]) for x in rows)
 
     # Generous: a busy shared machine slows the first epochs down a lot.
-    wait_until(training, 180, 0.1, "monitor values in the progress column")
+    wait_until(training, 180, "monitor values in the progress column")
 
     # Cancel the run that waits for the shared pretrain: at once.
     runs = stack.api("GET", "/runs", params={"sweep": sweep["id"]}).json()["items"]
     waiting = next(x for x in runs if x["status"] == "queued")
     page.click(f'#sweep-runs tr[data-id="{waiting["id"]}"] [data-action="cancel"]')
     wait_until(lambda: any(x["id"] == waiting["id"] and x["status"] == "cancelled"
-                           for x in page.evaluate(ROWS_JS)), 5, 0.05, "the row cancelled")
+                           for x in page.evaluate(ROWS_JS)), 5, "the row cancelled", interval=0.05)
 
-    while stack.api("GET", f"/sweeps/{sweep['id']}").json()["status"] not in (
-            "succeeded", "failed", "cancelled", "finished"):
+    def checked_until_finished() -> bool:  # the table is checked on every look until the end
         check()
-        time.sleep(0.1)
+        return stack.api("GET", f"/sweeps/{sweep['id']}").json()["status"] in (
+            "succeeded", "failed", "cancelled", "finished")
+
+    wait_until(checked_until_finished, 600, "the sweep to finish")
     assert samples[0] >= 3
     assert finish_all(stack, sweep["id"])["summary"] == "finished · 1 succeeded · 1 cancelled"
     page.wait_for_selector('.sweep-meta [data-status="finished"]')
     assert page.inner_text(".sweep-meta [data-counts]") == "finished · 1 succeeded · 1 cancelled"
     done = wait_until(lambda: (rows := page.evaluate(ROWS_JS)) and all(
-        x["status"] != "succeeded" or x["clean"] != "–" for x in rows) and rows, 20, 0.1,
+        x["status"] != "succeeded" or x["clean"] != "–" for x in rows) and rows, 20,
         "the result in the table")
     assert all(x["mark"] == x["id"] for x in done)
     assert page.evaluate("window.__removedRows") == 0
@@ -111,7 +113,8 @@ def test_sweep_view_is_truthful_and_updates_rows_in_place(page: Any, stack: Stac
     facts = page.inner_text(".run-info .facts")
     assert "not evaluated yet" in facts and "actual" not in facts, facts
     back = page.locator('[data-action="back"]')
-    wait_until(lambda: back.get_attribute("href") == f"#/sweep/{sweep['id']}", 5, 0.05, "back")
+    wait_until(lambda: back.get_attribute("href") == f"#/sweep/{sweep['id']}", 5, "back",
+               interval=0.05)
     assert "daily-states" in back.inner_text()
     back.click()
     page.wait_for_selector(f'[data-sweep="{sweep["id"]}"]')
@@ -183,7 +186,8 @@ def test_form_counts_valid_runs_shows_json_overrides_and_focuses_errors(page: An
     page.evaluate("window.scrollTo(0, 0)")
     page.click("#submit-sweep")
     page.wait_for_selector('[data-field="sparsities"] .field-error[data-source="server"]')
-    wait_until(lambda: page.evaluate(focused) == "sparsities", 5, 0.05, "focus on the field")
+    wait_until(lambda: page.evaluate(focused) == "sparsities", 5, "focus on the field",
+               interval=0.05)
     assert box.evaluate(in_view)
 
 
@@ -211,26 +215,26 @@ def test_compare_lets_the_user_pick_curves_and_names_sweeps(page: Any, stack: St
     page.goto(stack.login_url(f"#/compare?sweeps={b['id']},{a['id']}"))
     page.wait_for_selector('#curve-pick [data-curves]')
     summary = page.locator('#curve-pick [data-curves]')
-    wait_until(lambda: "12 of 14" in summary.inner_text(), 20, 0.1, "the curves summary")
+    wait_until(lambda: "12 of 14" in summary.inner_text(), 20, "the curves summary")
     checked = set(page.evaluate("""() => [...document.querySelectorAll('#curve-pick input:checked')]
         .map((i) => i.dataset.curve)"""))
     assert set(a["run_ids"]) <= checked, "a sweep's runs are missing from the curves"
     assert len(checked) == 12
     # Chips name the sweeps.
     wait_until(lambda: "sweep daily-cmp-big" in page.inner_text(".chips")
-               and "sweep daily-cmp-small" in page.inner_text(".chips"), 10, 0.1, "chip names")
+               and "sweep daily-cmp-small" in page.inner_text(".chips"), 10, "chip names")
 
     # Pick another run: it is drawn; a 13th cannot be added.
     page.click("#curve-pick summary")
     first = a["run_ids"][0]
     page.uncheck(f'#curve-pick [data-curve="{first}"]')
-    wait_until(lambda: "11 of 14" in summary.inner_text(), 5, 0.05, "one curve fewer")
+    wait_until(lambda: "11 of 14" in summary.inner_text(), 5, "one curve fewer", interval=0.05)
     page.check(f'#curve-pick [data-curve="{first}"]')
     assert page.locator('#curve-pick input:not(:checked)').first.is_disabled()
 
     # The legends do not cover the axis titles (training and security curves).
     for chart in ("chart-curves", "chart-security"):
-        wait_until(lambda c=chart: page.evaluate(OVERLAP_JS, c) is not None, 30, 0.1,
+        wait_until(lambda c=chart: page.evaluate(OVERLAP_JS, c) is not None, 30,
                    f"{chart} drawn with a legend")
         assert page.evaluate(OVERLAP_JS, chart) is False, chart
 
@@ -259,8 +263,8 @@ def test_smaller_things(page: Any, context: Any, stack: Stack) -> None:
     page.goto(stack.login_url(f"#/run/{sweep['run_ids'][0]}"))
     page.wait_for_selector("#chart-security .annotation-text")
     wait_until(lambda: "cancelled before its evaluation" in page.evaluate(notes, "chart-security"),
-               10, 0.1, "the note")
-    wait_until(lambda: "No epoch finished yet" in page.evaluate(notes, "chart-loss"), 10, 0.1,
+               10, "the note")
+    wait_until(lambda: "No epoch finished yet" in page.evaluate(notes, "chart-loss"), 10,
                "the training chart's note")
 
 
@@ -330,7 +334,7 @@ def test_lists_filter_on_the_server_with_filters_in_the_url(page: Any, stack: St
         page.press('[data-filter="tag"]', "Enter")
     wait_until(lambda: page.evaluate("""() => [...document.querySelectorAll(
         '[data-table="sweeps"] tbody tr[data-id]')].map((t) => t.dataset.id)""") == [keep["id"]],
-        10, 0.1, "only the tagged sweep")
+        10, "only the tagged sweep")
     assert "tag=keeper" in page.url
 
     # Runs: a bookmarked URL with filters shows them filled in and filtered.
@@ -338,7 +342,7 @@ def test_lists_filter_on_the_server_with_filters_in_the_url(page: Any, stack: St
     page.wait_for_selector('[data-table="runs"] tbody tr')
     wait_until(lambda: page.evaluate("""() => [...document.querySelectorAll(
         '[data-table="runs"] tbody tr[data-id]')].map((t) => t.dataset.id)""")
-        == [keep["run_ids"][0]], 10, 0.1, "only the run with the note")
+        == [keep["run_ids"][0]], 10, "only the run with the note")
     assert page.input_value('[data-filter="q"]') == "LOOK at"
     assert page.input_value('[data-filter="status"]') == "cancelled"
     # A metric range goes to the API as such.
@@ -368,7 +372,7 @@ def test_a_filtered_runs_list_saved_as_a_dashboard_and_its_share_link(page: Any,
 
     page.goto(stack.login_url("#/runs?tag=saveme&status=cancelled"))
     wait_until(lambda: sorted(page.evaluate(ROW_IDS_JS, '[data-table="runs"]')) == sorted(picked),
-               10, 0.1, "the two tagged runs")
+               10, "the two tagged runs")
     page.click('[data-action="save-list"]')
     page.fill("#dashboard-name", "saved runs list")
     page.click('[data-action="save-dashboard"]')
@@ -384,7 +388,7 @@ def test_a_filtered_runs_list_saved_as_a_dashboard_and_its_share_link(page: Any,
     page.goto(stack.login_url("#/dashboards"))
     page.click(f'[data-open="{saved["id"]}"]')
     wait_until(lambda: sorted(page.evaluate(ROW_IDS_JS, '[data-table="runs"]')) == sorted(picked),
-               10, 0.1, "the saved list's runs")
+               10, "the saved list's runs")
     assert page.input_value('[data-filter="tag"]') == "saveme"
     assert page.input_value('[data-filter="status"]') == "cancelled"
 
@@ -395,7 +399,7 @@ def test_a_filtered_runs_list_saved_as_a_dashboard_and_its_share_link(page: Any,
         other.goto(link)
         other.wait_for_selector(".share-title")
         wait_until(lambda: sorted(other.evaluate(ROW_IDS_JS, "[data-share-sweep]")) == sorted(picked),
-                   20, 0.1, "the shared runs")
+                   20, "the shared runs")
         shown = other.evaluate("""() => [...document.querySelectorAll('[data-share-sweep]')]
             .map((s) => [s.dataset.shareSweep, [...s.querySelectorAll('tbody tr[data-id]')].map((t) => t.dataset.id)])""")
         assert {sid: rows for sid, rows in shown} == {sid: [rid] for rid, sid in picked.items()}
@@ -408,7 +412,7 @@ def test_a_filtered_runs_list_saved_as_a_dashboard_and_its_share_link(page: Any,
     stack.api("PATCH", f"/sweeps/{sweeps['daily-save-other']['id']}", json={"tags": ["lonely"]})
     page.goto(stack.login_url("#/sweeps?tag=lonely"))
     wait_until(lambda: page.evaluate(ROW_IDS_JS, '[data-table="sweeps"]')
-               == [sweeps["daily-save-other"]["id"]], 10, 0.1, "the tagged sweep")
+               == [sweeps["daily-save-other"]["id"]], 10, "the tagged sweep")
     page.click('[data-action="save-list"]')
     page.fill("#dashboard-name", "saved sweeps list")
     page.click('[data-action="save-dashboard"]')
@@ -497,8 +501,8 @@ def test_run_diff_shows_the_fields_that_differ_next_to_results(page: Any, stack:
     page.wait_for_selector("#diff-spec")
     # All fields on demand, the differing ones marked.
     page.check("#diff-all")
-    wait_until(lambda: page.locator('#diff-spec tr[data-path="model.width"]').count() == 1, 5, 0.05,
-               "all fields")
+    wait_until(lambda: page.locator('#diff-spec tr[data-path="model.width"]').count() == 1, 5,
+               "all fields", interval=0.05)
     assert page.locator("#diff-spec tr.differs").count() == 3
     assert "all=1" in page.url
 
@@ -514,7 +518,7 @@ def test_dark_mode_shortcuts_and_chart_data_tables(page: Any, browser: Any, stac
     # A chart's data as a table, on demand: the same numbers as the API's results.
     page.goto(stack.login_url(f"#/sweep/{sweep['id']}"))
     wait_until(lambda: page.evaluate("() => document.getElementById('chart-clean')?.data?.length")
-               , 30, 0.1, "the clean chart")
+               , 30, "the clean chart")
     page.click('.chart-card:has(#chart-clean) [data-export="table"]')
     table = page.locator('[data-table-of="chart-clean"] table')
     heads = table.locator("th").all_inner_texts()
@@ -528,7 +532,7 @@ def test_dark_mode_shortcuts_and_chart_data_tables(page: Any, browser: Any, stac
     page.emulate_media(color_scheme="dark")
     wait_until(lambda: page.evaluate(
         "() => document.getElementById('chart-clean')._fullLayout.paper_bgcolor") != light,
-        10, 0.1, "the chart in dark colours")
+        10, "the chart in dark colours")
     bg = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
     assert bg != "rgb(245, 246, 248)" and sum(int(x) for x in re.findall(r"\d+", bg)[:3]) < 150, bg
 

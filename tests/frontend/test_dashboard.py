@@ -13,11 +13,12 @@ import csv
 import io
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -42,17 +43,6 @@ WRITE_CONTROLS = ('[data-action="cancel"], [data-action="retry"], [data-action="
                   '#logout, a[href="#/new"]')
 
 
-def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
 def shot(page: Any, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.evaluate("document.getElementById('toasts')?.remove()")  # transient messages
@@ -72,7 +62,7 @@ def finish_all(stack: Stack, sweep_id: str, timeout: float = 90) -> dict[str, An
     def done() -> dict[str, Any] | None:
         s = stack.api("GET", f"/sweeps/{sweep_id}").json()
         return s if s["status"] in ("succeeded", "failed", "cancelled", "finished") else None
-    return wait_until(done, timeout, 0.3, f"sweep {sweep_id} to finish")
+    return wait_until(done, timeout, f"sweep {sweep_id} to finish", interval=0.3)
 
 
 # ---- login ----------------------------------------------------------------------------------
@@ -140,7 +130,7 @@ def test_form_sweep_view_live_share_and_csv(page: Any, context: Any, browser: An
             seen.append(counts)
         return all(c == 5 for c in counts)
 
-    wait_until(all_done, 90, 0.1, "5 points in each sweep chart")
+    wait_until(all_done, 90, "5 points in each sweep chart")
     assert any(0 <= c < 5 for counts in seen for c in counts), f"never saw a partial chart: {seen}"
     assert len(seen) >= 2, seen
     assert page.evaluate("window.__sameDocument") is True
@@ -171,8 +161,8 @@ def test_form_sweep_view_live_share_and_csv(page: Any, context: Any, browser: An
     page.check(f'#sweep-runs [data-select="{first_run}"]')
     selection_js = """(ids) => ids.map((id) => document.getElementById(id).data
         .flatMap((t) => (t.selectedpoints || []).map((i) => t.customdata[i])))"""
-    wait_until(lambda: page.evaluate(selection_js, CHARTS) == [[first_run]] * 3, 5, 0.05,
-               "the selection in all three charts")
+    wait_until(lambda: page.evaluate(selection_js, CHARTS) == [[first_run]] * 3, 5,
+               "the selection in all three charts", interval=0.05)
     page.click('[data-action="clear-selection"]')
 
     # Share: a read-only link that works in a fresh browser without a token.
@@ -187,7 +177,7 @@ def test_form_sweep_view_live_share_and_csv(page: Any, context: Any, browser: An
         other = fresh.new_page()
         other.goto(link)
         other.wait_for_selector(".share-title")
-        wait_until(lambda: other.evaluate(COUNT_JS, CHARTS) == [5, 5, 5], 30, 0.1, "shared charts")
+        wait_until(lambda: other.evaluate(COUNT_JS, CHARTS) == [5, 5, 5], 30, "shared charts")
         assert other.evaluate(POINTS_JS, CHARTS) == ours
         assert other.locator(WRITE_CONTROLS).count() == 0
         assert other.evaluate("localStorage.getItem('tscnc.token')") is None
@@ -202,11 +192,11 @@ def test_form_sweep_view_live_share_and_csv(page: Any, context: Any, browser: An
     box = point.bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(x, y)
-    page.wait_for_timeout(200)
+    page.wait_for_selector("#chart-clean .hoverlayer .hovertext")  # Plotly found the point
     page.mouse.click(x, y)
     page.wait_for_url("**#/run/*")
     page.wait_for_selector("#evaluation table")
-    wait_until(lambda: page.evaluate(COUNT_JS, ["chart-loss"])[0] >= 2, 20, 0.1, "loss curve")
+    wait_until(lambda: page.evaluate(COUNT_JS, ["chart-loss"])[0] >= 2, 20, "loss curve")
     page.wait_for_selector("#checkpoint")
     with page.expect_download() as dl:
         page.click("#checkpoint")
@@ -229,9 +219,9 @@ def test_form_sweep_view_live_share_and_csv(page: Any, context: Any, browser: An
 
     with page.expect_request(lambda r: "sort=clean_accuracy" in r.url and "order=asc" in r.url):
         page.click(header)  # ascending, asked of the server (all runs, not the page shown)
-    wait_until(lambda: shown_in(+1), 10, 0.1, "rows sorted ascending")
+    wait_until(lambda: shown_in(+1), 10, "rows sorted ascending")
     page.click(header)  # descending
-    wait_until(lambda: shown_in(-1), 10, 0.1, "rows sorted descending")
+    wait_until(lambda: shown_in(-1), 10, "rows sorted descending")
     assert page.locator('[data-table="runs"] td[data-col="dataset"]').first.inner_text() == "digits"
 
 
@@ -259,7 +249,7 @@ def test_training_curve_grows_live_and_cancel_from_runs_table(page: Any, stack: 
             counts.append(n)
         return len([c for c in counts if c > 0]) >= 3
 
-    wait_until(grown, 60, 0.05, f"the training curve to grow (seen {counts})")
+    wait_until(grown, 60, f"the training curve to grow (seen {counts})", interval=0.05)
     assert counts == sorted(counts), counts
     assert page.evaluate("window.__sameDocument") is True
 
@@ -291,7 +281,7 @@ def test_training_curve_grows_live_and_cancel_from_runs_table(page: Any, stack: 
     page.goto(stack.base + f"/#/run/{watched}")
     page.wait_for_selector("#evaluation table")
     page.wait_for_selector('.live-state[data-state="closed"]')
-    wait_until(lambda: page.evaluate(COUNT_JS, ["chart-loss", "chart-spectra"])[1] > 0, 20, 0.1,
+    wait_until(lambda: page.evaluate(COUNT_JS, ["chart-loss", "chart-spectra"])[1] > 0, 20,
                "the spectra")
     shot(page, "run-detail.png")
 

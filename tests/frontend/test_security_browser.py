@@ -13,7 +13,6 @@ its access log on, a Celery worker) in Chromium:
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import httpx
 import pytest
 
 from tests.support.services import process_output
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 Stack = Any  # the `stack` fixture of conftest.py
@@ -34,15 +34,6 @@ SPEC = {"name": "no-token-in-urls", "model": {"width": 16},
 CSP_WATCH = """window.__csp = [];
 document.addEventListener('securitypolicyviolation',
   (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));"""
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
-    return value
 
 
 def finished(stack: Stack, sweep_id: str) -> bool:

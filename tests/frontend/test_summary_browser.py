@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.frontend.test_dashboard import SCREENSHOTS, fill_form, finish_all, wait_until
+from tests.frontend.test_dashboard import SCREENSHOTS, fill_form, finish_all
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 Stack = Any
@@ -72,7 +73,7 @@ def test_grid_sweep_with_two_seeds_summary_parcoords_and_difference(page: Any, b
     row.locator("input").fill(", ".join(str(i / 100) for i in range(50)))
     assert "400 runs" in page.inner_text("#run-summary")
     page.click("#submit-sweep")
-    wait_until(lambda: "at most" in page.inner_text("#grid-error"), 10, 0.1, "the 422 under the grid")
+    wait_until(lambda: "at most" in page.inner_text("#grid-error"), 10, "the 422 under the grid")
     assert "400 runs" in page.inner_text("#grid-error")
     assert "#/new" in page.url and stack.api("GET", "/sweeps").json()["total"] == sweeps_before
     row.locator("input").fill("0.01, 1")
@@ -101,7 +102,7 @@ def test_grid_sweep_with_two_seeds_summary_parcoords_and_difference(page: Any, b
             seen.append(n)
         lines = page.evaluate(LINES_JS, "chart-band-robust") or {}
         return n == 16 and sum(1 for _, ys in lines.values() for y in ys if y is not None) == 8
-    wait_until(evaluated, 240, 0.1, "16 runs in the summary, 8 group means in the robust band chart")
+    wait_until(evaluated, 240, "16 runs in the summary, 8 group means in the robust band chart")
     assert finish_all(stack, sweep_id)["status"] == "succeeded"
     assert any(0 < n < 16 for n in seen), f"never saw the summary fill in: {seen}"
 
@@ -162,7 +163,7 @@ def test_grid_sweep_with_two_seeds_summary_parcoords_and_difference(page: Any, b
     page.check("#show-seeds")
     seed_ids_js = """() => document.getElementById('chart-band-robust').data
         .filter((t) => t.name.endsWith(' seeds')).flatMap((t) => t.customdata)"""
-    wait_until(lambda: sorted(page.evaluate(seed_ids_js)) == sorted(results), 10, 0.1, "seed points")
+    wait_until(lambda: sorted(page.evaluate(seed_ids_js)) == sorted(results), 10, "seed points")
     page.mouse.move(0, 0)
     page.locator(".summary-panel").screenshot(path=str(SCREENSHOTS / "sweep-seeds.png"))
 
@@ -177,7 +178,7 @@ def test_grid_sweep_with_two_seeds_summary_parcoords_and_difference(page: Any, b
     # Group by method and λ only: a knob left out of the grouping is pooled.
     page.uncheck('[data-group-by="constraints.a"]')
     wait_until(lambda: all("a=" not in n for n in (page.evaluate(LINES_JS, "chart-band-robust") or {"a=": 0})),
-               10, 0.1, "groups without a")
+               10, "groups without a")
 
     # A share link keeps the settings: seeds shown, hydra baseline, group-by.
     page.click('[data-action="share"]')
@@ -195,6 +196,6 @@ def test_grid_sweep_with_two_seeds_summary_parcoords_and_difference(page: Any, b
         other.wait_for_selector("#chart-difference .scatterlayer .points path")
         assert other.is_checked("#show-seeds")
         assert not other.is_checked('[data-group-by="constraints.a"]')
-        wait_until(lambda: sorted(other.evaluate(seed_ids_js)) == sorted(results), 20, 0.1, "shared seed points")
+        wait_until(lambda: sorted(other.evaluate(seed_ids_js)) == sorted(results), 20, "shared seed points")
     finally:
         fresh.close()
