@@ -52,8 +52,9 @@ sys.path.insert(0, str(ROOT))
 
 from backend.store import Store  # noqa: E402
 from backend.store.retention import memory_usage  # noqa: E402
+from bench.store_fill import METHODS, bench_spec, populate  # noqa: E402
 from tests.support.services import start_redis, start_uvicorn, stop_process  # noqa: E402
-from tscnc.records import EpochEvent, LogEvent, ProgressEvent, RunStatus, Stage  # noqa: E402
+from tscnc.records import LogEvent, ProgressEvent, RunStatus, Stage  # noqa: E402
 from tscnc.spec import Method, SweepSpec  # noqa: E402
 
 TOKEN = "bench-load-admin-token-0123456789abcdef"
@@ -131,33 +132,16 @@ def fill(store: Store, runs: int, owner: str, deadline: Deadline) -> tuple[float
     a tenth of the new runs are left running, four tenths finish (three succeeded, one failed),
     all with metrics."""
     t0 = time.perf_counter()
-    methods = [Method.lwm, Method.hydra, Method.tsc, Method.cnc, Method.tscnc]
     sweep_ids = []
     while (have := sum(store.status_counts().values())) < runs or not sweep_ids:
         deadline.check("filling the store")
         n = max(50, min(1000, runs - have))
-        seeds = max(1, n // (len(methods) * 50))
-        per = max(1, min(50, n // (len(methods) * seeds)))
-        spec = SweepSpec(name=f"load-{len(sweep_ids)}", methods=methods,
-                         sparsities=[round(0.5 + 0.0098 * i, 4) for i in range(per)],
-                         seeds=list(range(seeds)))
-        sweep, _ = store.create_sweep(spec, owner, owner_name="bench")
+        seeds = max(1, n // (len(METHODS) * 50))
+        per = max(1, min(50, n // (len(METHODS) * seeds)))
+        sweep, _ = store.create_sweep(bench_spec(f"load-{len(sweep_ids)}", per, seeds), owner,
+                                      owner_name="bench")
         sweep_ids.append(sweep.id)
-        for i, rid in enumerate(sweep.run_ids):
-            kind = i % 10
-            if kind >= 5:
-                continue                                    # half stay queued
-            store.claim(rid, "bench-worker", "cpu")
-            store.record_event(rid, EpochEvent(
-                run=rid, stage=Stage.pretrain, epoch=1, epochs=10, loss=1.0,
-                clean_accuracy=0.9 - 0.001 * (i % 100), robust_accuracy=0.5, lr=0.1,
-                sparsity=0.0, condition_numbers={"fc1": 10.0 + i % 7, "fc2": 20.0}))
-            if i % 20 == 0:
-                store.annotate("run", rid, tags=["bench"], notes=f"note {i}")
-            if kind < 3:
-                store.set_status(rid, RunStatus.succeeded)
-            elif kind == 3:
-                store.set_status(rid, RunStatus.failed, category="diverged", message="bench")
+        populate(store, sweep.run_ids, annotate_every=20)
     return time.perf_counter() - t0, sweep_ids
 
 

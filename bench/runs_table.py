@@ -30,9 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backend.store import Store  # noqa: E402
+from bench.store_fill import METHODS, bench_spec, populate  # noqa: E402
 from tests.support.services import start_redis, start_uvicorn, stop_process  # noqa: E402
-from tscnc.records import EpochEvent, RunStatus, Stage  # noqa: E402
-from tscnc.spec import Method, SweepSpec  # noqa: E402
 
 TOKEN = "bench-admin-token-0123456789abcdef"
 CHROMIUM = "/usr/bin/chromium"
@@ -75,30 +74,14 @@ NEXT_JS = """async (n) => {
 def fill(store: Store, runs: int) -> float:
     """Store `runs` runs (sweeps of up to 1,000) with a mix of statuses and metrics."""
     t0 = time.perf_counter()
-    methods = [Method.lwm, Method.hydra, Method.tsc, Method.cnc, Method.tscnc]
     per_sweep = 1000
     n_sweeps = max(1, runs // per_sweep)
-    seeds = per_sweep // (len(methods) * 50)
+    seeds = per_sweep // (len(METHODS) * 50)
     owner, _ = store.create_token("bench", "admin", secret=TOKEN)
     for s in range(n_sweeps):
-        spec = SweepSpec(name=f"bench-{s}", methods=methods,
-                         sparsities=[round(0.5 + 0.0098 * i, 4) for i in range(50)],
-                         seeds=list(range(seeds)))
-        sweep, _ = store.create_sweep(spec, owner.id, owner_name="bench")
-        for i, rid in enumerate(sweep.run_ids):
-            kind = i % 10
-            if kind >= 5:
-                continue  # half stay queued
-            store.claim(rid, "bench-worker", "cpu")
-            store.record_event(rid, EpochEvent(
-                run=rid, stage=Stage.pretrain, epoch=1, epochs=10, loss=1.0,
-                clean_accuracy=0.9 - 0.001 * (i % 100), robust_accuracy=0.5, lr=0.1,
-                sparsity=0.0, condition_numbers={"fc1": 10.0 + i % 7, "fc2": 20.0}))
-            if kind < 3:
-                store.set_status(rid, RunStatus.succeeded)
-            elif kind == 3:
-                store.set_status(rid, RunStatus.failed, category="diverged", message="bench")
-            store.release(rid)
+        sweep, _ = store.create_sweep(bench_spec(f"bench-{s}", 50, seeds), owner.id,
+                                      owner_name="bench")
+        populate(store, sweep.run_ids, release=True)
     return time.perf_counter() - t0
 
 
