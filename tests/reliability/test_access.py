@@ -19,7 +19,6 @@ import pickle
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import redis
 from tests.reliability.helpers import ADMIN, live_api
 from tests.support.apps import BOOTSTRAP_TOKEN
 from tests.support.services import REPO_ROOT, free_port
+from tests.support.wait import wait_until
 
 # The least role each write route needs. Every write operation of the OpenAPI document must be
 # listed (test_every_write_route_is_in_the_table).
@@ -99,7 +99,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         dash = post("/api/v1/dashboards", {"name": "mine", "sweep_ids": [sweep["id"]]},
                     secrets["alice"])
         secrets["share"] = dash["share_token"]
-        time.sleep(0.6)                                  # "expired" has expired
+        wait_until(lambda: httpx.get(base + "/api/v1/me", timeout=10, headers={
+            "Authorization": f"Bearer {secrets['expired']}"}).status_code, 10,
+            'the "expired" token to expire', done=lambda status: status == 401)
         yield World(base, redis_url, secrets,
                     {"sweep_id": sweep["id"], "run_id": sweep["run_ids"][0],
                      "dashboard_id": dash["id"], "token_id": token_ids["bob"],

@@ -11,7 +11,6 @@ worker's report; test_bad_input.py covers the cap with no worker registered.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 from tests.reliability.helpers import ADMIN, live_api
 from tests.support.services import process_output, stop_process
 from tests.support.stack import start_worker
+from tests.support.wait import wait_until
 from tscnc.footprint import estimate
 from tscnc.spec import resolve
 
@@ -46,11 +46,11 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         worker = start_worker(redis_url, tmp / "artifacts", "admit-0",
                               {"TSCNC_QUEUE": "cpu", "TSCNC_HEARTBEAT_INTERVAL": "0.5"})
         try:
-            deadline = time.monotonic() + 90
-            while not httpx.get(f"{base}/api/v1/queue", headers=ADMIN).json()["workers"]:
+            def alive() -> None:
                 assert worker.poll() is None, process_output(worker)
-                assert time.monotonic() < deadline, process_output(worker)
-                time.sleep(0.2)
+            wait_until(lambda: httpx.get(f"{base}/api/v1/queue", headers=ADMIN).json()["workers"],
+                       90, "the worker's heartbeat", interval=0.2, check=alive,
+                       show=lambda ws: f"{ws}\n{process_output(worker)}")
             yield base
         finally:
             stop_process(worker, timeout=15)

@@ -17,6 +17,7 @@ from backend import sse
 from backend.store import Store
 from tests.support.apps import BOOTSTRAP_TOKEN
 from tests.support.services import start_redis, start_uvicorn, stop_process
+from tests.support.wait import wait_until
 from tscnc.records import LogEvent, RunStatus
 from tscnc.spec import Method, SweepSpec
 
@@ -71,7 +72,9 @@ def test_stalled_client_is_dropped_and_resumes_without_loss(tmp_path: Path) -> N
         fast_done = threading.Event()
         t = threading.Thread(target=_fast_reader, args=(base, rid, fast, fast_done), daemon=True)
         t.start()
-        time.sleep(0.5)
+        before = len(store.events(rid, limit=100))   # the run's status events so far
+        wait_until(lambda: len(fast), 30, f"the reading client to read those {before}",
+                   done=lambda n: n >= before)
         for i in range(EVENTS):                    # the slow client reads nothing meanwhile
             msg = f"last {i}" if i == EVENTS - 1 else f"e {i} {PAD}"
             store.record_event(rid, LogEvent(run=rid, message=msg))

@@ -17,6 +17,7 @@ from typing import Any
 from backend import sse
 from backend.store import AsyncStore, Store
 from tests.support.services import start_redis, stop_process
+from tests.support.wait import wait_until_async
 from tscnc.records import LogEvent, RunStatus
 from tscnc.spec import Method, SweepSpec
 
@@ -33,11 +34,10 @@ class _Request:
 LAST = f'"message":"new {EVENTS - 1}"'
 
 
-async def _read(gen: Any, delay: float = 0.0, drops: list | None = None) -> list[str]:
-    """Ids of the entries a client receives up to the last event written (sleeping ``delay``
-    after each chunk, for a slow client). A stream that ends with the drop hint before the
-    last event is appended to ``drops`` and ends the read early."""
-    ids: list[str] = []
+async def _read(gen: Any, ids: list[str], delay: float = 0.0, drops: list | None = None) -> None:
+    """Appends to ``ids`` the ids of the entries a client receives up to the last event written
+    (sleeping ``delay`` after each chunk, for a slow client). A stream that ends with the drop
+    hint before the last event is appended to ``drops`` and ends the read early."""
     async for chunk in gen:
         ids += [line[4:] for line in chunk.split("\n") if line.startswith("id: ")]
         if LAST in chunk:
@@ -45,18 +45,17 @@ async def _read(gen: Any, delay: float = 0.0, drops: list | None = None) -> list
         if chunk == sse.DROPPED and drops is not None:
             drops.append(ids[-1] if ids else None)
         if delay and "id: " in chunk:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay)                # the point: a client slower than the writer
     await gen.aclose()
-    return ids
 
 
-async def _read_resuming(client: Any, after: str, delay: float, drops: list) -> list[str]:
-    """A client that, like the browser, reconnects with its last id when its stream is cut."""
-    ids: list[str] = []
+async def _read_resuming(client: Any, after: str, delay: float, drops: list,
+                         ids: list[str]) -> list[str]:
+    """A client that, like the browser, reconnects with its last id when its stream is cut;
+    the ids it receives are appended to ``ids`` as they come."""
     while True:
         n = len(drops)
-        got = await _read(client(ids[-1] if ids else after), delay, drops)
-        ids += got
+        await _read(client(ids[-1] if ids else after), ids, delay, drops)
         if len(drops) == n:
             return ids
 
@@ -86,28 +85,36 @@ def test_every_client_gets_every_entry_once_in_order(tmp_path: Path, monkeypatch
                 return sse._stream(_Request(), astore, stream, after, keepalive=0.5,
                                    finished=finished, hub=hub)
 
+            written = [0]
+
             async def write() -> None:
                 for i in range(EVENTS):
                     await asyncio.to_thread(store.record_event, rid,
                                             LogEvent(run=rid, message=f"new {i}"))
+                    written[0] += 1
                     if i % 20 == 0:
-                        await asyncio.sleep(0.01)
+                        await asyncio.sleep(0.01)     # the point: events arrive over time
 
             # Every client reconnects from its last id when dropped, as the browser does (with
             # a queue of 2 batches any of them may overflow on a busy machine).
-            clients = [asyncio.create_task(_read_resuming(client, "0-0", 0.0, []))
-                       for _ in range(20)]
-            slow = asyncio.create_task(_read_resuming(client, "0-0", 0.002, drops))
-            late = asyncio.create_task(_read_resuming(client, history[4], 0.0, []))
-            await asyncio.sleep(0.3)
+            received: list[list[str]] = [[] for _ in range(22)]
+            clients = [asyncio.create_task(_read_resuming(client, "0-0", 0.0, [], received[i]))
+                       for i in range(20)]
+            slow = asyncio.create_task(_read_resuming(client, "0-0", 0.002, drops, received[20]))
+            late = asyncio.create_task(_read_resuming(client, history[4], 0.0, [], received[21]))
+            # Each client has read history, so it is subscribed: then count the Redis readers.
+            await wait_until_async(lambda: [len(ids) for ids in received], 30,
+                                   "every client to read the history", done=all)
             readers_while_live = hub.readers
             writer = asyncio.create_task(write())
-            await asyncio.sleep(0.2)                          # a client joining mid-stream
+            await wait_until_async(lambda: written[0], 30, "the writer to be under way",
+                                   done=lambda n: n >= 20)  # a client joining mid-stream
             joined_after = (await asyncio.to_thread(store.events, rid, None, 10_000))[-1].id
-            joined = asyncio.create_task(_read_resuming(client, joined_after, 0.0, []))
+            joined = asyncio.create_task(_read_resuming(client, joined_after, 0.0, [], []))
             await writer
             got = await asyncio.wait_for(asyncio.gather(*clients, slow, late, joined), 60)
-            await asyncio.sleep(0.1)
+            await wait_until_async(lambda: hub.readers, 5, "the Redis reader to stop",
+                                   done=lambda n: n == 0)
             out = {"got": got, "readers_while_live": readers_while_live,
                    "readers_after": hub.readers, "joined_after": joined_after}
             await hub.close()

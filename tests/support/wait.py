@@ -13,6 +13,7 @@ failed check) naming what was awaited and the last value (or exception) seen.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -64,3 +65,19 @@ def _describe(seen: list[Any], show: Callable[[Any], Any]) -> str:
     last = seen[0]
     text = f"{type(last).__name__}: {last}" if isinstance(last, BaseException) else str(show(last))
     return text if len(text) <= SHOW_MAX else text[:SHOW_MAX] + f"... ({len(text)} characters)"
+
+
+async def wait_until_async(predicate: Callable[[], T], timeout: float, what: str, *,
+                           done: Callable[[T], Any] = bool, interval: float = 0.02,
+                           show: Callable[[T], Any] = repr) -> T:
+    """:func:`wait_until` inside an event loop: ``predicate()`` (a plain function, e.g. reading
+    state the loop's tasks update) is tried every ``interval`` seconds without blocking them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if done(value):
+            return value
+        if time.monotonic() >= deadline:
+            raise ConditionTimeout(f"timed out after {timeout} s waiting for {what}; "
+                                   f"last seen: {_describe([value], show)}")
+        await asyncio.sleep(interval)
