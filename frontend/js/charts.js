@@ -4,13 +4,28 @@
 // Metric definitions are the ones of DESIGN §3.5; values that may be infinite (κ) arrive as
 // the string "Infinity" and are shown as ∞, never dropped.
 
-export const METHOD_ORDER = ["dense", "lwm", "hydra", "tsc", "cnc", "tscnc"];
-export const METHOD_COLORS = {
-  dense: "#6b7280", lwm: "#f59e0b", hydra: "#2563eb", tsc: "#16a34a", cnc: "#9333ea", tscnc: "#dc2626",
-};
+// The methods' order and colours are the API's (tscnc/palette.py, which the static report draws
+// with too), read from the OpenAPI document by main.js and set here once with usePalette. Until
+// then (and in tests without an API) methods sort by name and take the plotting defaults.
+export const METHOD_ORDER = [];
+export const METHOD_COLORS = {};
 export const STAGE_ORDER = ["pretrain", "prune", "finetune"];
 const STAGE_COLORS = { pretrain: "#2563eb", prune: "#f59e0b", finetune: "#16a34a" };
-const EXTRA_COLORS = ["#0891b2", "#be185d", "#65a30d", "#7c3aed", "#ea580c", "#0f766e", "#a16207", "#4338ca"];
+/** Colours of groups that are not one method's (by position). */
+export const EXTRA_COLORS = ["#0891b2", "#be185d", "#65a30d", "#7c3aed", "#ea580c", "#0f766e", "#a16207", "#4338ca"];
+
+/** Draw with the methods' palette {order, colors} (specform.methodPalette of the OpenAPI document). */
+export function usePalette({ order = [], colors = {} } = {}) {
+  METHOD_ORDER.splice(0, METHOD_ORDER.length, ...order);
+  for (const m of Object.keys(METHOD_COLORS)) delete METHOD_COLORS[m];
+  Object.assign(METHOD_COLORS, colors);
+}
+
+/** Position of a method in the palette's order; unknown names after every method. */
+export function methodRank(method) {
+  const i = METHOD_ORDER.indexOf(method);
+  return i < 0 ? METHOD_ORDER.length : i;
+}
 /** Robust accuracy choice meaning "the lowest accuracy over all attacks". */
 export const WORST_ATTACK = "worst";
 
@@ -118,11 +133,7 @@ export function kappaAxis(values) {
 }
 
 function sortMethods(names) {
-  const rank = (m) => {
-    const i = METHOD_ORDER.indexOf(m);
-    return i < 0 ? METHOD_ORDER.length : i;
-  };
-  return [...names].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  return [...names].sort((a, b) => methodRank(a) - methodRank(b) || a.localeCompare(b));
 }
 
 /** Colour of a group: the method's colour, else one from a fixed list by position. */

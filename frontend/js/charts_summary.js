@@ -7,14 +7,14 @@
 // difference with its interval and a verdict. This module only draws them.
 
 import {
-  num, fmtAcc, fmtKappa, fmtSparsity, kappaAxis, INF_LABEL, INF_SYMBOL, METHOD_ORDER, METHOD_COLORS, robustValue,
+  num, fmtAcc, fmtKappa, fmtSparsity, kappaAxis, INF_LABEL, INF_SYMBOL, METHOD_COLORS, EXTRA_COLORS, methodRank,
+  robustValue,
 } from "./charts.js";
 
 // A legend under the plot, below the x-axis title (placed in the figure's own coordinates).
 const LEGEND_BELOW = { orientation: "h", x: 0, xanchor: "left", yref: "container", y: 0, yanchor: "bottom" };
 // Fixed colours are mid greys or saturated hues that read on the light and the dark theme; text
 // has no colour of its own, so it takes the theme's font colour (plot.themed).
-const EXTRA_COLORS = ["#0891b2", "#be185d", "#65a30d", "#7c3aed", "#ea580c", "#0f766e", "#a16207", "#4338ca"];
 
 /** Colours of the difference verdicts (the same words as the API's `verdict`). */
 export const VERDICT_COLORS = { better: "#16a34a", worse: "#dc2626", tie: "#6b7280", insufficient: "#d1d5db" };
@@ -87,12 +87,8 @@ export function gridKnobs(rows) {
 function sortLabels(rows) {
   const first = new Map();
   for (const r of rows) if (!first.has(r.label)) first.set(r.label, r);
-  const rank = (m) => {
-    const i = METHOD_ORDER.indexOf(m);
-    return i < 0 ? METHOD_ORDER.length : i;
-  };
   return [...first.values()]
-    .sort((a, b) => rank(a.method) - rank(b.method) || a.label.localeCompare(b.label, undefined, { numeric: true }))
+    .sort((a, b) => methodRank(a.method) - methodRank(b.method) || a.label.localeCompare(b.label, undefined, { numeric: true }))
     .map((r) => r.label);
 }
 

@@ -41,9 +41,43 @@ export function mount(el, ...children) {
   return el;
 }
 
-export const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
 // Final states: of a run, and of a sweep ("finished": its runs ended in different states).
 export const TERMINAL = new Set(["succeeded", "failed", "cancelled", "finished"]);
+
+/**
+ * A function that runs `draw` once in the next animation frame however often it is called
+ * before then (a burst of live events draws once), and never once `closed()` is true (the view
+ * has gone).
+ */
+export function everyFrame(draw, closed) {
+  let pending = false;
+  return () => {
+    if (pending || closed()) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      if (!closed()) draw();
+    });
+  };
+}
+
+/**
+ * A function that runs the async `task` `ms` after it is first called, once however often it is
+ * called meanwhile, and not once `closed()` is true; a failed task is dropped (the next call
+ * tries again). Its cancel() drops a pending run.
+ */
+export function soon(task, ms, closed) {
+  let timer = null;
+  const call = () => {
+    if (timer || closed()) return;
+    timer = setTimeout(async () => {
+      timer = null;
+      try { await task(); } catch { /* the next call tries again */ }
+    }, ms);
+  };
+  call.cancel = () => { clearTimeout(timer); timer = null; };
+  return call;
+}
 
 export function statusBadge(status, title) {
   return h("span", { class: `badge status-${status}`, title: title || null, "data-status": status }, status);

@@ -2,6 +2,61 @@
 // so a filtered view can be bookmarked or shared; the API applies them to all rows.
 
 import { h } from "./dom.js";
+import { choices, queryParam } from "./specform.js";
+
+/**
+ * The filters of the lists, in the bar's order. A list shows those whose query parameter
+ * (`param`, else `name`) its API endpoint takes, by the OpenAPI document; an enumeration
+ * becomes a select of the API's values (`labels` name some of them, in the order wanted, and
+ * the parameter's default is the "all" entry), a number a number field.
+ */
+const FILTERS = [
+  { name: "q", label: "Search", placeholder: "name or notes", size: 18 },
+  { name: "tag", label: "Tag", size: 10 },
+  { name: "status", label: "Status" },
+  { name: "method", label: "Method" },
+  { name: "dataset", label: "Dataset", size: 9 },
+  { name: "model", label: "Model", size: 7 },
+  { name: "mine", param: "owner", label: "Mine", kind: "check" },
+  { name: "from", param: "created_from", label: "From", kind: "date" },
+  { name: "to", param: "created_to", label: "to", kind: "date" },
+  { name: "metric", label: "Metric", all: "—", title: "keep evaluated runs with this metric in [min, max]",
+    labels: { robust_accuracy: "robust", clean_accuracy: "clean", kappa_median: "κ median", sparsity_actual: "sparsity" } },
+  { name: "min", label: "≥" },
+  { name: "max", label: "≤" },
+  { name: "sweep", label: "Sweep", placeholder: "sweep id", size: 12 },
+  { name: "order", label: "Order", labels: { desc: "newest first", asc: "oldest first" },
+    title: "order of all pages by creation time (or click a column header)" },
+];
+
+/** Names of the filters the list at `path` takes (without the OpenAPI document: every name). */
+export function filterNames(openapi, path) {
+  const fields = listFilters(openapi, path);
+  return fields.length ? fields.map((f) => f.name) : FILTERS.map((f) => f.name);
+}
+
+/**
+ * The filter-bar fields of the list at `path` ("/runs", "/sweeps") for filterBar, from the
+ * OpenAPI document (none without it); `mine` only with `mine` true.
+ */
+export function listFilters(openapi, path, { mine = true } = {}) {
+  const out = [];
+  for (const f of FILTERS) {
+    const fs = queryParam(openapi, path, f.param || f.name);
+    if (!fs || (f.name === "mine" && !mine)) continue;
+    const { labels, param, ...field } = f;
+    const values = choices(fs);
+    if (!field.kind && values.length) {
+      const order = Object.keys(labels || {});
+      const rank = (v) => (order.includes(v) ? order.indexOf(v) : order.length);
+      const shown = values.filter((v) => v !== fs.schema.default).sort((a, b) => rank(a) - rank(b));
+      Object.assign(field, { kind: "select", options: shown.map((v) => [v, labels?.[v] || v]) });
+      if (fs.schema.default !== undefined) field.all = labels?.[fs.schema.default] || fs.schema.default;
+    } else if (!field.kind) field.kind = ["number", "integer"].includes(fs.schema.type) ? "number" : "text";
+    out.push(field);
+  }
+  return out;
+}
 
 /** Seconds since the epoch of a yyyy-mm-dd day's start (or end, with `end`), in local time. */
 export function dayToSeconds(day, end = false) {

@@ -4,6 +4,8 @@
 import * as api from "./api.js";
 import { h, mount, notify, errorText } from "./dom.js";
 import { match } from "./router.js";
+import { usePalette } from "./charts.js";
+import { methodPalette } from "./specform.js";
 import * as login from "./views/login.js";
 import * as sweeps from "./views/sweeps.js";
 import * as runs from "./views/runs.js";
@@ -47,6 +49,7 @@ const ctx = {
   readOnly: false, // no write controls (share pages, viewer tokens)
   share: null, // {token, dashboard} on a share page
   me: null,
+  openapi: null, // the API's OpenAPI document: the vocabularies (statuses, methods, filters, sort fields)
   logout,
 };
 
@@ -91,6 +94,12 @@ function drawTopbar() {
     h("button", { class: "btn small", id: "logout", onclick: () => logout("Logged out.") }, "Log out"));
 }
 
+/** Read the API's OpenAPI document once: the views' vocabularies and the methods' palette. */
+async function loadSchema() {
+  ctx.openapi = await api.openapi().catch(() => null);
+  usePalette(methodPalette(ctx.openapi));
+}
+
 function route() {
   const routes = ctx.share ? SHARE_ROUTES : ROUTES;
   const m = match(window.location.hash, Object.keys(routes));
@@ -120,6 +129,7 @@ async function start(token) {
   }
   if (token !== localStorage.getItem(TOKEN_KEY)) localStorage.setItem(TOKEN_KEY, token);
   ctx.readOnly = ctx.me.role === "viewer";
+  await loadSchema();
   window.onhashchange = route;
   route();
 }
@@ -138,6 +148,7 @@ async function startShare(shareToken) {
     return;
   }
   document.title = `${ctx.share.dashboard.name} · TSCNC`;
+  await loadSchema();
   window.onhashchange = route;
   route();
 }

@@ -1,6 +1,8 @@
-// Pure helpers of the experiment form: the field list, bounds and choices read from the API's
-// OpenAPI schema (so the form is validated like the API without copying its numbers), value
-// parsing/checking, and mapping a 422 `loc` back to a form field. No DOM here.
+// Pure helpers reading the API's OpenAPI document, and of the experiment form: the field list,
+// bounds, choices and descriptions read from the schema (so the form is validated and documented
+// like the API without copying its numbers or words), the lists' vocabularies (query parameters'
+// choices, the methods' palette), value parsing/checking, and mapping a 422 `loc` back to a form
+// field. No DOM here.
 
 /**
  * The fields the form shows, by section. path: the SweepSpec path; kind: text | int | float |
@@ -88,7 +90,12 @@ export function fieldSchema(openapi, path) {
     s = s?.properties?.[part];
     if (!s) return null;
   }
-  s = deref(openapi, s);
+  return unwrap(openapi, deref(openapi, s));
+}
+
+/** {schema, nullable} of a schema: `anyOf [X, null]` becomes X, nullable; items resolved. */
+function unwrap(openapi, schema) {
+  let s = schema;
   let nullable = false;
   if (s.anyOf) {
     const rest = s.anyOf.filter((x) => x.type !== "null");
@@ -97,6 +104,43 @@ export function fieldSchema(openapi, path) {
   }
   if (s.items) s = { ...s, items: deref(openapi, s.items) };
   return { schema: s, nullable };
+}
+
+/** A named schema of the document's components ($refs resolved), or null. */
+export function namedSchema(openapi, name) {
+  const s = openapi?.components?.schemas?.[name];
+  return s ? deref(openapi, s) : null;
+}
+
+/** Values of the enumeration schema `name` (e.g. "RunStatus"), in the API's order; [] when absent. */
+export function enumOf(openapi, name) {
+  return namedSchema(openapi, name)?.enum || [];
+}
+
+/**
+ * The schema of query parameter `name` of `GET path` (the API's path without its prefix, e.g.
+ * "/runs"), $refs resolved and `anyOf [X, null]` unwrapped: {schema, nullable}, or null.
+ */
+export function queryParam(openapi, path, name) {
+  const paths = openapi?.paths || {};
+  // The API prefix + "/runs" ends with "/runs"; "…/sweeps/{sweep_id}/runs" does not count.
+  const key = Object.keys(paths).find((k) => k.endsWith(path) && !k.slice(0, -path.length).includes("{"));
+  const param = (paths[key]?.get?.parameters || []).find((p) => p.name === name && p.in === "query");
+  return param ? unwrap(openapi, deref(openapi, param.schema)) : null;
+}
+
+/**
+ * The methods' order and colours: the `x-palette` the API adds to its Method schema (from
+ * tscnc/palette.py, which the static report draws with too): {order, colors}.
+ */
+export function methodPalette(openapi) {
+  const s = namedSchema(openapi, "Method");
+  return { order: s?.["x-palette"]?.order || s?.enum || [], colors: s?.["x-palette"]?.colors || {} };
+}
+
+/** First paragraph of a schema's `description` (the API's documentation of a knob), or "". */
+export function describe(fs) {
+  return (fs?.schema?.description || "").split(/\n\s*\n/)[0].replace(/\s+/g, " ").trim();
 }
 
 /** Choices of an enum or list-of-enum field. */

@@ -82,6 +82,18 @@ export class PagedTable {
   }
 
   /** Back to the first page (filters changed). */
+  /**
+   * Reload the page quietly every `ms` while the tab is shown and some row is `active(row)`
+   * (e.g. not finished yet); returns the function that stops it.
+   */
+  refreshWhile(active, ms) {
+    const timer = setInterval(() => {
+      if (document.hidden || !this.rows.some(active)) return;
+      this.load({ quiet: true }).catch(() => {});
+    }, ms);
+    return () => clearInterval(timer);
+  }
+
   reset() {
     this.cursors = [null];
     this.selected.clear();

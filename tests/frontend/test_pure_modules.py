@@ -1,5 +1,6 @@
-"""Unit tests of the front end's pure modules (charts.js, specform.js, export.js, router.js),
-run in Chromium on a plain static server: data in, figure/value out, no API involved."""
+"""Unit tests of the front end's pure modules (charts.js, specform.js, export.js, router.js, and
+filters.js's field lists), run in Chromium on a plain static server: data in, figure/value out,
+no API involved (the vocabularies are read from the API's own OpenAPI document, built here)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import math
 from typing import Any
 
 import pytest
+
+from tscnc import palette
+from tscnc.spec import Method
 
 INF = "Infinity"
 
@@ -22,6 +26,7 @@ def js(page: Any, static_frontend: str) -> Any:
             const specform = await import('/js/specform.js');
             const exp = await import('/js/export.js');
             const router = await import('/js/router.js');
+            const filters = await import('/js/filters.js');
             {body}
         }}""", arg)
     return run
@@ -293,3 +298,84 @@ def test_event_stream_resumes_with_last_event_id_and_rides_out_503(page: Any,
     assert out["states"] == ["error 0", "open", "error 0", "error 204"]
     assert [h.get("Last-Event-ID") for h in out["sent"]] == [None, None, "6-0"]
     assert all(h["Authorization"] == "Bearer t" for h in out["sent"])
+
+
+# ---- vocabularies from the OpenAPI document (issue 15): no copies in the front end -------------
+
+@pytest.fixture(scope="module")
+def openapi() -> dict[str, Any]:
+    """The API's own OpenAPI document."""
+    from backend.app import create_app
+    return create_app().openapi()
+
+
+def test_the_api_publishes_the_one_palette(openapi: dict[str, Any], js: Any) -> None:
+    assert [m.value for m in Method] == palette.METHOD_ORDER
+    assert set(palette.METHOD_COLORS) == set(palette.METHOD_ORDER)
+    got = js("return specform.methodPalette(arg);", openapi)
+    assert got == {"order": palette.METHOD_ORDER, "colors": palette.METHOD_COLORS}
+
+
+def test_charts_draw_in_the_palettes_order_and_colours(openapi: dict[str, Any], js: Any) -> None:
+    runs = [{"id": m, "key": m, "sweep_id": "s", "method": m, "sparsity": 0.0 if m == "dense" else 0.5,
+             "seed": 0, "status": "succeeded"} for m in ("tscnc", "dense", "hydra")]
+    results = {r["id"]: {"clean_accuracy": 0.9, "robust_accuracy": {"pgd": 0.5}, "sparsity_actual": 0.5,
+                         "condition_number": {"median": 3.0, "max": 4.0, "per_layer": {}}, "flags": []}
+               for r in runs}
+    out = js("""
+        const names = () => charts.sweepFigure(charts.sweepPoints(arg.runs, arg.results), {metric: 'clean'})
+            .data.map((t) => [t.name, t.marker.color]);
+        charts.usePalette(specform.methodPalette(arg.openapi));
+        const api = names();
+        const order = [...charts.METHOD_ORDER].reverse();
+        charts.usePalette({order, colors: {hydra: '#000000'}});
+        const reversed = names();
+        return [api, reversed];
+    """, {"runs": runs, "results": results, "openapi": openapi})
+    api, reversed = out
+    assert api == [[m, palette.METHOD_COLORS[m]] for m in ("dense", "hydra", "tscnc")]
+    assert [n for n, _ in reversed] == ["tscnc", "hydra", "dense"] and reversed[1][1] == "#000000"
+
+
+def test_list_filters_and_sort_fields_are_the_apis(openapi: dict[str, Any], js: Any) -> None:
+    from backend.schemas import RunSort
+    from tscnc.records import RunStatus
+    from tscnc.resources import SweepStatus
+    runs, sweeps, names, sortable, statuses = js("""
+        return [filters.listFilters(arg, '/runs'), filters.listFilters(arg, '/sweeps', {mine: false}),
+                [filters.filterNames(arg, '/sweeps'), filters.filterNames(null, '/sweeps')],
+                specform.choices(specform.queryParam(arg, '/runs', 'sort')), specform.enumOf(arg, 'RunStatus')];
+    """, openapi)
+    by = {f["name"]: f for f in runs}
+    assert list(by) == ["q", "tag", "status", "method", "dataset", "model", "mine", "from", "to",
+                        "metric", "min", "max", "sweep", "order"]
+    assert by["status"]["kind"] == "select" and [v for v, _ in by["status"]["options"]] == [s.value for s in RunStatus]
+    assert [v for v, _ in by["method"]["options"]] == palette.METHOD_ORDER
+    assert by["metric"]["options"] == [["robust_accuracy", "robust"], ["clean_accuracy", "clean"],
+                                       ["kappa_median", "κ median"], ["sparsity_actual", "sparsity"]]
+    assert by["order"]["options"] == [["asc", "oldest first"]] and by["order"]["all"] == "newest first"
+    assert by["min"]["kind"] == by["max"]["kind"] == "number" and by["mine"]["kind"] == "check"
+    assert by["q"]["kind"] == "text" and by["from"]["kind"] == "date"
+    sweep_by = {f["name"]: f for f in sweeps}
+    assert list(sweep_by) == ["q", "tag", "status", "method", "dataset", "model", "from", "to"]
+    assert [v for v, _ in sweep_by["status"]["options"]] == [s.value for s in SweepStatus]
+    assert "finished" in [v for v, _ in sweep_by["status"]["options"]]
+    assert names[0] == ["q", "tag", "status", "method", "dataset", "model", "mine", "from", "to"]
+    assert "order" in names[1]          # without the document: every filter the URL may hold
+    assert sortable == [s.value for s in RunSort]
+    assert statuses == [s.value for s in RunStatus]
+
+
+def test_a_knobs_description_is_its_hint(js: Any) -> None:
+    schema = {"components": {"schemas": {
+        "SweepSpec": {"properties": {"training": {"$ref": "#/components/schemas/TrainingSpec"}}},
+        "TrainingSpec": {"properties": {
+            "lr": {"type": "number", "exclusiveMinimum": 0, "description": "SGD step size.\n\nLonger text."},
+            "batch_size": {"anyOf": [{"type": "integer"}, {"type": "null"}], "description": "examples per step"},
+            "epochs": {"type": "integer"}}},
+    }}}
+    out = js("""
+        const d = (p) => specform.describe(specform.fieldSchema(arg, p));
+        return [d('training.lr'), d('training.batch_size'), d('training.epochs'), d('nope')];
+    """, schema)
+    assert out == ["SGD step size.", "examples per step", "", ""]

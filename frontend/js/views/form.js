@@ -1,11 +1,12 @@
-// New experiment: a form over the sweep spec. Starts from a preset; bounds and choices come
-// from the API's schema; the server's 422 errors appear next to the field they name.
+// New experiment: a form over the sweep spec. Starts from a preset; bounds, choices and each
+// knob's description come from the API's schema; the server's 422 errors appear next to the
+// field they name.
 
 import * as api from "../api.js";
 import { h, mount, notify, errorText } from "../dom.js";
 import { navigate } from "../router.js";
 import {
-  SECTIONS, FIELDS, fieldSchema, choices, boundsText, getPath, setPath, deepMerge, formatValue,
+  SECTIONS, FIELDS, fieldSchema, choices, describe, boundsText, getPath, setPath, deepMerge, formatValue,
   parseField, locateError,
 } from "../specform.js";
 import { gridRunCount, gridError } from "../grid.js";
@@ -24,8 +25,8 @@ export function render(root, ctx) {
   }
   mount(root, h("div", { class: "card" }, "Loading presets…"));
   let alive = true;
-  Promise.all([api.presets(), api.openapi().catch(() => null), api.datasets().catch(() => null)]).then(([presets, openapi, datasets]) => {
-    if (alive) build(root, presets, openapi, ctx.query.preset, datasets);
+  Promise.all([api.presets(), api.datasets().catch(() => null)]).then(([presets, datasets]) => {
+    if (alive) build(root, presets, ctx.openapi, ctx.query.preset, datasets);
   }, (e) => mount(root, h("div", { class: "card error" }, errorText(e))));
   return () => { alive = false; };
 }
@@ -84,7 +85,8 @@ function build(root, presets, openapi, wanted, datasets) {
       get = () => el.value;
       set = (v) => { el.value = formatValue(field, v); };
     }
-    const bits = [field.hint, boundsText(field.kind === "floats" || field.kind === "ints" ? fs?.schema.items : fs?.schema),
+    // What the knob does: the API's description of it (OpenAPI), else the form's own hint.
+    const bits = [describe(fs) || field.hint, boundsText(field.kind === "floats" || field.kind === "ints" ? fs?.schema.items : fs?.schema),
       fs?.nullable && field.blank ? `blank = ${field.blank}` : null].filter(Boolean);
     if (field.path === "dataset.name" && datasets) {
       bits.push(datasets.workers ? `workers can read: ${[...readable.keys()].join(", ") || "none"}` : "no worker online to ask: start one");
@@ -94,7 +96,7 @@ function build(root, presets, openapi, wanted, datasets) {
       && h("details", { class: "how-to-add", id: "dataset-how" }, h("summary", {}, "How to add a dataset"), h("p", {}, datasets.how_to_add));
     const error = h("div", { class: "field-error", role: "alert" });
     const row = h("div", { class: "field", "data-field": field.path },
-      h("label", { for: id }, field.label), el, hint, more, error);
+      h("label", { for: id, title: fs?.schema.description || null }, field.label), el, hint, more, error);
     el.addEventListener("change", () => { check(field); update(); });
     el.addEventListener("input", () => { error.textContent = ""; row.classList.remove("invalid"); });
     inputs[field.path] = { get, set, row, error, hint, field, fs };

@@ -3,7 +3,7 @@
 // is typed. The form multiplies its run count by the grid's size and sends `spec.grid`.
 
 import { h, mount } from "../dom.js";
-import { fieldSchema, boundsText, choices } from "../specform.js";
+import { fieldSchema, boundsText, choices, describe } from "../specform.js";
 import { griddablePaths, knobKind, parseGridValues } from "../grid.js";
 
 /**
@@ -29,7 +29,8 @@ export function gridEditor(openapi, onchange = () => {}) {
     const used = new Set(rows.map((r) => r.path()));
     const first = path || paths.find((p) => !used.has(p)) || paths[0];
     const select = h("select", { class: "grid-path", "data-grid-path": "", "aria-label": "grid knob" },
-      [...paths, ...(paths.includes(first) ? [] : [first])].map((p) => h("option", { value: p, selected: p === first }, p)));
+      [...paths, ...(paths.includes(first) ? [] : [first])].map((p) => h("option", { value: p, selected: p === first,
+        title: describe(schemas[p]) || null }, p)));
     const input = h("input", { type: "text", class: "grid-values", "data-grid-values": "", size: 28, autocomplete: "off",
       "aria-label": "values, comma-separated" });
     const hint = h("small", { class: "hint" });
@@ -42,7 +43,10 @@ export function gridEditor(openapi, onchange = () => {}) {
         h("button", { class: "btn small", type: "button", "data-action": "grid-remove", title: "remove this knob",
           onclick: () => { rows.splice(rows.indexOf(row), 1); row.el.remove(); onchange(); } }, "✕")), hint, error),
     };
-    const refreshHint = () => { hint.textContent = hintOf(select.value); };
+    const refreshHint = () => {
+      hint.textContent = hintOf(select.value);
+      select.title = describe(schemas[select.value]); // what the knob does (the API's description)
+    };
     select.addEventListener("change", () => { refreshHint(); check(row); onchange(); });
     input.addEventListener("input", () => { check(row); onchange(); });
     if (values) input.value = values.map(String).join(", ");

@@ -2,12 +2,14 @@
 // messages wait per queue and how many runs are in each state. Refreshed every few seconds.
 
 import * as api from "../api.js";
-import { h, mount, statusBadge, ago, errorText, STATUSES } from "../dom.js";
+import { h, mount, statusBadge, ago, errorText } from "../dom.js";
+import { enumOf } from "../specform.js";
 import { href } from "../router.js";
 
 const REFRESH_MS = 3000;
 
-export function render(root) {
+export function render(root, ctx) {
+  const statuses = enumOf(ctx.openapi, "RunStatus");
   const updated = h("span", { class: "muted", id: "queue-updated" });
   const body = h("div", { id: "queue-body" }, h("div", { class: "card" }, "Loading…"));
   mount(root, h("div", { class: "toolbar" }, h("h2", {}, "Queue and workers"), h("span", { class: "spacer" }), updated), body);
@@ -29,7 +31,7 @@ export function render(root) {
       h("div", { class: "stat-row" },
         Object.entries(q.queues).map(([name, n]) => h("div", { class: "card stat", "data-queue": name },
           h("div", { class: "stat-value" }, n), h("div", { class: "stat-label" }, `waiting on ${name}`))),
-        STATUSES.map((s) => h("a", { class: "card stat", href: href("/runs", { status: s }), "data-runs": s },
+        statuses.map((s) => h("a", { class: "card stat", href: href("/runs", { status: s }), "data-runs": s },
           h("div", { class: "stat-value" }, q.runs[s] || 0), h("div", { class: "stat-label" }, statusBadge(s))))),
       h("div", { class: "card" }, h("h3", {}, `Workers online: ${q.workers.length}`),
         h("table", { class: "data", id: "workers" },

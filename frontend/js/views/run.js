@@ -2,7 +2,7 @@
 // security curve, sanity flags, the resolved spec, checkpoint download and the run's log.
 
 import * as api from "../api.js";
-import { h, mount, statusBadge, progressBar, dateTime, notify, action, errorText, TERMINAL } from "../dom.js";
+import { h, mount, statusBadge, progressBar, dateTime, notify, action, errorText, everyFrame, soon, TERMINAL } from "../dom.js";
 import { href } from "../router.js";
 import { listen, liveIndicator } from "../live.js";
 import { draw, purge, chartCard } from "../plot.js";
@@ -58,26 +58,20 @@ export function render(root, ctx) {
       h("div", { class: "card" }, h("h3", {}, "Resolved spec"), specBox)));
 
   // ---- drawing ----------------------------------------------------------------------------
-  let pending = false;
-  function redraw() {
-    if (pending || closed) return;
-    pending = true;
-    requestAnimationFrame(() => {
-      pending = false;
-      if (closed) return;
-      const s = series();
-      const noEpoch = "No epoch finished yet";
-      const notEvaluated = run && TERMINAL.has(run.status) && !run.has_result
-        ? `Not evaluated: the run ${run.status} before its evaluation` : "Appears once the run is evaluated";
-      draw(charts.loss.graph, withEmptyNote(trainingFigure(s, "loss"), noEpoch));
-      draw(charts.accuracy.graph, withEmptyNote(trainingFigure(s, "accuracy"), noEpoch));
-      draw(charts.kappa.graph, kappaHeatmapFigure(s));
-      draw(charts.spectra.graph, withEmptyNote(spectraFigure(evaluation?.spectra || []), notEvaluated));
-      draw(charts.security.graph, withEmptyNote(securityFigure(evaluation ? [{ name: run?.key || runId, points: evaluation.security_curve }] : []), notEvaluated));
-      drawInfo();
-      drawEvaluation();
-      drawLog();
-    });
+  const redraw = everyFrame(drawNow, () => closed);
+  function drawNow() {
+    const s = series();
+    const noEpoch = "No epoch finished yet";
+    const notEvaluated = run && TERMINAL.has(run.status) && !run.has_result
+      ? `Not evaluated: the run ${run.status} before its evaluation` : "Appears once the run is evaluated";
+    draw(charts.loss.graph, withEmptyNote(trainingFigure(s, "loss"), noEpoch));
+    draw(charts.accuracy.graph, withEmptyNote(trainingFigure(s, "accuracy"), noEpoch));
+    draw(charts.kappa.graph, kappaHeatmapFigure(s));
+    draw(charts.spectra.graph, withEmptyNote(spectraFigure(evaluation?.spectra || []), notEvaluated));
+    draw(charts.security.graph, withEmptyNote(securityFigure(evaluation ? [{ name: run?.key || runId, points: evaluation.security_curve }] : []), notEvaluated));
+    drawInfo();
+    drawEvaluation();
+    drawLog();
   }
 
   // The target sparsity, and the one reached: the result's, or the monitor's once pruning
@@ -158,21 +152,14 @@ export function render(root, ctx) {
   }
 
   // ---- data ---------------------------------------------------------------------------------
-  let refreshTimer = null;
-  function refreshSoon() {
-    if (refreshTimer || closed) return;
-    refreshTimer = setTimeout(async () => {
-      refreshTimer = null;
-      try {
-        run = await api.getRun(runId);
-        if (run.has_result && !result) {
-          result = await api.runResult(runId);
-          showSpec();
-        }
-        redraw();
-      } catch { /* the next event tries again */ }
-    }, REFRESH_MS);
-  }
+  const refreshSoon = soon(async () => {
+    run = await api.getRun(runId);
+    if (run.has_result && !result) {
+      result = await api.runResult(runId);
+      showSpec();
+    }
+    redraw();
+  }, REFRESH_MS, () => closed);
 
   function showSpec() {
     const spec = result?.spec || sweep?.spec;
@@ -231,7 +218,7 @@ export function render(root, ctx) {
   return () => {
     closed = true;
     stop();
-    clearTimeout(refreshTimer);
+    refreshSoon.cancel();
     for (const c of Object.values(charts)) purge(c.graph);
   };
 }

@@ -3,47 +3,51 @@
 // ctx.embedded (a share page's saved list) the filters are fixed and only the table is shown.
 
 import * as api from "../api.js";
-import { h, mount, statusBadge, progressBar, ago, dateTime, notify, action, TERMINAL, STATUSES } from "../dom.js";
+import { h, mount, statusBadge, progressBar, ago, dateTime, notify, action, TERMINAL } from "../dom.js";
 import { PagedTable } from "../table.js";
 import { tagChips } from "../annotate.js";
-import { filterBar, filterParams } from "../filters.js";
+import { filterBar, filterParams, listFilters, filterNames } from "../filters.js";
+import { choices, queryParam } from "../specform.js";
 import { href, replaceQuery } from "../router.js";
 import { saveListDialog } from "./dashboards.js";
-import { fmtAcc, fmtKappa, fmtSparsity, num, METHOD_ORDER } from "../charts.js";
+import { fmtAcc, fmtKappa, fmtSparsity, num } from "../charts.js";
 
 const REFRESH_MS = 2000;
 
 export function render(root, ctx) {
   // Every filter lives in the URL (bookmark it, or share it); the API filters all runs.
-  const NAMES = ["sweep", "q", "tag", "status", "method", "dataset", "model", "mine", "from", "to", "metric", "min", "max", "order"];
+  const NAMES = filterNames(ctx.openapi, "/runs");
   const filters = Object.fromEntries(NAMES.map((n) => [n, ctx.query[n] || ""]));
   const embedded = Boolean(ctx.embedded);
   if (embedded && ctx.query.owner) filters.owner = ctx.query.owner; // a saved "mine": its creator
 
   const columns = [
-    { key: "key", label: "Run", serverSort: "key", value: (r) => r.key, render: (r) => h("a", { href: href(`/run/${r.id}`), class: "strong" }, r.key) },
+    { key: "key", label: "Run", value: (r) => r.key, render: (r) => h("a", { href: href(`/run/${r.id}`), class: "strong" }, r.key) },
     { key: "sweep", label: "Sweep", value: (r) => r.sweep_name || r.sweep_id,
       render: (r) => h("a", { href: href(`/sweep/${r.sweep_id}`), title: r.sweep_name || r.sweep_id }, r.sweep_name || r.sweep_id.slice(0, 8)) },
-    { key: "status", label: "Status", serverSort: "status", value: (r) => r.status,
+    { key: "status", label: "Status", value: (r) => r.status,
       render: (r) => statusBadge(r.status, r.message || (r.cancel_requested && !TERMINAL.has(r.status) ? "cancel requested" : null)) },
-    { key: "progress", label: "Progress", serverSort: "progress", value: (r) => r.progress, render: (r) => h("div", {},
+    { key: "progress", label: "Progress", value: (r) => r.progress, render: (r) => h("div", {},
       progressBar(r.progress, r.status),
       h("small", { class: "muted" }, r.stage ? `${r.stage}${r.epoch ? ` ${r.epoch}` : ""}` : ""),
       r.monitor && !r.has_result && h("small", { class: "muted monitor", title: "the training monitor's last epoch: progress, not results" },
         ` · monitor ${fmtAcc(r.monitor.clean_accuracy)} / ${fmtAcc(r.monitor.robust_accuracy)}`)) },
-    { key: "method", label: "Method", serverSort: "method", value: (r) => r.method },
+    { key: "method", label: "Method", value: (r) => r.method },
     { key: "dataset", label: "Dataset", value: (r) => r.dataset || null },
     { key: "model", label: "Model", value: (r) => r.model || null },
-    { key: "sparsity", label: "Sparsity", serverSort: "sparsity", class: "num", value: (r) => r.sparsity, render: (r) => fmtSparsity(r.sparsity) },
-    { key: "clean_accuracy", label: "Clean", serverSort: "clean_accuracy", class: "num", value: (r) => r.clean_accuracy, render: (r) => fmtAcc(r.clean_accuracy) },
-    { key: "robust_accuracy", label: "Robust", serverSort: "robust_accuracy", class: "num", value: (r) => r.robust_accuracy, render: (r) => fmtAcc(r.robust_accuracy) },
-    { key: "kappa_median", label: "κ median", serverSort: "kappa_median", class: "num", value: (r) => num(r.kappa_median), render: (r) => fmtKappa(r.kappa_median) },
+    { key: "sparsity", label: "Sparsity", class: "num", value: (r) => r.sparsity, render: (r) => fmtSparsity(r.sparsity) },
+    { key: "clean_accuracy", label: "Clean", class: "num", value: (r) => r.clean_accuracy, render: (r) => fmtAcc(r.clean_accuracy) },
+    { key: "robust_accuracy", label: "Robust", class: "num", value: (r) => r.robust_accuracy, render: (r) => fmtAcc(r.robust_accuracy) },
+    { key: "kappa_median", label: "κ median", class: "num", value: (r) => num(r.kappa_median), render: (r) => fmtKappa(r.kappa_median) },
     { key: "worker", label: "Worker", value: (r) => r.worker, render: (r) => r.worker ? h("span", { title: r.device || "" }, r.worker) : "–" },
     { key: "tags", label: "Tags", value: (r) => (r.tags || []).join(" "), render: (r) => h("span", {}, tagChips(r.tags),
       r.notes && h("span", { class: "has-notes", title: r.notes, "data-notes": "" }, "✎")) },
     { key: "notes", label: "Notes", hidden: true, value: (r) => r.notes || "" },
     { key: "created", label: "Created", value: (r) => r.created, render: (r) => h("span", { title: dateTime(r.created) }, ago(r.created)) },
   ];
+  // The columns the API can order all runs by (its `sort` values) sort on the server.
+  const sortable = choices(queryParam(ctx.openapi, "/runs", "sort"));
+  for (const c of columns) if (sortable.includes(c.key)) c.serverSort = c.key;
   if (!ctx.readOnly && !embedded) {
     columns.push({ key: "actions", label: "", sortable: false, export: false, render: (r) => h("span", { class: "row-actions" },
       !TERMINAL.has(r.status) && r.cancel_requested && h("span", { class: "muted", "data-stopping": "" }, "stopping…"),
@@ -65,24 +69,7 @@ export function render(root, ctx) {
     emptyText: "No runs match these filters.",
   });
 
-  const bar = !embedded && filterBar([
-    { name: "q", label: "Search", placeholder: "name or notes", size: 18 },
-    { name: "tag", label: "Tag", size: 10 },
-    { name: "status", label: "Status", kind: "select", options: STATUSES },
-    { name: "method", label: "Method", kind: "select", options: METHOD_ORDER },
-    { name: "dataset", label: "Dataset", size: 9 },
-    { name: "model", label: "Model", size: 7 },
-    !ctx.share && { name: "mine", label: "Mine", kind: "check" },
-    { name: "from", label: "From", kind: "date" },
-    { name: "to", label: "to", kind: "date" },
-    { name: "metric", label: "Metric", kind: "select", all: "—", title: "keep evaluated runs with this metric in [min, max]",
-      options: [["robust_accuracy", "robust"], ["clean_accuracy", "clean"], ["kappa_median", "κ median"], ["sparsity_actual", "sparsity"]] },
-    { name: "min", label: "≥", kind: "number" },
-    { name: "max", label: "≤", kind: "number" },
-    { name: "sweep", label: "Sweep", placeholder: "sweep id", size: 12 },
-    { name: "order", label: "Order", kind: "select", all: "newest first", options: [["asc", "oldest first"]],
-      title: "order of all pages by creation time (or click a column header)" },
-  ].filter(Boolean), filters, applyFilters);
+  const bar = !embedded && filterBar(listFilters(ctx.openapi, "/runs", { mine: !ctx.share }), filters, applyFilters);
   function applyFilters() {
     replaceQuery("/runs", filters);
     table.reset();
@@ -128,9 +115,5 @@ export function render(root, ctx) {
     table.el);
   table.load();
 
-  const timer = setInterval(() => {
-    if (document.hidden || !table.rows.some((r) => !TERMINAL.has(r.status))) return;
-    table.load({ quiet: true }).catch(() => {});
-  }, REFRESH_MS);
-  return () => clearInterval(timer);
+  return table.refreshWhile((r) => !TERMINAL.has(r.status), REFRESH_MS);
 }

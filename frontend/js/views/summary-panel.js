@@ -7,7 +7,7 @@
 // the owner's share state.
 
 import * as api from "../api.js";
-import { h, mount, notify, action, errorText } from "../dom.js";
+import { h, mount, notify, action, errorText, everyFrame } from "../dom.js";
 import { navigate } from "../router.js";
 import { draw, purge, chartCard } from "../plot.js";
 import { attackNames, fmtSparsity, num, WORST_ATTACK } from "../charts.js";
@@ -114,15 +114,7 @@ export function summaryPanel(opts, state = {}) {
   }
 
   // ---- drawing ------------------------------------------------------------------------------
-  let pending = false;
-  function drawAll() {
-    if (pending || closed) return;
-    pending = true;
-    requestAnimationFrame(() => {
-      pending = false;
-      if (!closed) drawNow();
-    });
-  }
+  const drawAll = everyFrame(drawNow, () => closed);
 
   function drawNow() {
     const rows = data ? summaryRows(data, sweepNames) : [];

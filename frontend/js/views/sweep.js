@@ -5,7 +5,7 @@
 // difference to a baseline, grid charts). Also used, read-only, by the share page.
 
 import * as api from "../api.js";
-import { h, mount, statusBadge, progressBar, notify, action, errorText, syncRows, TERMINAL } from "../dom.js";
+import { h, mount, statusBadge, progressBar, notify, action, errorText, syncRows, everyFrame, soon, TERMINAL } from "../dom.js";
 import { href, navigate } from "../router.js";
 import { listen, liveIndicator, runOf } from "../live.js";
 import { draw, purge, chartCard } from "../plot.js";
@@ -62,26 +62,20 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
   const summary = summaryPanel({ sweepIds: [sweep.id], sweepNames: { [sweep.id]: sweep.name }, points }, state.summary || {});
 
   // ---- drawing ----------------------------------------------------------------------------
-  let pending = false;
-  function redraw() {
-    if (pending || closed) return;
-    pending = true;
-    requestAnimationFrame(() => {
-      pending = false;
-      if (closed) return;
-      const pts = points();
-      const names = attackNames(pts);
-      if (!attackChosen || (attack !== WORST_ATTACK && names.length && !names.includes(attack))) attack = defaultAttack(pts);
-      mount(attackSelect, [...names, WORST_ATTACK].map((n) =>
-        h("option", { value: n, selected: n === attack }, n === WORST_ATTACK ? "worst over attacks" : n)));
-      for (const m of METRICS) {
-        draw(charts[m].graph, withEmptyNote(sweepFigure(pts, { metric: m, attack, selected }),
-          "No run evaluated yet: each point appears when its run is evaluated"));
-      }
-      drawHeader();
-      drawRuns();
-      summary.redraw();
-    });
+  const redraw = everyFrame(drawNow, () => closed);
+  function drawNow() {
+    const pts = points();
+    const names = attackNames(pts);
+    if (!attackChosen || (attack !== WORST_ATTACK && names.length && !names.includes(attack))) attack = defaultAttack(pts);
+    mount(attackSelect, [...names, WORST_ATTACK].map((n) =>
+      h("option", { value: n, selected: n === attack }, n === WORST_ATTACK ? "worst over attacks" : n)));
+    for (const m of METRICS) {
+      draw(charts[m].graph, withEmptyNote(sweepFigure(pts, { metric: m, attack, selected }),
+        "No run evaluated yet: each point appears when its run is evaluated"));
+    }
+    drawHeader();
+    drawRuns();
+    summary.redraw();
   }
 
   function drawHeader() {
@@ -159,21 +153,14 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
   }
 
   // Run rows (progress, stage, status) are refreshed from the API while events arrive.
-  let refreshTimer = null;
-  function refreshSoon() {
-    if (refreshTimer || closed) return;
-    refreshTimer = setTimeout(async () => {
-      refreshTimer = null;
-      try {
-        const fresh = await api.getSweep(sweep.id);
-        latest = fresh;
-        notesBox.update(fresh);
-        for (const r of fresh.runs) runs.set(r.id, r);
-        for (const r of fresh.runs) if (r.has_result && !results.has(r.id)) fetchResult(r.id);
-        redraw();
-      } catch { /* next event retries */ }
-    }, REFRESH_MS);
-  }
+  const refreshSoon = soon(async () => {
+    const fresh = await api.getSweep(sweep.id);
+    latest = fresh;
+    notesBox.update(fresh);
+    for (const r of fresh.runs) runs.set(r.id, r);
+    for (const r of fresh.runs) if (r.has_result && !results.has(r.id)) fetchResult(r.id);
+    redraw();
+  }, REFRESH_MS, () => closed);
 
   // A result is asked for only once the API says the run has one (has_result): no 404s.
   function onStatus(ev) {
@@ -267,7 +254,7 @@ export function sweepPanel(container, sweep, ctx, state = {}) {
     close() {
       closed = true;
       stop();
-      clearTimeout(refreshTimer);
+      refreshSoon.cancel();
       summary.close();
       for (const m of METRICS) purge(charts[m].graph);
     },

@@ -2,12 +2,11 @@
 // keeps the filters.
 
 import * as api from "../api.js";
-import { h, mount, statusBadge, progressBar, ago, dateTime, notify, action, TERMINAL, STATUSES } from "../dom.js";
+import { h, mount, statusBadge, progressBar, ago, dateTime, notify, action, TERMINAL } from "../dom.js";
 import { PagedTable } from "../table.js";
 import { tagChips } from "../annotate.js";
 import { href, replaceQuery } from "../router.js";
-import { filterBar, filterParams } from "../filters.js";
-import { METHOD_ORDER } from "../charts.js";
+import { filterBar, filterParams, listFilters, filterNames } from "../filters.js";
 import { saveListDialog } from "./dashboards.js";
 
 const REFRESH_MS = 3000;
@@ -37,23 +36,13 @@ export function render(root, ctx) {
     { key: "id", label: "Id", value: (s) => s.id, render: (s) => h("code", { class: "id" }, s.id.slice(0, 8)) },
   ];
   // Filters live in the URL (bookmark or share the filtered list); the API applies them.
-  const NAMES = ["q", "tag", "status", "method", "dataset", "model", "mine", "from", "to"];
+  const NAMES = filterNames(ctx.openapi, "/sweeps");
   const filters = Object.fromEntries(NAMES.map((n) => [n, ctx.query[n] || ""]));
   const filtered = () => NAMES.some((n) => filters[n]);
   const table = new PagedTable({ columns, name: "sweeps", selectable: !ctx.readOnly,
     fetchPage: (page) => api.listSweeps({ ...filterParams(filters, ctx.me?.id), ...page }),
     emptyText: filtered() ? "No sweep matches these filters." : "No sweeps yet: start one with New experiment." });
-  const bar = filterBar([
-    { name: "q", label: "Search", placeholder: "name or notes", size: 18 },
-    { name: "tag", label: "Tag", size: 10 },
-    { name: "status", label: "Status", kind: "select", options: [...STATUSES, "finished"] },
-    { name: "method", label: "Method", kind: "select", options: METHOD_ORDER },
-    { name: "dataset", label: "Dataset", size: 9 },
-    { name: "model", label: "Model", size: 7 },
-    !ctx.share && { name: "mine", label: "Mine", kind: "check" },
-    { name: "from", label: "From", kind: "date" },
-    { name: "to", label: "to", kind: "date" },
-  ].filter(Boolean), filters, () => {
+  const bar = filterBar(listFilters(ctx.openapi, "/sweeps", { mine: !ctx.share }), filters, () => {
     replaceQuery("/sweeps", filters);
     table.emptyText = filtered() ? "No sweep matches these filters." : "No sweeps yet: start one with New experiment.";
     table.reset();
@@ -88,9 +77,5 @@ export function render(root, ctx) {
   mount(root, toolbar, shareArea, bar, table.el);
   table.load();
 
-  const timer = setInterval(() => {
-    if (document.hidden || !table.rows.some((s) => !TERMINAL.has(s.status))) return;
-    table.load({ quiet: true }).catch(() => {});
-  }, REFRESH_MS);
-  return () => clearInterval(timer);
+  return table.refreshWhile((s) => !TERMINAL.has(s.status), REFRESH_MS);
 }
