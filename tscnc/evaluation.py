@@ -1,21 +1,8 @@
-"""Robustness evaluation (DESIGN §3.6): torchattacks attacks, security curve, sanity flags.
+"""Robustness evaluation (DESIGN §3.6): accuracies under attack, security curve, the full evaluation.
 
-Threat model: L∞ ball of radius ε around inputs in [0, 1]. Attacks (names as in
-:class:`tscnc.spec.AttackName`), all from torchattacks (its version is recorded as :data:`LIBRARY`):
-
-=============  ==============================================================================
-``fgsm``       ``torchattacks.FGSM``: x' = clamp(x + ε·sign ∇CE, 0, 1).
-``pgd``        ``torchattacks.PGD``: k steps (default 20) of size 2.5ε/k on CE, uniform random
-               start (Madry et al.).
-``cw``         :class:`CWLinf`: ``torchattacks.PGD`` with CE replaced by the Carlini–Wagner
-               margin min(max_{j≠y} z_j − z_y, κ) (the "CW∞" of TRADES/HYDRA evaluations);
-               torchattacks' own ``CW`` is the L2 attack, so the loss is swapped here.
-``autoattack`` ``torchattacks.AutoAttack(norm="Linf", version="standard")``: APGD-CE, APGD-T,
-               FAB-T, Square (5000 queries). torchattacks defaults the iterative parts to 10
-               iterations and targets all C−1 classes; we set the reference budget of Croce &
-               Hein (fra31/auto-attack "standard"): 100 iterations, min(9, C−1) target classes;
-               a smaller ``steps`` scales Square's queries in proportion (50 per step).
-=============  ==============================================================================
+Threat model: L∞ ball of radius ε around inputs in [0, 1]. The attacks (names as in
+:class:`tscnc.spec.AttackName`, all from torchattacks) are built in :mod:`tscnc.attacks`; the
+sanity flags are computed in :mod:`tscnc.sanity`.
 
 Robust accuracy counts an example as robust only if it is classified correctly both clean and
 after the attack (x itself lies in the ball); attacks run only on the clean-correct examples.
@@ -42,218 +29,37 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any, TypeAlias
 
 import torch
-import torch.nn.functional as F
-import torchattacks
 from torch import Tensor, nn
 from torchattacks.attack import Attack
 
 from tscnc import metrics
 from tscnc.adversarial import eval_mode
+from tscnc.attacks import DEFAULT_STEPS, LIBRARY, attack_name, make_attack, name_of
 from tscnc.errors import InvalidInput
 from tscnc.records import AttackResult, Evaluation, Flag
+from tscnc.sanity import sanity_flags
 from tscnc.spec import AttackName, EvaluationSpec, SweepSpec
 
 __all__ = [
-    "LIBRARY",
-    "CWLinf",
     "Data",
-    "attack_step_size",
     "clean_accuracy",
-    "cw_margin",
     "empirical_lipschitz_pgd",
     "evaluate",
-    "make_attack",
     "monitor_accuracy",
     "perturb",
     "robust_accuracy",
-    "sanity_flags",
     "security_curve",
     "security_curve_epsilons",
 ]
 
-LIBRARY = f"torchattacks {torchattacks.__version__}"
-
 Data: TypeAlias = tuple[Tensor, Tensor] | Iterable[Any]
 
-# Steps when the caller gives none: PGD-20 (§3.6), CW-30, AutoAttack's reference 100 iterations.
-DEFAULT_STEPS: dict[AttackName, int] = {
-    AttackName.fgsm: 1,
-    AttackName.pgd: 20,
-    AttackName.cw: 30,
-    AttackName.autoattack: 100,
-}
-# Step size of PGD-k and CW-k: 2.5·ε/k (Madry et al.): the k steps can travel 2.5ε, more than
-# the ball's diameter 2ε, so any point of the ball is reachable from the random start.
-STEP_FACTOR = 2.5
-# CW margin cap κ ("confidence"): large, so the margin is still pushed past misclassification.
-CW_KAPPA = 50.0
-# AutoAttack "standard" targets at most this many classes (fra31/auto-attack).
-AUTOATTACK_TARGETS = 9
-# Square queries per APGD/FAB iteration: 5000 queries at the standard 100 iterations.
-SQUARE_QUERIES_PER_STEP = 50
-# Sanity-check knobs (§3.6): slack for sampling noise, and "large ε" thresholds.
-FLAG_TOLERANCE = 0.01          # accuracy slack before PGD>FGSM or a rising curve is flagged
-CHANCE_MARGIN = 0.1            # flag when accuracy at a large ε exceeds 1/C + this
-LARGE_EPSILON_FACTOR = 4.0     # a curve point is "large" at >= 4x the training epsilon ...
-LARGE_EPSILON_ABSOLUTE = 0.5   # ... or at >= 0.5 (half the input range) whatever epsilon is
 # Largest meaningful L∞ radius for inputs in [0, 1]: at 1 every image of the range is reachable.
 MAX_EPSILON = 1.0
-
-
-def attack_step_size(epsilon: float, steps: int) -> float:
-    """Step of PGD-k / CW-k: 2.5·ε/k."""
-    return STEP_FACTOR * epsilon / steps
-
-
-# ---- attacks -----------------------------------------------------------------------------
-
-class CWLinf(torchattacks.PGD):
-    """CW-L∞: PGD-k maximising the Carlini–Wagner margin instead of CE.
-
-    Loss per example: min(max_{j≠y} z_j(x') − z_y(x'), κ), summed over the batch; steps and
-    random start as ``torchattacks.PGD`` (whose mode handling, device and normalisation it
-    inherits: only the loss differs). Inputs ``(N, ...)`` in [0, 1], labels ``(N,)``.
-
-    Example::
-
-        >>> atk = CWLinf(model, eps=0.1, alpha=2.5 * 0.1 / 30, steps=30)
-        >>> x_adv = atk(x, y)
-    """
-
-    def __init__(self, model: nn.Module, eps: float = 8 / 255, alpha: float = 2 / 255,
-                 steps: int = 30, random_start: bool = True, kappa: float = CW_KAPPA) -> None:
-        super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)
-        self.attack = "CWLinf"
-        self.kappa = kappa
-        self.supported_mode = ["default"]
-
-    def forward(self, images: Tensor, labels: Tensor) -> Tensor:
-        images = images.clone().detach().to(self.device)
-        labels = labels.clone().detach().to(self.device)
-        adv = images.clone()
-        if self.random_start:
-            adv = (adv + torch.empty_like(adv).uniform_(-self.eps, self.eps)).clamp(0, 1)
-        for _ in range(self.steps):
-            adv.requires_grad_(True)
-            cost = cw_margin(self.get_logits(adv), labels).clamp(max=self.kappa).sum()
-            (grad,) = torch.autograd.grad(cost, adv)
-            adv = adv.detach() + self.alpha * grad.sign()
-            delta = torch.clamp(adv - images, min=-self.eps, max=self.eps)
-            adv = torch.clamp(images + delta, min=0, max=1).detach()
-        return adv
-
-
-def cw_margin(logits: Tensor, labels: Tensor) -> Tensor:
-    """max_{j≠y} z_j − z_y per example, shape ``(N,)``; > 0 exactly when misclassified."""
-    correct = logits.gather(1, labels[:, None]).squeeze(1)
-    others = logits.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), -math.inf)
-    return others.amax(dim=1) - correct
-
-
-class _ImageView(nn.Module):
-    """Show a model of non-image inputs ``(N, *shape)`` to AutoAttack as ``(N, 1, h, w)``.
-
-    AutoAttack's APGD and Square index inputs as ``(N, C, H, W)``. The ``training`` flag is the
-    wrapped model's own, so torchattacks' save/restore of ``model.training`` sees the truth.
-    """
-
-    def __init__(self, model: nn.Module, shape: Sequence[int]) -> None:
-        super().__init__()
-        self.inner = model
-        self.shape = tuple(shape)
-        d = math.prod(self.shape)
-        h = max(k for k in range(1, math.isqrt(d) + 1) if d % k == 0)
-        self.image_shape = (1, h, d // h)
-
-    @property  # type: ignore[override]
-    def training(self) -> bool:
-        inner = self.__dict__.get("_modules", {}).get("inner")
-        return bool(inner.training) if inner is not None else True
-
-    @training.setter
-    def training(self, mode: bool) -> None:
-        # nn.Module.__init__ and .train() assign the flag; the wrapped model keeps the truth.
-        pass
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.inner(x.reshape(x.shape[0], *self.shape))
-
-    def to_image(self, x: Tensor) -> Tensor:
-        return x.reshape(x.shape[0], *self.image_shape)
-
-    def from_image(self, x: Tensor) -> Tensor:
-        return x.reshape(x.shape[0], *self.shape)
-
-
-class _AutoAttack(torchattacks.AutoAttack):
-    """``torchattacks.AutoAttack`` that accepts inputs of any shape through :class:`_ImageView`."""
-
-    def __init__(self, model: nn.Module, view: _ImageView | None, **kwargs: Any) -> None:
-        super().__init__(view if view is not None else model, **kwargs)
-        self.view = view
-
-    def forward(self, images: Tensor, labels: Tensor) -> Tensor:
-        if self.view is None:
-            return super().forward(images, labels)
-        return self.view.from_image(super().forward(self.view.to_image(images), labels))
-
-
-def make_attack(name: AttackName | str, model: nn.Module, epsilon: float, *,
-                steps: int | None = None, step_size: float | None = None, seed: int = 0,
-                num_classes: int = 10,
-                input_shape: Sequence[int] | None = None) -> Attack:
-    """Build attack ``name`` on ``model`` at L∞ radius ``epsilon`` (inputs in [0, 1]).
-
-    ``steps`` defaults to :data:`DEFAULT_STEPS` (FGSM ignores it), ``step_size`` to 2.5ε/steps;
-    ``seed`` seeds AutoAttack's internal restarts (the other attacks use the torch RNG, seeded by
-    :func:`robust_accuracy`); ``num_classes`` sets AutoAttack's targets; ``input_shape`` (one
-    example, e.g. ``(64,)``) lets AutoAttack run on non-image inputs.
-
-    The returned object is a torchattacks ``Attack``: ``atk(x, y) -> x_adv`` of ``x``'s shape.
-    It switches the model to eval mode and back (top-level flag); :func:`robust_accuracy` adds
-    the exact per-submodule restore, seeding and parameter freezing.
-    """
-    attack = _attack_name(name)
-    if not 0 < epsilon <= 1:
-        raise InvalidInput(f"epsilon must be in (0, 1] for inputs in [0, 1], got {epsilon}")
-    k = steps if steps is not None else DEFAULT_STEPS[attack]
-    if k < 1:
-        raise InvalidInput(f"steps must be >= 1, got {k}")
-    alpha = step_size if step_size is not None else attack_step_size(epsilon, k)
-    if attack == AttackName.fgsm:
-        return torchattacks.FGSM(model, eps=epsilon)
-    if attack == AttackName.pgd:
-        return torchattacks.PGD(model, eps=epsilon, alpha=alpha, steps=k, random_start=True)
-    if attack == AttackName.cw:
-        return CWLinf(model, eps=epsilon, alpha=alpha, steps=k, random_start=True)
-    view = None
-    if input_shape is not None and len(input_shape) != 3:
-        view = _ImageView(model, input_shape)
-    atk = _AutoAttack(model, view, norm="Linf", eps=epsilon, version="standard",
-                      n_classes=num_classes, seed=seed, verbose=False)
-    # Reference "standard" budget (see module docstring); the sub-attacks read these at run time.
-    for sub in atk._autoattack.attacks:
-        if isinstance(sub, torchattacks.APGD | torchattacks.APGDT | torchattacks.FAB):
-            sub.steps = k
-        if isinstance(sub, torchattacks.APGDT | torchattacks.FAB):
-            sub.n_target_classes = max(1, min(AUTOATTACK_TARGETS, num_classes - 1))
-        if isinstance(sub, torchattacks.Square):
-            # Square's budget is queries: the reference pairs 5000 with 100 iterations, so a
-            # sized-down AutoAttack (fewer steps) shrinks it in the same proportion.
-            sub.n_queries = SQUARE_QUERIES_PER_STEP * k
-    return atk
-
-
-def _attack_name(name: AttackName | str) -> AttackName:
-    try:
-        return AttackName(name)
-    except ValueError:
-        known = ", ".join(a.value for a in AttackName)
-        raise InvalidInput(f"unknown attack {name!r}; known: {known}") from None
 
 
 # ---- context helpers ---------------------------------------------------------------------
@@ -375,11 +181,11 @@ def robust_accuracy(model: nn.Module, data: Data,
     dev = _model_device(model, device)
     if isinstance(attack, Attack):
         atk = attack
-        name = _name_of(atk)
+        name = name_of(atk)
         eps = float(atk.eps)  # type: ignore[attr-defined]
         k = int(getattr(atk, "steps", 1))
     else:
-        name = _attack_name(attack)
+        name = attack_name(attack)
         if epsilon is None:
             raise InvalidInput(f"robust_accuracy({name.value!r}) needs epsilon")
         if num_classes is None and name == AttackName.autoattack:
@@ -423,7 +229,7 @@ def perturb(model: nn.Module, data: Data, attack: AttackName | str = AttackName.
     """
     x, y = _materialize(data, examples)
     dev = _model_device(model, device)
-    name = _attack_name(attack)
+    name = attack_name(attack)
     if num_classes is None and name == AttackName.autoattack:
         num_classes = _infer_num_classes(model, x, dev)
     atk = make_attack(name, model, epsilon, steps=steps, step_size=step_size, seed=seed,
@@ -437,17 +243,6 @@ def perturb(model: nn.Module, data: Data, attack: AttackName | str = AttackName.
             ys.append(by)
     return torch.cat(xs), torch.cat(advs), torch.cat(ys)
 
-
-def _name_of(atk: Attack) -> str:
-    if isinstance(atk, CWLinf):
-        return AttackName.cw.value
-    if isinstance(atk, torchattacks.AutoAttack):
-        return AttackName.autoattack.value
-    if isinstance(atk, torchattacks.PGD):
-        return AttackName.pgd.value
-    if isinstance(atk, torchattacks.FGSM):
-        return AttackName.fgsm.value
-    return str(atk.attack).lower()
 
 
 def security_curve_epsilons(epsilons: Iterable[float]) -> tuple[list[float], list[float]]:
@@ -520,50 +315,6 @@ def monitor_accuracy(model: nn.Module, x: Tensor, y: Tensor, epsilon: float, ste
                              step_size=step_size, seed=seed, batch_size=batch_size, device=dev)
     return clean, robust.accuracy
 
-
-# ---- sanity flags ------------------------------------------------------------------------
-
-def sanity_flags(clean: float, results: Sequence[AttackResult],
-                 curve: Sequence[tuple[float, float]], num_classes: int, *,
-                 epsilon: float | None = None, tolerance: float = FLAG_TOLERANCE,
-                 chance_margin: float = CHANCE_MARGIN) -> list[Flag]:
-    """Signs of gradient masking (DESIGN §3.6), flagged, never hidden.
-
-    - ``pgd_weaker_than_fgsm``: at the same ε, acc_PGD > acc_FGSM + ``tolerance`` (an iterative
-      attack that does worse than its own first step is not following the gradient);
-    - ``not_monotone_in_epsilon``: along the curve sorted by ε (with (0, ``clean``) prepended when
-      absent), some acc(ε_{i+1}) > acc(ε_i) + ``tolerance``;
-    - ``above_chance_at_large_epsilon``: at the curve's largest ε, when that ε is large
-      (≥ 4·``epsilon``, the training radius, or ≥ 0.5), accuracy > 1/``num_classes`` +
-      ``chance_margin``. Not checked when the curve never reaches a large ε.
-
-    Example::
-
-        >>> sanity_flags(0.9, [], [(0.0, 0.9), (0.1, 0.5), (0.2, 0.6)], 10)
-        [<Flag.not_monotone_in_epsilon: 'not_monotone_in_epsilon'>]
-    """
-    flags: list[Flag] = []
-    by_attack: dict[tuple[str, float], float] = {(r.attack, r.epsilon): r.accuracy
-                                                 for r in results}
-    for (name, eps), acc in by_attack.items():
-        if name == AttackName.pgd.value:
-            fgsm = by_attack.get((AttackName.fgsm.value, eps))
-            if fgsm is not None and acc > fgsm + tolerance:
-                flags.append(Flag.pgd_weaker_than_fgsm)
-                break
-    points = sorted(curve)
-    if points and all(e > 0 for e, _ in points):
-        points.insert(0, (0.0, clean))
-    if any(b[1] > a[1] + tolerance for a, b in zip(points, points[1:], strict=False)):
-        flags.append(Flag.not_monotone_in_epsilon)
-    if points:
-        eps_max, acc_max = points[-1]
-        large = LARGE_EPSILON_ABSOLUTE
-        if epsilon is not None:
-            large = min(large, LARGE_EPSILON_FACTOR * epsilon)
-        if eps_max >= large * (1 - 1e-9) and acc_max > 1.0 / num_classes + chance_margin:
-            flags.append(Flag.above_chance_at_large_epsilon)
-    return flags
 
 
 # ---- entry point -------------------------------------------------------------------------

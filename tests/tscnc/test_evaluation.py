@@ -11,10 +11,12 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from tscnc import attacks as A
 from tscnc import evaluation as E
 from tscnc.errors import InvalidInput
 from tscnc.layers import PLinear
 from tscnc.records import AttackResult, Evaluation, Flag
+from tscnc.sanity import sanity_flags
 from tscnc.spec import AttackName, EvaluationSpec, preset
 
 EPS = 0.1          # digits preset
@@ -52,7 +54,7 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 30)
 
 
 @pytest.fixture(scope="module")
-def trained(digits) -> nn.Module:
+def trained_once(digits) -> nn.Module:
     """Naturally trained MLP of prunable layers; batch-norm and dropout make the mode matter."""
     xtr, ytr, xte, yte = digits
     torch.manual_seed(0)
@@ -61,6 +63,12 @@ def trained(digits) -> nn.Module:
     _train(model, xtr, ytr)
     assert E.clean_accuracy(model, (xte, yte)) > 0.9
     return model
+
+
+@pytest.fixture
+def trained(trained_once: nn.Module) -> nn.Module:
+    """The trained model in eval mode, whatever mode an earlier test left it in."""
+    return trained_once.eval()
 
 
 @pytest.fixture
@@ -92,7 +100,6 @@ def test_attack_lowers_accuracy_and_restores_mode(trained, test_set, attack, ini
     # Parameters are unfrozen again and no attack left gradients on them (FAB calls backward).
     assert all(p.requires_grad for p in trained.parameters())
     assert all(p.grad is None for p in trained.parameters())
-    trained.eval()
 
 
 def test_exact_per_submodule_mode_is_restored(trained, test_set):
@@ -106,7 +113,6 @@ def test_exact_per_submodule_mode_is_restored(trained, test_set):
     E.monitor_accuracy(trained, *test_set, epsilon=EPS, steps=3)
     E.security_curve(trained, test_set, [0.0, EPS], examples=50, steps=3)
     assert _modes(trained) == before
-    trained.eval()
 
 
 def test_evaluation_runs_in_eval_mode(test_set):
@@ -128,14 +134,14 @@ def test_attack_result_records_protocol(trained, test_set):
     r = E.robust_accuracy(trained, test_set, "pgd", epsilon=0.05, steps=7, seed=11, examples=150)
     assert isinstance(r, AttackResult)
     assert (r.attack, r.epsilon, r.steps, r.seed, r.examples) == ("pgd", 0.05, 7, 11, 150)
-    assert r.library == f"torchattacks {torchattacks.__version__}" == E.LIBRARY
+    assert r.library == f"torchattacks {torchattacks.__version__}" == A.LIBRARY
     assert E.robust_accuracy(trained, test_set, "fgsm", epsilon=EPS, steps=9).steps == 1
     assert E.robust_accuracy(trained, test_set, "cw", epsilon=EPS).steps == 30
     assert 0.0 <= r.accuracy <= 1.0
 
 
 def test_robust_accuracy_accepts_a_ready_attack(trained, test_set):
-    atk = E.make_attack("pgd", trained, 0.08, steps=5)
+    atk = A.make_attack("pgd", trained, 0.08, steps=5)
     r = E.robust_accuracy(trained, test_set, atk, seed=1)
     by_name = E.robust_accuracy(trained, test_set, "pgd", epsilon=0.08, steps=5, seed=1)
     assert (r.attack, r.epsilon, r.steps) == ("pgd", 0.08, 5)
@@ -143,28 +149,28 @@ def test_robust_accuracy_accepts_a_ready_attack(trained, test_set):
 
 
 def test_make_attack_kinds_and_budgets(trained):
-    assert isinstance(E.make_attack("fgsm", trained, EPS), torchattacks.FGSM)
-    pgd = E.make_attack("pgd", trained, EPS, steps=20)
+    assert isinstance(A.make_attack("fgsm", trained, EPS), torchattacks.FGSM)
+    pgd = A.make_attack("pgd", trained, EPS, steps=20)
     assert isinstance(pgd, torchattacks.PGD) and pgd.random_start
     assert pgd.alpha == pytest.approx(2.5 * EPS / 20)
-    cw = E.make_attack(AttackName.cw, trained, EPS, steps=10)
-    assert isinstance(cw, E.CWLinf) and cw.steps == 10
-    aa = E.make_attack("autoattack", trained, EPS, num_classes=10, seed=3)
+    cw = A.make_attack(AttackName.cw, trained, EPS, steps=10)
+    assert isinstance(cw, A.CWLinf) and cw.steps == 10
+    aa = A.make_attack("autoattack", trained, EPS, num_classes=10, seed=3)
     assert isinstance(aa, torchattacks.AutoAttack) and aa.version == "standard"
     subs = aa._autoattack.attacks
     assert [type(s).__name__ for s in subs] == ["APGD", "APGDT", "FAB", "Square"]
     assert all(s.steps == 100 for s in subs[:3])
     assert subs[1].n_target_classes == subs[2].n_target_classes == 9
     with pytest.raises(InvalidInput, match="unknown attack"):
-        E.make_attack("deepfool", trained, EPS)
+        A.make_attack("deepfool", trained, EPS)
     with pytest.raises(InvalidInput, match="epsilon"):
-        E.make_attack("pgd", trained, 0.0)
+        A.make_attack("pgd", trained, 0.0)
 
 
 def test_cw_margin_closed_form():
     logits = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, -1.0]])
     y = torch.tensor([0, 2])
-    assert E.cw_margin(logits, y).tolist() == [-1.0, 6.0]
+    assert A.cw_margin(logits, y).tolist() == [-1.0, 6.0]
 
 
 def test_perturbations_stay_in_the_ball(trained, test_set):
@@ -237,7 +243,7 @@ def test_monitor_accuracy(trained, test_set):
 
 def _result(attack: str, acc: float, eps: float = EPS) -> AttackResult:
     return AttackResult(attack=attack, epsilon=eps, steps=1, accuracy=acc, examples=100, seed=0,
-                        library=E.LIBRARY)
+                        library=A.LIBRARY)
 
 
 HEALTHY_CURVE = [(0.0, 0.95), (0.05, 0.7), (0.1, 0.45), (0.2, 0.1), (0.4, 0.0)]
@@ -245,41 +251,41 @@ HEALTHY_CURVE = [(0.0, 0.95), (0.05, 0.7), (0.1, 0.45), (0.2, 0.1), (0.4, 0.0)]
 
 def test_sanity_flags_quiet_on_a_healthy_result():
     results = [_result("fgsm", 0.5), _result("pgd", 0.45), _result("cw", 0.46)]
-    assert E.sanity_flags(0.95, results, HEALTHY_CURVE, 10, epsilon=EPS) == []
+    assert sanity_flags(0.95, results, HEALTHY_CURVE, 10, epsilon=EPS) == []
 
 
 def test_flag_pgd_weaker_than_fgsm():
     results = [_result("fgsm", 0.40), _result("pgd", 0.45)]
-    assert E.sanity_flags(0.95, results, HEALTHY_CURVE, 10, epsilon=EPS) == \
+    assert sanity_flags(0.95, results, HEALTHY_CURVE, 10, epsilon=EPS) == \
         [Flag.pgd_weaker_than_fgsm]
     # Within the tolerance, or at different radii, it is not a sign of masking.
-    assert E.sanity_flags(0.95, [_result("fgsm", 0.40), _result("pgd", 0.405)], HEALTHY_CURVE,
+    assert sanity_flags(0.95, [_result("fgsm", 0.40), _result("pgd", 0.405)], HEALTHY_CURVE,
                           10, epsilon=EPS) == []
-    assert E.sanity_flags(0.95, [_result("fgsm", 0.4, 0.1), _result("pgd", 0.6, 0.05)],
+    assert sanity_flags(0.95, [_result("fgsm", 0.4, 0.1), _result("pgd", 0.6, 0.05)],
                           HEALTHY_CURVE, 10, epsilon=EPS) == []
 
 
 def test_flag_not_monotone_in_epsilon():
     curve = [(0.0, 0.95), (0.05, 0.5), (0.1, 0.6), (0.4, 0.0)]
-    assert E.sanity_flags(0.95, [], curve, 10, epsilon=EPS) == [Flag.not_monotone_in_epsilon]
+    assert sanity_flags(0.95, [], curve, 10, epsilon=EPS) == [Flag.not_monotone_in_epsilon]
     # Unsorted input is sorted first; the clean point is prepended when absent.
-    assert E.sanity_flags(0.95, [], list(reversed(HEALTHY_CURVE)), 10, epsilon=EPS) == []
-    assert E.sanity_flags(0.5, [], [(0.05, 0.7), (0.4, 0.0)], 10, epsilon=EPS) == \
+    assert sanity_flags(0.95, [], list(reversed(HEALTHY_CURVE)), 10, epsilon=EPS) == []
+    assert sanity_flags(0.5, [], [(0.05, 0.7), (0.4, 0.0)], 10, epsilon=EPS) == \
         [Flag.not_monotone_in_epsilon]
 
 
 def test_flag_above_chance_at_large_epsilon():
     curve = [(0.0, 0.95), (0.1, 0.6), (0.4, 0.5)]
-    assert E.sanity_flags(0.95, [], curve, 10, epsilon=EPS) == \
+    assert sanity_flags(0.95, [], curve, 10, epsilon=EPS) == \
         [Flag.above_chance_at_large_epsilon]
     # Chance + margin is the threshold: 0.19 < 0.1 + 0.1 is fine for 10 classes.
-    assert E.sanity_flags(0.95, [], [(0.0, 0.95), (0.4, 0.19)], 10, epsilon=EPS) == []
+    assert sanity_flags(0.95, [], [(0.0, 0.95), (0.4, 0.19)], 10, epsilon=EPS) == []
     # 0.4 is not large for a training radius of 0.3 (4x = 1.2), but 0.5 always is.
-    assert E.sanity_flags(0.95, [], curve, 10, epsilon=0.3) == []
-    assert E.sanity_flags(0.95, [], [(0.0, 0.95), (0.5, 0.5)], 10, epsilon=0.3) == \
+    assert sanity_flags(0.95, [], curve, 10, epsilon=0.3) == []
+    assert sanity_flags(0.95, [], [(0.0, 0.95), (0.5, 0.5)], 10, epsilon=0.3) == \
         [Flag.above_chance_at_large_epsilon]
     # A curve that never reaches a large radius cannot be checked.
-    assert E.sanity_flags(0.95, [], [(0.0, 0.95), (0.1, 0.6)], 10, epsilon=EPS) == []
+    assert sanity_flags(0.95, [], [(0.0, 0.95), (0.1, 0.6)], 10, epsilon=EPS) == []
 
 
 def test_flags_on_a_masked_model(test_set):
@@ -430,7 +436,7 @@ def test_evaluate_runs_a_sized_down_autoattack(trained, test_set):
     reaches the attack and is recorded; the result equals robust_accuracy at that budget."""
     spec = EvaluationSpec(attacks=[AttackName.pgd, AttackName.autoattack], pgd_steps=5,
                           autoattack_steps=4, examples=40, security_curve=[0.0])
-    assert EvaluationSpec().autoattack_steps == E.DEFAULT_STEPS[AttackName.autoattack] == 100
+    assert EvaluationSpec().autoattack_steps == A.DEFAULT_STEPS[AttackName.autoattack] == 100
     ev = E.evaluate(trained, test_set, spec, epsilon=EPS, seed=1, structure=False)
     aa = ev.attacks[1]
     assert (aa.attack, aa.steps, aa.examples) == ("autoattack", 4, 40)
