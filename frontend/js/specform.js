@@ -4,61 +4,34 @@
 // choices, the methods' palette), value parsing/checking, and mapping a 422 `loc` back to a form
 // field. No DOM here.
 
+/** A form section: fields {name: [kind, label]} under the SweepSpec path `prefix` ("" for the top). */
+const section = (title, prefix, fields) => ({ title, fields: Object.entries(fields).map(([name, [kind, label]]) =>
+  ({ path: prefix ? `${prefix}.${name}` : name, kind, label })) });
+
 /**
- * The fields the form shows, by section. path: the SweepSpec path; kind: text | int | float |
- * enum | enums (checkboxes) | floats | ints (comma-separated lists). nullable fields take blank
- * as null (the server then applies its default, named in `blank`).
+ * The fields the form shows, by section: {title, fields: [{path, kind, label}]}. path: the
+ * SweepSpec path; kind: text | int | float | enum | enums (checkboxes) | floats | ints
+ * (comma-separated lists). What each field means, its bounds and choices, and what a blank
+ * nullable field stands for are the API's (its schema's description and bounds).
  */
 export const SECTIONS = [
-  { title: "Experiment", fields: [
-    { path: "name", kind: "text", label: "Name" },
-  ] },
-  { title: "Grid", fields: [
-    { path: "methods", kind: "enums", label: "Methods" },
-    { path: "sparsities", kind: "floats", label: "Sparsities", hint: "comma-separated, each in (0, 1); dense runs once at 0" },
-    { path: "seeds", kind: "ints", label: "Seeds", hint: "comma-separated" },
-  ] },
-  { title: "Data and model", fields: [
-    { path: "dataset.name", kind: "enum", label: "Dataset" },
-    { path: "dataset.train_subset", kind: "int", label: "Train subset", blank: "all" },
-    { path: "dataset.test_subset", kind: "int", label: "Test subset", blank: "all" },
-    { path: "model.name", kind: "enum", label: "Model" },
-    { path: "model.width", kind: "int", label: "Width", hint: "mlp: hidden units; cnn: base channels" },
-  ] },
-  { title: "Training", fields: [
-    { path: "training.pretrain_epochs", kind: "int", label: "Pretrain epochs" },
-    { path: "training.prune_epochs", kind: "int", label: "Prune epochs", hint: "hydra score training; lwm prunes in one shot" },
-    { path: "training.finetune_epochs", kind: "int", label: "Finetune epochs" },
-    { path: "training.batch_size", kind: "int", label: "Batch size" },
-    { path: "training.lr", kind: "float", label: "Learning rate" },
-    { path: "training.prune_lr", kind: "float", label: "Score learning rate" },
-    { path: "training.finetune_lr", kind: "float", label: "Finetune learning rate" },
-    { path: "training.monitor_examples", kind: "int", label: "Monitor examples", hint: "held-out examples for per-epoch accuracy" },
-    { path: "training.device", kind: "enum", label: "Device" },
-  ] },
-  { title: "Adversarial training", fields: [
-    { path: "adversarial.objective", kind: "enum", label: "Objective" },
-    { path: "adversarial.epsilon", kind: "float", label: "ε (L∞)", blank: "the dataset's preset" },
-    { path: "adversarial.steps", kind: "int", label: "Attack steps" },
-    { path: "adversarial.beta", kind: "float", label: "TRADES β" },
-  ] },
-  { title: "Constraints", fields: [
-    { path: "constraints.lambda_tsc", kind: "float", label: "λ TSC" },
-    { path: "constraints.a", kind: "float", label: "TSC a", hint: "ρ_a shape: small → ℓ0, large → ℓ1" },
-    { path: "constraints.tsc_variant", kind: "enum", label: "TSC variant" },
-    { path: "constraints.lambda_cnc", kind: "float", label: "λ CNC" },
-    { path: "constraints.cnc_kind", kind: "enum", label: "CNC kind" },
-    { path: "constraints.cnc_layers", kind: "enum", label: "CNC layers" },
-    { path: "constraints.lambda_lcc", kind: "float", label: "λ Lipschitz" },
-  ] },
-  { title: "Evaluation", fields: [
-    { path: "evaluation.attacks", kind: "enums", label: "Attacks" },
-    { path: "evaluation.examples", kind: "int", label: "Examples" },
-    { path: "evaluation.epsilon", kind: "float", label: "ε", blank: "the training ε" },
-    { path: "evaluation.pgd_steps", kind: "int", label: "PGD steps" },
-    { path: "evaluation.cw_steps", kind: "int", label: "CW steps" },
-    { path: "evaluation.security_curve", kind: "floats", label: "Security curve", hint: "multiples of ε, comma-separated" },
-  ] },
+  section("Experiment", "", { name: ["text", "Name"] }),
+  section("Grid", "", { methods: ["enums", "Methods"], sparsities: ["floats", "Sparsities"], seeds: ["ints", "Seeds"] }),
+  section("Data and model", "", {
+    "dataset.name": ["enum", "Dataset"], "dataset.train_subset": ["int", "Train subset"], "dataset.test_subset": ["int", "Test subset"],
+    "model.name": ["enum", "Model"], "model.width": ["int", "Width"] }),
+  section("Training", "training", {
+    pretrain_epochs: ["int", "Pretrain epochs"], prune_epochs: ["int", "Prune epochs"], finetune_epochs: ["int", "Finetune epochs"],
+    batch_size: ["int", "Batch size"], lr: ["float", "Learning rate"], prune_lr: ["float", "Score learning rate"],
+    finetune_lr: ["float", "Finetune learning rate"], monitor_examples: ["int", "Monitor examples"], device: ["enum", "Device"] }),
+  section("Adversarial training", "adversarial", {
+    objective: ["enum", "Objective"], epsilon: ["float", "ε (L∞)"], steps: ["int", "Attack steps"], beta: ["float", "TRADES β"] }),
+  section("Constraints", "constraints", {
+    lambda_tsc: ["float", "λ TSC"], a: ["float", "TSC a"], tsc_variant: ["enum", "TSC variant"], lambda_cnc: ["float", "λ CNC"],
+    cnc_kind: ["enum", "CNC kind"], cnc_layers: ["enum", "CNC layers"], lambda_lcc: ["float", "λ Lipschitz"] }),
+  section("Evaluation", "evaluation", {
+    attacks: ["enums", "Attacks"], examples: ["int", "Examples"], epsilon: ["float", "ε"], pgd_steps: ["int", "PGD steps"],
+    cw_steps: ["int", "CW steps"], security_curve: ["floats", "Security curve"] }),
 ];
 
 export const FIELDS = SECTIONS.flatMap((s) => s.fields);

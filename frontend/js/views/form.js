@@ -85,9 +85,9 @@ function build(root, presets, openapi, wanted, datasets) {
       get = () => el.value;
       set = (v) => { el.value = formatValue(field, v); };
     }
-    // What the knob does: the API's description of it (OpenAPI), else the form's own hint.
-    const bits = [describe(fs) || field.hint, boundsText(field.kind === "floats" || field.kind === "ints" ? fs?.schema.items : fs?.schema),
-      fs?.nullable && field.blank ? `blank = ${field.blank}` : null].filter(Boolean);
+    // What the knob does (the API's description of it, which names what a blank means), its bounds.
+    const list = field.kind === "floats" || field.kind === "ints";
+    const bits = [list && "comma-separated", describe(fs), boundsText(list ? fs?.schema.items : fs?.schema)].filter(Boolean);
     if (field.path === "dataset.name" && datasets) {
       bits.push(datasets.workers ? `workers can read: ${[...readable.keys()].join(", ") || "none"}` : "no worker online to ask: start one");
     }
