@@ -106,7 +106,7 @@ def deployment(workdir: Path, workers: int, threads: int) -> Iterator[Client]:
                 raise RuntimeError(f"a service exited ({dead[0].args}); see "
                                    f"{workdir / 'services.log'}")
             with contextlib.suppress(Exception):
-                if len(client.queue()["workers"]) >= workers:
+                if len(client.queue().workers) >= workers:
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError("workers did not send heartbeats within 180 s")
@@ -124,12 +124,12 @@ def measure(workers: int, threads: int, spec: dict[str, Any], keep: bool) -> dic
         with deployment(workdir, workers, threads) as c:
             t0 = time.perf_counter()
             sweep = c.submit(spec)
-            final = c.wait(sweep["id"], poll=0.2, timeout=3600)
+            final = c.wait(sweep.id, poll=0.2, timeout=3600)
             wall = time.perf_counter() - t0
-            statuses = [r["status"] for r in final["runs"]]
+            statuses = [r.status.value for r in final.runs]
             per_worker: dict[str, int] = {}
-            for r in final["runs"]:
-                per_worker[str(r.get("worker"))] = per_worker.get(str(r.get("worker")), 0) + 1
+            for r in final.runs:
+                per_worker[str(r.worker)] = per_worker.get(str(r.worker), 0) + 1
         if any(s != "succeeded" for s in statuses):
             raise RuntimeError(f"runs did not all succeed: {statuses}")
         return {"workers": workers, "threads": threads, "wall": wall, "runs": len(statuses),

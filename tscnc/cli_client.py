@@ -22,9 +22,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from tscnc.client import DEFAULT_SERVER, ENV_SERVER, ENV_TOKEN
+from tscnc.records import TERMINAL_STATUSES, RunStatus
+from tscnc.resources import SweepStatus
 
 if TYPE_CHECKING:  # pragma: no cover
     from tscnc.client import Client
+    from tscnc.resources import ResultPublic, SweepDetail
 
 ADMIN_TOKEN_FILE = Path(".tscnc") / "admin-token"
 
@@ -82,16 +85,14 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
-def _results_table(results: list[dict[str, Any]], keys: dict[str, str]) -> str:
+def _results_table(results: list[ResultPublic], keys: dict[str, str]) -> str:
     """One line per run: its key (e.g. tscnc-s0.9-seed0), the actual sparsity, clean and
     robust accuracies, median κ."""
-    attacks = sorted({a for r in results for a in (r.get("robust_accuracy") or {})})
+    attacks = sorted({a for r in results for a in r.robust_accuracy})
     head = ["run", "method", "sparsity", "clean", *[f"robust {a}" for a in attacks], "κ median"]
-    rows = [[keys.get(r.get("run_id", ""), r.get("run", "")), r["method"],
-             _fmt(r.get("sparsity_actual")),
-             _fmt(r.get("clean_accuracy")),
-             *[_fmt((r.get("robust_accuracy") or {}).get(a)) for a in attacks],
-             _fmt((r.get("condition_number") or {}).get("median"), 1)] for r in results]
+    rows = [[keys.get(r.run_id, r.run), r.method.value, _fmt(r.sparsity_actual),
+             _fmt(r.clean_accuracy), *[_fmt(r.robust_accuracy.get(a)) for a in attacks],
+             _fmt(r.condition_number.median, 1)] for r in results]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
     return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True))
                      for row in [head, *rows])
@@ -123,9 +124,9 @@ def submit(
             sweep = c.submit(spec, preset=preset_name, idempotency_key=idempotency_key)
         except ClientError as e:
             raise _fail(e) from None
-        sid = sweep["id"]
+        sid = sweep.id
         # Humans read stderr; stdout carries the sweep id (SID=$(tscnc submit ...)).
-        typer.echo(f"sweep {sid} ({sweep['name']}): {len(sweep['runs'])} runs queued\n"
+        typer.echo(f"sweep {sid} ({sweep.name}): {len(sweep.runs)} runs queued\n"
                    f"dashboard: {c.url}/#/sweep/{sid}", err=True)
         if not wait:
             typer.echo(sid)
@@ -140,45 +141,43 @@ def submit(
             raise typer.Exit(1) from None
         except ClientError as e:
             raise _fail(e) from None
-        counts = {k: v for k, v in final["counts"].items() if v}
-        typer.echo(f"sweep {sid} {final['status']}: "
-                   + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        counts = {k: v for k, v in final.counts.items() if v}
+        typer.echo(f"sweep {sid} {final.status.value}: "
+                   + ", ".join(f"{v} {k.value}" for k, v in counts.items()))
         try:
             results = c.results(sid)
         except ClientError as e:
             raise _fail(e) from None
         if results:
-            typer.echo(_results_table(results, {r["id"]: r["key"] for r in final["runs"]}))
+            typer.echo(_results_table(results, {r.id: r.key for r in final.runs}))
             # Seed statistics and paired differences, as the server computes them.
-            from tscnc.spec import Method
             from tscnc.summary import default_baseline, format_summary
 
-            base = default_baseline([Method(m) for m in final["spec"]["methods"]])
+            base = default_baseline(list(final.spec.methods))
             try:
                 stats = c.summary(sid, baseline=base.value if base else None, frame=False)
             except ClientError as e:
                 raise _fail(e) from None
             typer.echo("\n" + format_summary(stats))
-        for r in final["runs"]:
-            if r["status"] == "failed":
-                typer.echo(f"  {r['key']} failed ({r.get('category')}): {r.get('message')}",
-                           err=True)
-        raise typer.Exit(0 if final["status"] == "succeeded" else 1)
+        for r in final.runs:
+            if r.status == RunStatus.failed:
+                category = r.category.value if r.category else None
+                typer.echo(f"  {r.key} failed ({category}): {r.message}", err=True)
+        raise typer.Exit(0 if final.status == SweepStatus.succeeded else 1)
 
 
 def _wait_with_bar(c: Client, sweep_id: str, timeout: float | None,
-                   quiet: bool) -> dict[str, Any]:
+                   quiet: bool) -> SweepDetail:
     from tqdm import tqdm
 
     bar = tqdm(total=100, unit="%", disable=quiet, file=sys.stderr, dynamic_ncols=True,
                bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]{postfix}")
 
-    def show(s: dict[str, Any]) -> None:
-        bar.n = round(100 * s["progress"], 1)
-        done = sum(v for k, v in s["counts"].items() if k in ("succeeded", "failed",
-                                                              "cancelled"))
-        bar.set_postfix_str(f"{done}/{len(s['runs'])} runs done, "
-                            f"{s['counts'].get('running', 0)} running", refresh=False)
+    def show(s: SweepDetail) -> None:
+        bar.n = round(100 * s.progress, 1)
+        done = sum(v for k, v in s.counts.items() if k in TERMINAL_STATUSES)
+        bar.set_postfix_str(f"{done}/{len(s.runs)} runs done, "
+                            f"{s.counts.get(RunStatus.running, 0)} running", refresh=False)
         bar.refresh()
 
     try:
@@ -207,9 +206,9 @@ def token_create(
             t = c.create_token(name, role=role, expires_in=expires_in)
         except ClientError as e:
             raise _fail(e) from None
-    typer.echo(f"created token {t['id']} for {t['name']} ({t['role']}); the secret is shown "
+    typer.echo(f"created token {t.id} for {t.name} ({t.role.value}); the secret is shown "
                "once:", err=True)
-    typer.echo(t["token"])
+    typer.echo(t.token)
 
 
 @token_app.command("list")
@@ -226,10 +225,8 @@ def token_list(server: Server = DEFAULT_SERVER, token: Token = None) -> None:
             raise _fail(e) from None
     rows = [["id", "name", "role", "created", "expires", "state"]]
     for t in items:
-        state = "revoked" if t.get("revoked") else (
-            "expired" if t.get("expires") and t["expires"] < time.time() else "active")
-        rows.append([t["id"], t["name"], t["role"], _date(t["created"]), _date(t.get("expires")),
-                     state])
+        state = "revoked" if t.revoked else "active" if t.valid(time.time()) else "expired"
+        rows.append([t.id, t.name, t.role.value, _date(t.created), _date(t.expires), state])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         typer.echo("  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)).rstrip())

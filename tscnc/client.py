@@ -2,33 +2,25 @@
 
 Torch-free and web-stack-free: it needs only ``httpx`` (and ``pandas`` for
 :meth:`Client.results_frame`; :meth:`Client.summary` returns a DataFrame with pandas, else the
-typed :class:`tscnc.summary.SummaryPublic`). Every other answer is the JSON the API documents
-in ``docs/api.md``, as plain dicts.
+typed :class:`tscnc.summary.SummaryPublic`). Every other answer is the typed model of
+:mod:`tscnc.resources` the API documents in ``docs/api.md`` (``SweepDetail``, ``RunPublic``,
+...), the same definitions the server answers with.
 
 Example::
 
     >>> from tscnc.client import Client
     >>> with Client("http://127.0.0.1:8000", token) as c:           # doctest: +SKIP
     ...     sweep = c.submit(preset="digits-quick", idempotency_key="my-first-sweep")
-    ...     c.wait(sweep["id"], progress=lambda s: print(f"{s['progress']:.0%}"))
-    ...     df = c.results_frame(sweep["id"])                       # one row per run
+    ...     c.wait(sweep.id, progress=lambda s: print(f"{s.progress:.0%}"))
+    ...     df = c.results_frame(sweep.id)                          # one row per run
 
 ``url`` and ``token`` default to the environment variables ``TSCNC_SERVER`` and
 ``TSCNC_TOKEN`` (the same ones ``tscnc submit`` reads).
 
-Errors (one hierarchy, rooted in :class:`tscnc.errors.TSCNCError`)::
-
-    ClientError                     anything the client could not do
-    ├── ServerUnreachable           no connection / timed out (the request may be retried)
-    ├── WaitTimeout                 wait(...) gave up; the sweep keeps running on the server
-    └── APIError                    the server answered an error status (.status, .detail)
-        ├── Unauthorized            401: missing, unknown, revoked or expired token
-        ├── Forbidden               403: the token's role may not do this
-        ├── NotFound                404: no such sweep / run / token
-        ├── Conflict                409: e.g. cancelling a finished run
-        ├── ValidationFailed        422: .errors lists {"loc", "msg", "type"} per bad field
-        └── ServiceUnavailable      503: Redis is down or the run could not be queued
-
+Errors are :class:`tscnc.errors.ClientError` and its subclasses (``ServerUnreachable``,
+``WaitTimeout``, ``APIError`` with one class per error status: ``Unauthorized``, ``Forbidden``,
+``NotFound``, ``Conflict``, ``ValidationFailed``, ``ServiceUnavailable``), defined with the rest
+of the one exception hierarchy in :mod:`tscnc.errors` and importable from here too.
 Each error's message is the server's own (``detail``), prefixed with the request.
 """
 
@@ -40,11 +32,37 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
-from tscnc.errors import TSCNCError
+from tscnc.errors import (
+    APIError,
+    ClientError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServerUnreachable,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationFailed,
+    WaitTimeout,
+)
+from tscnc.records import TERMINAL_STATUSES
+from tscnc.resources import (
+    Health,
+    Me,
+    PresetPublic,
+    QueuePublic,
+    ResultPublic,
+    RunPublic,
+    SweepCancelled,
+    SweepDetail,
+    SweepPublic,
+    TokenCreated,
+    TokenPublic,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -73,71 +91,13 @@ ENV_SERVER = "TSCNC_SERVER"
 ENV_TOKEN = "TSCNC_TOKEN"
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 PAGE_SIZE = 200
+
+M = TypeVar("M", bound=BaseModel)
 
 
 # ---- errors ------------------------------------------------------------------------------------
-
-class ClientError(TSCNCError):
-    """Base of every error raised by :class:`Client`."""
-
-
-class ServerUnreachable(ClientError):
-    """The server could not be reached (connection refused, DNS, timeout)."""
-
-
-class WaitTimeout(ClientError):
-    """:meth:`Client.wait` ran out of time; ``sweep`` is the last state seen."""
-
-    def __init__(self, message: str, sweep: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.sweep = sweep
-
-
-class APIError(ClientError):
-    """The server answered with an error status; ``detail`` is its ``{"detail": ...}``."""
-
-    status: int = 0
-
-    def __init__(self, message: str, status: int, detail: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.detail = detail
-
-
-class Unauthorized(APIError):
-    """401: the token is missing, unknown, revoked or expired."""
-
-
-class Forbidden(APIError):
-    """403: valid token, but its role (or a share link) does not allow this."""
-
-
-class NotFound(APIError):
-    """404: no such sweep, run, token or result (yet)."""
-
-
-class Conflict(APIError):
-    """409: the action does not apply in the current state (e.g. retry a running run)."""
-
-
-class ValidationFailed(APIError):
-    """422: the request is invalid; ``errors`` names each bad field."""
-
-    @property
-    def errors(self) -> list[dict[str, Any]]:
-        return self.detail if isinstance(self.detail, list) else []
-
-
-class ServiceUnavailable(APIError):
-    """503: the data store is unavailable or the work could not be queued; try again later."""
-
-
-_BY_STATUS: dict[int, type[APIError]] = {401: Unauthorized, 403: Forbidden, 404: NotFound,
-                                         409: Conflict, 422: ValidationFailed,
-                                         503: ServiceUnavailable}
-
 
 def format_validation_errors(errors: list[dict[str, Any]]) -> str:
     """One line per bad field: ``spec.sparsities.0: Input should be less than 1``."""
@@ -155,7 +115,7 @@ def _error_for(resp: httpx.Response) -> APIError:
         detail = resp.json().get("detail")
     except (ValueError, AttributeError):
         detail = resp.text[:500] or None
-    cls = _BY_STATUS.get(resp.status_code, APIError)
+    cls = APIError.for_status(resp.status_code)
     if cls is ValidationFailed and isinstance(detail, list):
         text = "invalid request:\n" + format_validation_errors(detail)
     else:
@@ -261,6 +221,15 @@ class Client:
     def _json(self, method: str, path: str, **kw: Any) -> Any:
         return self._request(method, path, **kw).json()
 
+    def _get(self, model: type[M], method: str, path: str, **kw: Any) -> M:
+        """The answer of a request, parsed as ``model``."""
+        return model.model_validate(self._json(method, path, **kw))
+
+    def _all(self, model: type[M], path: str, params: Mapping[str, Any] | None = None
+             ) -> list[M]:
+        """Every item of a paged list, parsed as ``model``."""
+        return [model.model_validate(x) for x in self._pages(path, params)]
+
     def _pages(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[Any]:
         query = {k: v for k, v in (params or {}).items() if v is not None}
         query["limit"] = PAGE_SIZE
@@ -272,26 +241,26 @@ class Client:
             query["cursor"] = page["next"]
 
     # -- service --
-    def health(self) -> dict[str, Any]:
-        """``{"status", "redis", "version"}`` (no token needed; 503 → ServiceUnavailable)."""
-        return self._json("GET", "/health")  # type: ignore[no-any-return]
+    def health(self) -> Health:
+        """Status, Redis and version (no token needed; 503 → ServiceUnavailable)."""
+        return self._get(Health, "GET", "/health")
 
-    def me(self) -> dict[str, Any]:
-        """Who the token is: ``{"kind", "id", "name", "role", ...}``."""
-        return self._json("GET", "/me")  # type: ignore[no-any-return]
+    def me(self) -> Me:
+        """Who the token is (kind, id, name, role, ...)."""
+        return self._get(Me, "GET", "/me")
 
-    def presets(self) -> list[dict[str, Any]]:
+    def presets(self) -> list[PresetPublic]:
         """The server's named presets with their full specs."""
-        return self._json("GET", "/presets")  # type: ignore[no-any-return]
+        return [PresetPublic.model_validate(p) for p in self._json("GET", "/presets")]
 
-    def queue(self) -> dict[str, Any]:
+    def queue(self) -> QueuePublic:
         """Queue depths, workers online and runs per status."""
-        return self._json("GET", "/queue")  # type: ignore[no-any-return]
+        return self._get(QueuePublic, "GET", "/queue")
 
     # -- sweeps --
     def submit(self, spec: SweepSpec | Mapping[str, Any] | None = None, *,
                preset: str | None = None,
-               idempotency_key: str | None = None) -> dict[str, Any]:
+               idempotency_key: str | None = None) -> SweepDetail:
         """Submit a sweep; returns it with its runs (``SweepDetail``).
 
         ``spec`` is a :class:`tscnc.spec.SweepSpec` or a (partial) spec dict, deep-merged by the
@@ -306,28 +275,27 @@ class Client:
         if preset is not None:
             body["preset"] = preset
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._json("POST", "/sweeps", json=body,  # type: ignore[no-any-return]
-                          headers=headers)
+        return self._get(SweepDetail, "POST", "/sweeps", json=body, headers=headers)
 
-    def sweeps(self) -> list[dict[str, Any]]:
+    def sweeps(self) -> list[SweepPublic]:
         """All sweeps, newest first (every page)."""
-        return list(self._pages("/sweeps"))
+        return self._all(SweepPublic, "/sweeps")
 
-    def sweep(self, sweep: str) -> dict[str, Any]:
-        """One sweep with all its runs (``SweepDetail``)."""
-        return self._json("GET", f"/sweeps/{_id(sweep)}")  # type: ignore[no-any-return]
+    def sweep(self, sweep: str | SweepPublic) -> SweepDetail:
+        """One sweep with all its runs."""
+        return self._get(SweepDetail, "GET", f"/sweeps/{_id(sweep)}")
 
-    def cancel_sweep(self, sweep: str) -> dict[str, Any]:
+    def cancel_sweep(self, sweep: str | SweepPublic) -> SweepCancelled:
         """Cancel every unfinished run of the sweep."""
-        return self._json("POST", f"/sweeps/{_id(sweep)}/cancel")  # type: ignore[no-any-return]
+        return self._get(SweepCancelled, "POST", f"/sweeps/{_id(sweep)}/cancel")
 
-    def delete_sweep(self, sweep: str) -> None:
+    def delete_sweep(self, sweep: str | SweepPublic) -> None:
         """Cancel unfinished runs, then delete the sweep, its runs, events and results."""
         self._request("DELETE", f"/sweeps/{_id(sweep)}")
 
-    def wait(self, sweep: str, timeout: float | None = None,
-             progress: Callable[[dict[str, Any]], None] | None = None,
-             poll: float = 1.0) -> dict[str, Any]:
+    def wait(self, sweep: str | SweepPublic, timeout: float | None = None,
+             progress: Callable[[SweepDetail], None] | None = None,
+             poll: float = 1.0) -> SweepDetail:
         """Block until every run of ``sweep`` has finished; returns the final ``SweepDetail``.
 
         ``progress(sweep_detail)`` is called after every poll (its ``progress`` is the mean
@@ -336,7 +304,7 @@ class Client:
         are retried until the deadline.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        last: dict[str, Any] | None = None
+        last: SweepDetail | None = None
         sid = _id(sweep)
         while True:
             try:
@@ -347,31 +315,34 @@ class Client:
             else:
                 if progress is not None:
                     progress(last)
-                if last["runs"] and all(r["status"] in TERMINAL for r in last["runs"]):
+                if last.finished:
                     return last
             if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeout(f"sweep {sid} not finished after {timeout:g} s", last)
             time.sleep(poll if deadline is None else
                        max(0.0, min(poll, deadline - time.monotonic())))
 
-    def results(self, sweep: str) -> list[dict[str, Any]]:
-        """Final results of the sweep's finished runs, one record (dict) per run."""
+    def results(self, sweep: str | SweepPublic) -> list[ResultPublic]:
+        """Final results of the sweep's finished runs, one record per run."""
+        return [ResultPublic.model_validate(r) for r in self._results_json(sweep)]
+
+    def _results_json(self, sweep: str | SweepPublic) -> list[dict[str, Any]]:
         return self._json("GET", f"/sweeps/{_id(sweep)}/results")["items"]  # type: ignore[no-any-return]
 
-    def results_csv(self, sweep: str) -> str:
+    def results_csv(self, sweep: str | SweepPublic) -> str:
         """The results as CSV text (the columns of ``docs/api.md``)."""
         return self._request("GET", f"/sweeps/{_id(sweep)}/results",
                              params={"format": "csv"}).text
 
-    def results_frame(self, sweep: str) -> pandas.DataFrame:
+    def results_frame(self, sweep: str | SweepPublic) -> pandas.DataFrame:
         """The results as a pandas DataFrame, one row per run, nested fields flattened
         (``robust_accuracy.pgd``, ``condition_number.median``, ...). Needs pandas."""
         try:
             import pandas as pd
         except ImportError:
             raise ImportError("Client.results_frame needs pandas: pip install pandas "
-                              "(Client.results returns the same records as dicts)") from None
-        records = self.results(sweep)
+                              "(Client.results returns the same records as models)") from None
+        records = self._results_json(sweep)
         slim = [{k: v for k, v in r.items()
                  if k not in ("spec", "attacks", "sparsity_per_layer", "security_curve")}
                 for r in records]
@@ -420,27 +391,28 @@ class Client:
 
     # -- runs --
     def runs(self, sweep: str | None = None, status: str | None = None,
-             method: str | None = None) -> list[dict[str, Any]]:
+             method: str | None = None) -> list[RunPublic]:
         """Runs matching every given filter (all pages), newest first."""
-        return list(self._pages("/runs", {"sweep": _id(sweep) if sweep else None,
-                                          "status": _value(status), "method": _value(method)}))
+        return self._all(RunPublic, "/runs", {"sweep": _id(sweep) if sweep else None,
+                                              "status": _value(status),
+                                              "method": _value(method)})
 
-    def run(self, run: str) -> dict[str, Any]:
-        return self._json("GET", f"/runs/{_id(run)}")  # type: ignore[no-any-return]
+    def run(self, run: str | RunPublic) -> RunPublic:
+        return self._get(RunPublic, "GET", f"/runs/{_id(run)}")
 
-    def result(self, run: str) -> dict[str, Any]:
+    def result(self, run: str | RunPublic) -> ResultPublic:
         """One run's final result (NotFound until it is evaluated)."""
-        return self._json("GET", f"/runs/{_id(run)}/result")  # type: ignore[no-any-return]
+        return self._get(ResultPublic, "GET", f"/runs/{_id(run)}/result")
 
-    def cancel(self, run: str) -> dict[str, Any]:
+    def cancel(self, run: str | RunPublic) -> RunPublic:
         """Cancel a run: a queued one at once, a running one at its next batch."""
-        return self._json("POST", f"/runs/{_id(run)}/cancel")  # type: ignore[no-any-return]
+        return self._get(RunPublic, "POST", f"/runs/{_id(run)}/cancel")
 
-    def retry(self, run: str, fresh: bool = False) -> dict[str, Any]:
+    def retry(self, run: str | RunPublic, fresh: bool = False) -> RunPublic:
         """Queue a failed or cancelled run again (it resumes from its checkpoints; with
         ``fresh``, checkpoints another tscnc build wrote are discarded and trained again)."""
         body = {"json": {"fresh": True}} if fresh else {}
-        return self._json("POST", f"/runs/{_id(run)}/retry", **body)  # type: ignore[no-any-return]
+        return self._get(RunPublic, "POST", f"/runs/{_id(run)}/retry", **body)
 
     def events(self, run: str, after: str | None = None) -> list[ServerEvent]:
         """The run's past events (every page), oldest first, without waiting for new ones."""
@@ -534,14 +506,14 @@ class Client:
 
     # -- tokens (admin) --
     def create_token(self, name: str, role: str = "member",
-                     expires_in: float | None = None) -> dict[str, Any]:
+                     expires_in: float | None = None) -> TokenCreated:
         """Create a token; the answer's ``token`` is the secret, shown only this once."""
-        return self._json("POST", "/tokens", json={  # type: ignore[no-any-return]
+        return self._get(TokenCreated, "POST", "/tokens", json={
             "name": name, "role": _value(role), "expires_in": expires_in})
 
-    def tokens(self) -> list[dict[str, Any]]:
+    def tokens(self) -> list[TokenPublic]:
         """Every token (never the secrets)."""
-        return list(self._pages("/tokens"))
+        return self._all(TokenPublic, "/tokens")
 
     def revoke_token(self, token_id: str) -> None:
         """Revoke a token: it answers 401 from now on."""
@@ -549,9 +521,11 @@ class Client:
 
 
 def _id(value: Any) -> str:
-    """Accept an id or a dict with an ``id`` (what the other methods return)."""
+    """Accept an id, or a record with an ``id`` (what the other methods return; a dict too)."""
     if isinstance(value, Mapping):
         value = value["id"]
+    elif isinstance(value, BaseModel):
+        value = getattr(value, "id", value)
     text = str(value)
     if not text or "/" in text or text in (".", ".."):
         raise ValueError(f"not an id: {value!r}")

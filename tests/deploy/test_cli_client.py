@@ -63,7 +63,7 @@ def test_submit_without_wait_prints_the_id_on_stdout(stack: Stack, small_sweep: 
     assert again.stdout.strip() == sid
     with Client(stack.base, stack.token) as c:
         sweep = c.sweep(sid)
-        assert sweep["preset"] == "digits-quick" and sweep["spec"]["model"]["width"] == 128
+        assert sweep.preset == "digits-quick" and sweep.spec.model.width == 128
         c.delete_sweep(sid)
 
 
@@ -106,7 +106,7 @@ def test_token_create_list_revoke(stack: Stack) -> None:
     assert "shown once" in r.stderr and len(secret) >= 20
     token_id = r.stderr.split("created token ")[1].split()[0]
     with Client(stack.base, secret) as c:
-        assert c.me()["role"] == "viewer"
+        assert c.me().role == "viewer"
     listed = tscnc("token", "list", env=env)
     line = next(x for x in listed.stdout.splitlines() if x.startswith(token_id))
     assert "ci-bot" in line and "viewer" in line and line.endswith("active")

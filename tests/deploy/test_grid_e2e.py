@@ -55,19 +55,19 @@ def test_grid_sweep_with_two_seeds_end_to_end(stack: Stack, small_sweep: Any, tm
     assert row.split()[-1] in {"better", "worse", "tie"}
 
     with Client(stack.base, stack.token) as c:
-        sid = next(s["id"] for s in c.sweeps() if s["name"] == "grid-e2e")
+        sid = next(s.id for s in c.sweeps() if s.name == "grid-e2e")
         sweep = c.sweep(sid)
-        runs = {x["id"]: x for x in sweep["runs"]}
-        assert {x["status"] for x in runs.values()} == {"succeeded"}
-        assert sorted(x["key"] for x in runs.values()) == sorted(
+        runs = {x.id: x for x in sweep.runs}
+        assert {x.status.value for x in runs.values()} == {"succeeded"}
+        assert sorted(x.key for x in runs.values()) == sorted(
             f"{m}-s0.5-finetune_lr={lr}-seed{s}" for m in ("hydra", "tscnc")
             for lr in ("0.005", "0.02") for s in (0, 1))
-        results = {x["run_id"]: x for x in c.results(sid)}
+        results = {x.run_id: x.model_dump(mode="json") for x in c.results(sid)}
         assert len(results) == 8
         for rid, res in results.items():
-            assert res["params"] == runs[rid]["params"]
+            assert res["params"] == runs[rid].params
             assert res["spec"]["training"]["finetune_lr"] == \
-                runs[rid]["params"]["training.finetune_lr"]
+                runs[rid].params["training.finetune_lr"]
         # finetune_lr does not change pretraining: one pretrain per method family and seed.
         pre = sorted(p.name for p in (stack.artifacts / sid / "pretrain").iterdir())
         assert pre == ["at+tsc+cnc-seed0", "at+tsc+cnc-seed1", "at-seed0", "at-seed1"]

@@ -43,7 +43,7 @@ def _retry(stack: Stack, sweep_id: str, run_id: str, body: dict | None) -> list[
         r = stack.api("POST", f"/runs/{run_id}/retry")
         assert r.status_code == 200, r.text
     else:      # through the Python client, as a user would
-        assert Client(stack.base, stack.token).retry(run_id, **body)["status"] == "queued"
+        assert Client(stack.base, stack.token).retry(run_id, **body).status == "queued"
     run = stack.wait_runs(sweep_id, lambda rs: rs[0]["status"] in TERMINAL)[0]
     assert run["status"] == "succeeded", run
     return _events_since(stack, run_id, before)
