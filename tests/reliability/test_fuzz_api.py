@@ -78,11 +78,10 @@ def store_infinite_kappa(store: Store, run_id: str) -> None:
     store.set_status(run_id, RunStatus.succeeded)
 
 
-FOUND: dict[str, str] = {}  # the ids of the sweep and of the run holding κ = ∞
-
-
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """The server's base URL, and what the tests can find there: the ids of the sweep and of
+    the run holding κ = ∞ (``sweep_id``, ``run_id``) and the server's ``redis_url``."""
     with live_api(tmp_path_factory.mktemp("fuzz")) as (base, redis_url):
         # Something to find: a sweep (with runs) for the generated ids to hit or miss.
         r = httpx.post(f"{base}/api/v1/sweeps", headers=AUTH, timeout=10,
@@ -90,9 +89,18 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert r.status_code == 201, r.text
         store = Store.from_url(redis_url)
         store_infinite_kappa(store, r.json()["run_ids"][1])
-        FOUND.update(sweep_id=r.json()["id"], run_id=r.json()["run_ids"][1],
-                     redis_url=redis_url)
-        yield base
+        yield base, {"sweep_id": r.json()["id"], "run_id": r.json()["run_ids"][1],
+                     "redis_url": redis_url}
+
+
+@pytest.fixture(scope="module")
+def api(served: tuple[str, dict[str, str]]) -> str:
+    return served[0]
+
+
+@pytest.fixture(scope="module")
+def found(served: tuple[str, dict[str, str]]) -> dict[str, str]:
+    return served[1]
 
 
 def _openapi() -> dict[str, Any]:
@@ -144,10 +152,11 @@ READS_OF_INFINITE_KAPPA = [
 
 @pytest.mark.parametrize(("path", "query"), READS_OF_INFINITE_KAPPA,
                          ids=[p for p, _ in READS_OF_INFINITE_KAPPA])
-def test_infinite_kappa_is_what_the_schema_declares(api: str, path: str, query: dict) -> None:
+def test_infinite_kappa_is_what_the_schema_declares(api: str, found: dict[str, str], path: str,
+                                                    query: dict) -> None:
     operation = schema[path]["GET"]
-    params = {k: v for k, v in FOUND.items() if "{" + k + "}" in path}
-    query = {k: v.format(**FOUND) for k, v in query.items()}
+    params = {k: v for k, v in found.items() if "{" + k + "}" in path}
+    query = {k: v.format(**found) for k, v in query.items()}
     case = operation.Case(path_parameters=params, query=query,
                           headers={**AUTH, "Accept": "application/json"})
     response = case.call_and_validate(base_url=api, checks=CHECKS, timeout=10)
@@ -168,7 +177,7 @@ def test_options_and_undocumented_methods_name_exactly_the_documented_ones(api: 
             assert set(r.headers["allow"].split(", ")) == documented, (method, path)
 
 
-def test_stateful_sequences_keep_to_the_schema(api: str) -> None:
+def test_stateful_sequences_keep_to_the_schema(api: str, found: dict[str, str]) -> None:
     """Stateful: schemathesis chains operations along the links it infers from the schema
     (create a sweep, read it, its runs, results and events, cancel, retry, delete; tokens and
     dashboards likewise) and runs every check on each step (positive-data acceptance excepted
@@ -180,7 +189,7 @@ def test_stateful_sequences_keep_to_the_schema(api: str) -> None:
     # Every scenario starts from the same server state: Hypothesis decides which rules are
     # enabled from what earlier steps found, so a state left by another scenario made the same
     # choices draw differently ("Inconsistent data generation", a flaky strategy).
-    r = redis.Redis.from_url(FOUND["redis_url"])
+    r = redis.Redis.from_url(found["redis_url"])
     baseline = {k: r.dump(k) for k in r.scan_iter(count=1000)}
 
     def restore() -> None:

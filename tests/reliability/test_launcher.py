@@ -30,6 +30,7 @@ import pytest
 import redis
 
 from backend.launcher import free_port
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "launcher-test-token-0123456789abcdef"
@@ -79,6 +80,11 @@ def command(pid: int) -> str:
         return "?"
 
 
+def commands(pids: set[int]) -> str:
+    """The command lines of ``pids``, joined by " | "."""
+    return " | ".join(command(p) for p in pids)
+
+
 def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -86,13 +92,11 @@ def _ignore_sigint() -> None:
 class Launcher:
     """One ``tscnc up`` in ``workdir`` on a free port, its output in ``workdir/up-N.log``."""
 
-    count = 0
-
     def __init__(self, workdir: Path, port: int | None = None,
                  sigint_ignored: bool = False) -> None:
-        Launcher.count += 1
         self.port = port or free_port()
-        self.log = workdir / f"up-{Launcher.count}.log"
+        # N counts the launchers of this directory (no count shared between tests).
+        self.log = workdir / f"up-{len(list(workdir.glob('up-*.log'))) + 1}.log"
         env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
         env.update(TSCNC_BOOTSTRAP_TOKEN=TOKEN, PYTHONPATH=str(ROOT),
                    PYTHONUNBUFFERED="1")
@@ -121,41 +125,38 @@ class Launcher:
             "adversarial": {"steps": 1}}})
         assert r.status_code == 201, r.text
         run_id = r.json()["run_ids"][0]
-        deadline = time.monotonic() + timeout
-        while not ((run := self.api("GET", f"/runs/{run_id}").json())["status"] == "running"
-                   and (run.get("epoch") or 0) >= 1):
-            assert time.monotonic() < deadline, (run, self.output())
-            time.sleep(0.2)
+        wait_until(lambda: self.api("GET", f"/runs/{run_id}").json(), timeout,
+                   f"run {run_id} to train an epoch",
+                   done=lambda run: run["status"] == "running" and (run.get("epoch") or 0) >= 1,
+                   interval=0.2, show=lambda run: f"{run}\n{self.output()}")
         return run_id
 
     def wait_up(self, timeout: float = 120) -> set[int]:
         """Wait for the banner and a healthy API; return the children it started."""
         deadline = time.monotonic() + timeout
-        while "TSCNC is up" not in self.output():
+
+        def running() -> None:
             assert self.proc.poll() is None, f"tscnc up exited early:\n{self.output()}"
-            assert time.monotonic() < deadline, f"tscnc up not up:\n{self.output()}"
-            time.sleep(0.2)
+        wait_until(self.output, timeout, "the 'TSCNC is up' banner",
+                   done=lambda out: "TSCNC is up" in out, interval=0.2, check=running, show=str)
         r = httpx.get(f"http://127.0.0.1:{self.port}/api/v1/me",
                       headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
         assert r.status_code == 200, r.text
         # The pool child of the Celery worker appears shortly after the worker is ready.
-        while True:
-            kids = descendants(self.proc.pid)
-            names = " | ".join(command(p) for p in kids)
-            if names.count("celery") >= 2 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        kids = wait_until(lambda: descendants(self.proc.pid),
+                          max(1.0, deadline - time.monotonic()), "the Celery pool process",
+                          done=lambda ks: commands(ks).count("celery") >= 2, interval=0.2,
+                          show=commands)
+        names = commands(kids)
         assert "redis-server" in names and names.count("celery") >= 2 and "backend" in names, \
             names
         return kids
 
 
 def assert_all_end(kids: set[int], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while alive(kids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = alive(kids)
-    assert not left, "still running: " + "; ".join(f"{p}: {command(p)}" for p in left)
+    wait_until(lambda: alive(kids), timeout, "every process to end", done=lambda left: not left,
+               show=lambda left: "still running: " + "; ".join(f"{p}: {command(p)}"
+                                                               for p in left))
 
 
 def redis_port(kids: set[int]) -> int:
