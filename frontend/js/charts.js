@@ -9,8 +9,9 @@
 // then (and in tests without an API) methods sort by name and take the plotting defaults.
 export const METHOD_ORDER = [];
 export const METHOD_COLORS = {};
-export const STAGE_ORDER = ["pretrain", "prune", "finetune"];
+/** Colours of the training stages (the API's Stage values that train), in their order. */
 const STAGE_COLORS = { pretrain: "#2563eb", prune: "#f59e0b", finetune: "#16a34a" };
+export const STAGE_ORDER = Object.keys(STAGE_COLORS);
 /** Colours of groups that are not one method's (by position). */
 export const EXTRA_COLORS = ["#0891b2", "#be185d", "#65a30d", "#7c3aed", "#ea580c", "#0f766e", "#a16207", "#4338ca"];
 

@@ -16,9 +16,9 @@ const LEGEND_BELOW = { orientation: "h", x: 0, xanchor: "left", yref: "container
 // Fixed colours are mid greys or saturated hues that read on the light and the dark theme; text
 // has no colour of its own, so it takes the theme's font colour (plot.themed).
 
-/** Colours of the difference verdicts (the same words as the API's `verdict`). */
+/** Colours of the difference verdicts: one per value of the API's Verdict (a test keeps them the same). */
 export const VERDICT_COLORS = { better: "#16a34a", worse: "#dc2626", tie: "#6b7280", insufficient: "#d1d5db" };
-export const VERDICTS = ["better", "worse", "tie", "insufficient"];
+export const VERDICTS = Object.keys(VERDICT_COLORS);
 
 // ---- the summary, normalised -----------------------------------------------------------------
 

@@ -366,6 +366,19 @@ def test_list_filters_and_sort_fields_are_the_apis(openapi: dict[str, Any], js: 
     assert statuses == [s.value for s in RunStatus]
 
 
+def test_the_charts_colours_name_the_apis_verdicts_and_stages(openapi: dict[str, Any], page: Any,
+                                                               static_frontend: str) -> None:
+    page.goto(static_frontend + "/js/")
+    verdicts, stages, api_verdicts, api_stages = page.evaluate("""async (arg) => {
+        const charts = await import('/js/charts.js');
+        const cs = await import('/js/charts_summary.js');
+        const specform = await import('/js/specform.js');
+        return [cs.VERDICTS, charts.STAGE_ORDER, specform.enumOf(arg, 'Verdict'), specform.enumOf(arg, 'Stage')];
+    }""", openapi)
+    assert verdicts == api_verdicts
+    assert stages == [s for s in api_stages if s != "evaluate"]      # the stages that train
+
+
 def test_a_knobs_description_is_its_hint(js: Any) -> None:
     schema = {"components": {"schemas": {
         "SweepSpec": {"properties": {"training": {"$ref": "#/components/schemas/TrainingSpec"}}},
