@@ -144,31 +144,14 @@ def spreadsheet_safe(text: str) -> str:
     return text
 
 
-def results_csv(results: Iterable[tuple[str, RunResult]]) -> str:
-    """Flat table, one row per run: run, method, sparsity, sparsity_actual, seed, one column
-    per grid path (the run's value), clean_accuracy, robust_<attack>..., kappa_median,
-    kappa_max, lipschitz_upper, flags
-    (flags joined with ';'; infinite κ written as inf). Text cells go through
-    :func:`spreadsheet_safe`; numbers are written as numbers."""
-    rows = list(results)
-    attacks = sorted({a for _, r in rows for a in r.robust_accuracy},
-                     key=lambda a: (_ATTACK_ORDER.index(a) if a in _ATTACK_ORDER else 99, a))
-    params: list[str] = []        # grid paths, one column each
-    for _, r in rows:
-        params.extend(p for p in r.params if p not in params)
-    header = ["run", "method", "sparsity", "sparsity_actual", "seed", *params, "clean_accuracy",
-              *[f"robust_{a}" for a in attacks], "kappa_median", "kappa_max", "lipschitz_upper",
-              "flags"]
+def write_csv(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
+    """The one CSV writer of the API (results and summaries alike): RFC 4180 with CRLF lines
+    (a bare CR in a cell is quoted), every cell through :func:`_cell` (empty for null, ``inf``
+    for ∞, numbers as numbers, text through :func:`spreadsheet_safe`)."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")  # RFC 4180 (and a bare CR in a cell is quoted)
-    w.writerow([spreadsheet_safe(c) for c in header])
-    for run_id, r in rows:
-        w.writerow([spreadsheet_safe(run_id), spreadsheet_safe(r.method.value), _num(r.sparsity),
-                    _num(r.sparsity_actual), r.seed,
-                    *[_cell(r.params.get(p)) for p in params], _num(r.clean_accuracy),
-                    *[_num(r.robust_accuracy.get(a)) for a in attacks],
-                    _num(r.condition_number.median), _num(r.condition_number.max),
-                    _num(r.lipschitz_upper), spreadsheet_safe(";".join(f.value for f in r.flags))])
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow([_cell(c) for c in header])
+    w.writerows([_cell(c) for c in row] for row in rows)
     return buf.getvalue()
 
 
@@ -185,13 +168,29 @@ def _cell(v: Any) -> str | int:
     return spreadsheet_safe(str(v))
 
 
+def results_csv(results: Iterable[tuple[str, RunResult]]) -> str:
+    """Flat table, one row per run: run, method, sparsity, sparsity_actual, seed, one column
+    per grid path (the run's value), clean_accuracy, robust_<attack>..., kappa_median,
+    kappa_max, lipschitz_upper, flags (flags joined with ';'), written by :func:`write_csv`."""
+    rows = list(results)
+    attacks = sorted({a for _, r in rows for a in r.robust_accuracy},
+                     key=lambda a: (_ATTACK_ORDER.index(a) if a in _ATTACK_ORDER else 99, a))
+    params: list[str] = []        # grid paths, one column each
+    for _, r in rows:
+        params.extend(p for p in r.params if p not in params)
+    header = ["run", "method", "sparsity", "sparsity_actual", "seed", *params, "clean_accuracy",
+              *[f"robust_{a}" for a in attacks], "kappa_median", "kappa_max", "lipschitz_upper",
+              "flags"]
+    return write_csv(header, ([
+        run_id, r.method.value, r.sparsity, r.sparsity_actual, r.seed,
+        *[r.params.get(p) for p in params], r.clean_accuracy,
+        *[r.robust_accuracy.get(a) for a in attacks], r.condition_number.median,
+        r.condition_number.max, r.lipschitz_upper, ";".join(f.value for f in r.flags),
+    ] for run_id, r in rows))
+
+
 def summary_csv(summary: SummaryPublic) -> str:
-    """The summary, one row per group (:meth:`tscnc.summary.SummaryPublic.columns`): empty
-    cells for null, ``inf`` for ∞, text through :func:`spreadsheet_safe`; CRLF lines."""
+    """The summary, one row per group (:meth:`tscnc.summary.SummaryPublic.columns`), written by
+    :func:`write_csv`."""
     cols = summary.columns()
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow([spreadsheet_safe(c) for c in cols])
-    for row in summary.rows():
-        w.writerow([_cell(row[c]) for c in cols])
-    return buf.getvalue()
+    return write_csv(cols, ([row[c] for c in cols] for row in summary.rows()))
