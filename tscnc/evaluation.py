@@ -1,4 +1,4 @@
-"""Robustness evaluation (DESIGN §3.6): accuracies under attack, security curve, the full evaluation.
+"""Robustness evaluation (DESIGN §3.6): accuracies under attack, security curve, full evaluation.
 
 Threat model: L∞ ball of radius ε around inputs in [0, 1]. The attacks (names as in
 :class:`tscnc.spec.AttackName`, all from torchattacks) are built in :mod:`tscnc.attacks`; the

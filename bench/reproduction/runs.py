@@ -148,7 +148,7 @@ def validation_split_sizes(n_train: int) -> tuple[int, int]:
 def validation_data(spec: SweepSpec) -> pipeline.Data:
     """Validation split of the tuning: the *first* 20 % of a fixed permutation (seed
     ``VALIDATION_PERMUTATION_SEED``) of the digits training split; training uses the rest."""
-    train, _ = tdata.load_datasets(spec.dataset)
+    train, _ = tdata.load_data(spec.dataset)
     n = len(train)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(VALIDATION_PERMUTATION_SEED))
     n_val, _ = validation_split_sizes(n)

@@ -290,7 +290,7 @@ def tuning_section(out: Path, chosen: ConstraintSpec, previous: str = "") -> str
     stage1 = ranked_joint(out, stage=1)
     pick = (stage2 or stage1 or [None])[0]
     n_val, n_fit = validation_split_sizes(
-        len(tdata.load_datasets(DatasetSpec(name=DatasetName.digits))[0]))
+        len(tdata.load_data(DatasetSpec(name=DatasetName.digits))[0]))
     res.append(
         "Protocol. Each configuration (λ_cnc, λ_tsc, a) trains `tscnc` on a sub-sweep — sparsities "
         f"{TUNE_SPARSITIES}, the model's reproduction setup — next to `hydra`, on seeds disjoint "

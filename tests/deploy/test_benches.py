@@ -152,7 +152,7 @@ def test_reproduce_validation_split_is_the_first_fifth_of_the_permutation() -> N
     from tscnc import data as tdata
     r = _reproduce()
     spec = r.make_spec("mlp", ["hydra"], [0.9], [100])
-    train, _ = tdata.load_datasets(spec.dataset)
+    train, _ = tdata.load_data(spec.dataset)
     val = r.validation_data(spec)
     n = len(train)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(

@@ -362,16 +362,16 @@ def test_malicious_pickle_never_runs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_safe_unpickler_reads_numpy_arrays_of_every_protocol(tmp_path: Path, protocol: int) -> None:
-    from tscnc.data import _safe_unpickle
+    from tscnc.data.readers import safe_unpickle
 
     entry = {"data": np.arange(12, dtype=np.uint8).reshape(2, 6), "labels": [3, 4],
              "batch_label": b"testing batch 1 of 1", "filenames": ["a.png", "b.png"]}
-    back = _safe_unpickle(pickle.dumps(entry, protocol=protocol))
+    back = safe_unpickle(pickle.dumps(entry, protocol=protocol))
     assert np.array_equal(back["data"], entry["data"]) and back["data"].dtype == np.uint8
     assert back["labels"] == [3, 4] and back["filenames"] == ["a.png", "b.png"]
     # Any other global is refused before it is imported.
     with pytest.raises(pickle.UnpicklingError, match="os.system"):
-        _safe_unpickle(b"cos\nsystem\n(S'true'\ntR.")
+        safe_unpickle(b"cos\nsystem\n(S'true'\ntR.")
 
 
 def test_symlink_out_of_a_root_is_not_followed(tmp_path: Path) -> None:

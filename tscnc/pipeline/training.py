@@ -67,7 +67,7 @@ class Data:
 
     @classmethod
     def load(cls, spec: SweepSpec) -> Data:
-        train, test = data.load_datasets(spec.dataset)
+        train, test = data.load_data(spec.dataset)
         x, y = data.to_tensors(test, limit=spec.evaluation.examples)
         # The monitor slice is the head of the evaluation set: cheap, fixed and held out.
         m = min(spec.training.monitor_examples, len(y))
@@ -75,12 +75,8 @@ class Data:
 
 
 def _loader(ds: Dataset[Any], spec: SweepSpec, seed: int) -> DataLoader[Any]:
-    g = torch.Generator().manual_seed(seed)
-    bs = spec.training.batch_size
-    # A last batch of one example breaks BatchNorm in training mode: drop only that one.
-    return DataLoader(ds, batch_size=bs, shuffle=True, generator=g,
-                      num_workers=spec.training.num_workers,
-                      drop_last=len(ds) % bs == 1)  # type: ignore[arg-type]
+    return data.train_loader(ds, spec.training.batch_size, seed,
+                             num_workers=spec.training.num_workers)
 
 
 def _epoch_seed(seed: int, stage: Stage, epoch: int) -> int:
