@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 
+from tscnc.queues import Queue
 from tscnc.records import RunStatus
 from tscnc.spec import Method
 
@@ -46,7 +47,7 @@ from tscnc.spec import Method
 # priority step (kombu's default steps 0, 3, 6, 9, separator "\x06\x16").
 CELERY_PRIORITY_STEPS = (3, 6, 9)
 _CELERY_PRIORITY_SEP = "\x06\x16"
-CELERY_QUEUES = ("gpu", "cpu")
+CELERY_QUEUES = tuple(q.value for q in Queue)
 
 
 class Keys:
