@@ -113,6 +113,7 @@ def test_redis_restart_loses_nothing_and_every_sweep_finishes(tmp_path: Path):
                 body = r.json()
                 assert "Redis" in body.get("detail", "") or body.get("redis") == "down", body
                 assert r.headers.get("retry-after") or url.endswith("/health"), r.headers
+            # The point: the outage lasts OUTAGE_S whatever the checks above took.
             time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
             _, s.redis_proc = start_redis(s.redis_dir, appendonly=True, port=port)
 

@@ -27,6 +27,7 @@ import pytest
 from tests.reliability.helpers import Probe, kill_group, worker_index
 from tests.support.services import process_output
 from tests.support.stack import Stack, service_stack, start_worker, tiny_sweep
+from tests.support.wait import wait_until
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -53,6 +54,8 @@ def _not_retried(stack: Stack, runs: list[dict[str, Any]]) -> None:
     """Failed runs stay failed: no attempt counted, nothing after ``failed``, even after the
     workers' heartbeat TTL has passed (a lost-run sweep has had its chance)."""
     probe = Probe(stack)
+    # The point of the check: let the heartbeat TTL (4 s) pass, after which a lost-run sweep
+    # would have re-queued a run it took for lost; there is no event to wait for instead.
     time.sleep(4.5)
     for r in runs:
         now = probe.run(r["id"])
@@ -62,13 +65,10 @@ def _not_retried(stack: Stack, runs: list[dict[str, Any]]) -> None:
 
 def _pool_child(worker: Any) -> int:
     """The pid of a prefork worker's only pool process."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
-        if children:
-            return int(children[0])
-        time.sleep(0.1)
-    raise AssertionError("no pool process")
+    children = wait_until(
+        lambda: Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split(), 10,
+        f"the pool process of worker {worker.pid}")
+    return int(children[0])
 
 
 def _vm_size(pid: int) -> int:
@@ -173,7 +173,7 @@ def test_worker_lost_is_retried_a_bounded_number_of_times(tmp_path: Path):
         assert "2 attempts" in final["message"]
         statuses = probe.statuses(probe.events(rid))
         assert statuses == ["queued", "running", "queued", "running", "failed"], statuses
-        time.sleep(4)
+        time.sleep(4)  # past the heartbeat TTL (3 s): the lost-run sweep leaves a failed run alone
         assert probe.run(rid)["status"] == "failed"
         for w in s.workers:
             assert w.poll() is None, process_output(w)[-2000:]

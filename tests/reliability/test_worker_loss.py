@@ -25,6 +25,7 @@ from backend.store import Store
 from tests.reliability.helpers import Probe, kill_group, worker_index
 from tests.support.services import process_output, stop_process
 from tests.support.stack import Stack, service_stack, start_worker, tiny_sweep
+from tests.support.wait import wait_until
 
 # Long enough a pretrain to be caught in the middle (tens of ms per epoch), short overall.
 PRETRAIN, PRUNE, FINETUNE = 40, 2, 3
@@ -108,16 +109,13 @@ def test_sigkill_mid_stage_resumes_on_the_other_worker_from_the_checkpoint(stack
     # survivor takes it, finds the run finished and drops it (no second run, no new events).
     store = Store.from_url(stack.redis_url)
     n_events = len(events)
-    deadline = time.monotonic() + 40
-    while store.unacked_messages() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert store.unacked_messages() == 0, "the lost message never came back"
+    wait_until(store.unacked_messages, 40, "the lost message to come back (none unacknowledged)",
+               done=lambda n: n == 0, interval=0.5)
     survivor = stack.workers[0]
-    deadline = time.monotonic() + 10
-    while process_output(survivor).count("tscnc.pretrain[") < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    log = process_output(survivor)
-    assert log.count("tscnc.pretrain[") >= 2, log[-3000:]      # received and done (ignored)
+    # Received and done (ignored): the survivor's second pretrain task.
+    wait_until(lambda: process_output(survivor), 10, "the survivor to take the lost message",
+               done=lambda log: log.count("tscnc.pretrain[") >= 2, interval=0.2,
+               show=lambda log: log[-3000:])
     assert probe.run(run_id)["status"] == "succeeded"
     assert len(probe.events(run_id)) == n_events
     store.close()

@@ -5,9 +5,13 @@ directory and process, and is stopped by the caller (or the context managers).
 
 Example::
 
-    with redis_server(tmp_path) as url:
-        with uvicorn_server("backend.app:create_app", {"REDIS_URL": url}, factory=True) as base:
-            httpx.get(base + "/api/v1/health")
+    url, redis_proc = start_redis(tmp_path)
+    base, api_proc = start_uvicorn("backend.app:create_app", {"REDIS_URL": url}, factory=True)
+    try:
+        httpx.get(base + "/api/v1/health")
+    finally:
+        stop_process(api_proc)
+        stop_process(redis_proc)
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -136,27 +140,8 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int | None:
 
 
 def remove_log(proc: subprocess.Popen) -> None:
+    """Delete the output file of a service started here (once nobody reads it)."""
     path = getattr(proc, "log_path", None)
     if path:
         with contextlib.suppress(OSError):
             os.unlink(path)
-
-
-@contextlib.contextmanager
-def redis_server(tmpdir: str | os.PathLike[str], appendonly: bool = False) -> Iterator[str]:
-    url, proc = start_redis(tmpdir, appendonly)
-    try:
-        yield url
-    finally:
-        stop_process(proc)
-        remove_log(proc)
-
-
-@contextlib.contextmanager
-def uvicorn_server(app: str, env: Mapping[str, str] | None = None, **kw) -> Iterator[str]:
-    base, proc = start_uvicorn(app, env, **kw)
-    try:
-        yield base
-    finally:
-        stop_process(proc)
-        remove_log(proc)
