@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from backend.store import Keys, Store, hash_secret
+from tests.support.wait import wait_until
 from tscnc.records import (
     ConditionSummary,
     EpochEvent,
@@ -175,8 +176,7 @@ def test_heartbeats_expire(store: Store) -> None:
     store.heartbeat("w-short", "cpu", None, ttl=1, queue="cpu")
     store.heartbeat("w-long", "cuda:0 H100", "r1", ttl=30, queue="gpu")
     assert [w.name for w in store.workers()] == ["w-long", "w-short"]
-    time.sleep(1.2)
-    [w] = store.workers()
+    [w] = wait_until(store.workers, 2, "the 1 s heartbeat to expire", done=lambda ws: len(ws) == 1)
     assert (w.name, w.device, w.run, w.queue) == ("w-long", "cuda:0 H100", "r1", "gpu")
 
 
