@@ -24,7 +24,8 @@ def redis_kwargs(timeout: float, retries: int) -> dict[str, Any]:
 
 
 class StoreBase:
-    """Synchronous data layer (redis-py). Thread-safe: one connection pool per instance."""
+    """What every part of :class:`backend.store.Store` shares: the Redis client (one
+    connection pool per instance, thread-safe), the key names, the registered Lua scripts."""
 
     def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
         # decode_responses=True: every reply is str (redis-py's stubs say bytes | str).
@@ -56,7 +57,6 @@ class StoreBase:
 
     def ping(self) -> bool:
         return bool(self.r.ping())
-
 
     def _page(self, keys: list[str], limit: int, cursor: str | None, desc: bool) -> IdPage:
         """Keyset pagination over the intersection of index zsets (scores are unique seqs)."""

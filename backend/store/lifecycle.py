@@ -1,5 +1,6 @@
-"""A run's lifecycle: status changes, claims by workers, take-overs and retries
-(:class:`LifecycleMixin`). Each change is one Lua script (:mod:`backend.store.scripts`)."""
+"""Run writes (:class:`LifecycleMixin`): status changes, claims by workers, take-overs and
+retries, events with the run fields they imply, results, notes and tags, cancel requests. Each
+change is one Lua script (:mod:`backend.store.scripts`), so it is atomic with the indexes."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tscnc.records import EpochEvent, Event, FailureCategory, RunResult, RunStat
 
 
 class LifecycleMixin(RunsMixin):
-    """The status part of :class:`backend.store.Store`."""
+    """The run-writing part of :class:`backend.store.Store`."""
 
     def _transition_call(self, run_id: str, status: RunStatus, allowed: Iterable[RunStatus] | None,
                          event: StatusEvent, fields: Mapping[str, Any], flags: str = "",

@@ -1,4 +1,5 @@
-"""Runs: reads, the runs list, events, results and small updates (:class:`RunsMixin`)."""
+"""Run reads: one run or many, the runs list (answered from :mod:`backend.store.index`), a
+run's events and results (:class:`RunsMixin`); the writes are in :mod:`backend.store.lifecycle`."""
 
 from __future__ import annotations
 
@@ -6,11 +7,7 @@ from collections.abc import Sequence
 
 from backend.store import index, retention
 from backend.store.base import StoreBase
-from backend.store.codec import (
-    MAX_STREAM_ID,
-    StreamEntry,
-    entries,
-)
+from backend.store.codec import MAX_STREAM_ID, StreamEntry, entries
 from backend.store.records import RUN_SORT_FIELDS, RunRecord, decode_run
 from tscnc.records import RunResult, RunStatus
 from tscnc.spec import Method
@@ -18,8 +15,6 @@ from tscnc.spec import Method
 
 class RunsMixin(StoreBase):
     """The runs part of :class:`backend.store.Store`: reads."""
-
-
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self.r.pipeline(transaction=False) as p:
