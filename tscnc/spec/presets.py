@@ -10,15 +10,21 @@ from tscnc.spec.knobs import AdversarialSpec, DatasetSpec, EvaluationSpec, Model
 from tscnc.spec.sweep import SweepSpec
 
 
+def _cpu_training(pretrain: int, prune: int, finetune: int) -> TrainingSpec:
+    """The CPU presets' schedule: batches of 64, SGD at 0.05 / 0.1 (HYDRA scores) / 0.01, a
+    200-example monitor; only the epochs differ."""
+    return TrainingSpec(pretrain_epochs=pretrain, prune_epochs=prune, finetune_epochs=finetune,
+                        batch_size=64, lr=0.05, prune_lr=0.1, finetune_lr=0.01,
+                        monitor_examples=200)
+
+
 def _digits_quick() -> SweepSpec:
     # Sized so `tscnc run --preset digits-quick` finishes in under 3 minutes on 2 CPU cores.
     return SweepSpec(
         name="digits-quick",
         dataset=DatasetSpec(name=DatasetName.digits),
         model=ModelSpec(name=ModelName.mlp, width=128),
-        training=TrainingSpec(pretrain_epochs=15, prune_epochs=5, finetune_epochs=5,
-                              batch_size=64, lr=0.05, prune_lr=0.1, finetune_lr=0.01,
-                              monitor_examples=200),
+        training=_cpu_training(15, 5, 5),
         adversarial=AdversarialSpec(objective=Objective.trades, steps=5),
         evaluation=EvaluationSpec(attacks=[AttackName.fgsm, AttackName.pgd, AttackName.cw],
                                   examples=360, cw_steps=30),
@@ -38,8 +44,7 @@ def _mnist5k_quick() -> SweepSpec:
         name="mnist5k-quick",
         dataset=DatasetSpec(name=DatasetName.mnist5k),
         model=ModelSpec(name=ModelName.cnn, width=16),
-        training=TrainingSpec(pretrain_epochs=6, prune_epochs=1, finetune_epochs=2, batch_size=64,
-                              lr=0.05, prune_lr=0.1, finetune_lr=0.01, monitor_examples=200),
+        training=_cpu_training(6, 1, 2),
         adversarial=AdversarialSpec(objective=Objective.trades, steps=5, step_size=0.1),
         evaluation=EvaluationSpec(attacks=[AttackName.fgsm, AttackName.pgd], pgd_steps=20,
                                   examples=500, security_curve=[0.0, 0.5, 1.0, 2.0, 3.0]),
@@ -60,9 +65,7 @@ def _mnist5k_cnn() -> SweepSpec:
         name="mnist5k-cnn",
         dataset=DatasetSpec(name=DatasetName.mnist5k),
         model=ModelSpec(name=ModelName.cnn, width=16),
-        training=TrainingSpec(pretrain_epochs=6, prune_epochs=2, finetune_epochs=3,
-                              batch_size=64, lr=0.05, prune_lr=0.1, finetune_lr=0.01,
-                              monitor_examples=200),
+        training=_cpu_training(6, 2, 3),
         adversarial=AdversarialSpec(objective=Objective.trades, steps=10, step_size=0.04,
                                     beta=6.0),
         evaluation=EvaluationSpec(attacks=[AttackName.fgsm, AttackName.pgd, AttackName.cw],
