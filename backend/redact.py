@@ -27,7 +27,7 @@ _PATTERNS = [
     (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9_\-.~+/=]+"), rf"\1{REDACTED}"),
     # share links: /share/<token> (the page and /api/v1/share/<token>)
     (re.compile(r"(/share/)[^/?#\s\"']+"), rf"\1{REDACTED}"),
-    # the service's token formats (backend/store.py): tscnc_… (API), tscncs_… (share links)
+    # the service's token formats (backend/store/): tscnc_… (API), tscncs_… (share links)
     (re.compile(r"\btscncs?_[A-Za-z0-9_\-]{16,}"), REDACTED),
 ]
 

@@ -86,7 +86,7 @@ def list_runs(
     size = builtins.min(limit, settings.max_page_size)
     args = dict(sweep_id=sweep, status=status_, method=method, desc=order == "desc",
                 sort=sort.value if sort is not None else None)
-    # Every filter but the free text is answered by the indexes (backend.store_index).
+    # Every filter but the free text is answered by the indexes (backend.store.index).
     args["where"] = IndexFilter(**f.model_dump(exclude={"q"}))
     if not f.q:
         runs, total, nxt = store.list_runs(limit=size, cursor=cursor, **args)  # type: ignore[arg-type]
