@@ -25,6 +25,7 @@ from pydantic import Field, field_validator
 
 from tscnc.names import DisplayName
 from tscnc.resources import (  # noqa: F401  (re-exported: the API's response models)
+    ApiModel,
     DashboardCreated,
     DashboardPublic,
     DatasetAvailability,
@@ -35,7 +36,6 @@ from tscnc.resources import (  # noqa: F401  (re-exported: the API's response mo
     Me,
     Page,
     PresetPublic,
-    Public,
     QueuePublic,
     ResultPublic,
     Role,
@@ -63,7 +63,7 @@ from tscnc.summary import (  # noqa: F401  (re-exported: the API's response mode
 
 # ---- sweeps ---------------------------------------------------------------------------------
 
-class SweepCreate(Public):
+class SweepCreate(ApiModel):
     """Body of ``POST /api/v1/sweeps``.
 
     The resolved spec is ``preset`` (or the defaults of :class:`SweepSpec` when no preset is
@@ -104,7 +104,7 @@ class RunSort(StrEnum):
 
 # ---- tokens and identity --------------------------------------------------------------------
 
-class TokenCreate(Public):
+class TokenCreate(ApiModel):
     name: DisplayName = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@ -]+$",
                               description="who or what holds it, e.g. alice or ci")
     role: Role = Role.member
@@ -144,7 +144,7 @@ def state_problem(state: Any) -> str | None:
     return None
 
 
-class DashboardCreate(Public):
+class DashboardCreate(ApiModel):
     name: DisplayName = Field(min_length=1, max_length=200)
     sweep_ids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]] = Field(
         min_length=1, max_length=50, description="sweeps the share link may read")
@@ -168,7 +168,7 @@ class DashboardCreate(Public):
 Tag = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[\w][\w.:+#/ -]*$")]
 
 
-class AnnotationUpdate(Public):
+class AnnotationUpdate(ApiModel):
     """Body of ``PATCH /sweeps/{id}`` and ``PATCH /runs/{id}``: the new notes and/or tags
     (a field left out is unchanged; ``[]`` / ``""`` clear it). Duplicate tags are dropped."""
 
@@ -181,7 +181,7 @@ class AnnotationUpdate(Public):
         return None if v is None else list(dict.fromkeys(t.strip() for t in v))
 
 
-class RetryRequest(Public):
+class RetryRequest(ApiModel):
     """Body of ``POST /runs/{id}/retry`` (optional). ``fresh``: discard the run's checkpoints
     that another tscnc build wrote (or that predate the stage they were trained from) and train
     those stages again, instead of resuming from them with a warning."""
@@ -189,7 +189,7 @@ class RetryRequest(Public):
     fresh: bool = False
 
 
-class ErrorBody(Public):
+class ErrorBody(ApiModel):
     """Error answers: ``detail`` is a message, or for 422 a list of
     ``{"loc": [...], "msg": ..., "type": ...}`` naming each bad field."""
 

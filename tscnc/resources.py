@@ -36,12 +36,11 @@ from tscnc.records import TERMINAL_STATUSES, FailureCategory, MaybeInf, RunResul
 from tscnc.spec import Method, ParamValue, SweepSpec
 
 __all__ = [
-    "DashboardBase", "DashboardCreated", "DashboardPublic", "DatasetAvailability",
+    "ApiModel", "DashboardBase", "DashboardCreated", "DashboardPublic", "DatasetAvailability",
     "DatasetsPublic", "EventEnvelope", "EventPage", "Health", "Me", "Page", "PresetPublic",
-    "Public", "QueuePublic", "ResultPublic", "Role", "RunBase", "RunMonitor", "RunPublic",
-    "SharedDashboard", "SweepBase", "SweepCancelled", "SweepDetail", "SweepPublic",
-    "SweepResults", "SweepStatus", "TokenBase", "TokenCreated", "TokenPublic", "WorkerBase",
-    "WorkerPublic",
+    "QueuePublic", "ResultPublic", "Role", "RunBase", "RunMonitor", "RunPublic", "SharedDashboard",
+    "SweepBase", "SweepCancelled", "SweepDetail", "SweepPublic", "SweepResults", "SweepStatus",
+    "TokenBase", "TokenCreated", "TokenPublic", "WorkerBase", "WorkerPublic",
 ]
 
 T = TypeVar("T")
@@ -49,9 +48,9 @@ T = TypeVar("T")
 _BASE = ConfigDict(ser_json_inf_nan="strings")
 
 
-class Public(BaseModel):
-    """An API answer: unknown fields are refused (the OpenAPI schema says so), infinities
-    travel as ``"Infinity"``."""
+class ApiModel(BaseModel):
+    """A model of the API (an answer, or in ``backend.schemas`` a request body): unknown fields
+    are refused (the OpenAPI schema says so), infinities travel as ``"Infinity"``."""
 
     model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
 
@@ -81,7 +80,7 @@ class SweepStatus(StrEnum):
     finished = "finished"
 
 
-class Page(Public, Generic[T]):
+class Page(ApiModel, Generic[T]):
     """One page of a list. ``next`` is an opaque cursor (pass it as ``?cursor=``) or null."""
 
     items: list[T]
@@ -141,7 +140,7 @@ class RunBase(BaseModel):
         return self.status in TERMINAL_STATUSES
 
 
-class RunMonitor(Public):
+class RunMonitor(ApiModel):
     """The training monitor's latest values (a cheap PGD on the monitor slice each epoch):
     progress, not results."""
 
@@ -153,7 +152,7 @@ class RunMonitor(Public):
     sparsity: float | None = Field(default=None, description="fraction of weights pruned now")
 
 
-class RunPublic(RunBase, Public):
+class RunPublic(RunBase, ApiModel):
     """One run: a (method, sparsity, seed) point of a sweep, with its live state."""
 
     monitor: RunMonitor | None = Field(
@@ -188,7 +187,7 @@ class SweepBase(BaseModel):
     tags: list[str] = Field(default_factory=list)
 
 
-class SweepPublic(SweepBase, Public):
+class SweepPublic(SweepBase, ApiModel):
     """A sweep as listed: its spec and a summary of its runs."""
 
     status: SweepStatus
@@ -210,7 +209,7 @@ class SweepDetail(SweepPublic):
         return bool(self.runs) and all(r.terminal for r in self.runs)
 
 
-class SweepResults(Public):
+class SweepResults(ApiModel):
     """``GET /api/v1/sweeps/{id}/results``: results of the runs that have one."""
 
     sweep_id: str
@@ -218,7 +217,7 @@ class SweepResults(Public):
     missing: list[str] = Field(description="run ids without a result yet")
 
 
-class SweepCancelled(Public):
+class SweepCancelled(ApiModel):
     """``POST /api/v1/sweeps/{id}/cancel``: what happened to each unfinished run."""
 
     sweep_id: str
@@ -229,7 +228,7 @@ class SweepCancelled(Public):
 
 # ---- events ---------------------------------------------------------------------------------
 
-class EventEnvelope(Public):
+class EventEnvelope(ApiModel):
     """One stream entry: the stream id (the SSE id), the run id and the event
     (a :data:`tscnc.records.Event` as JSON; ``type`` tells which; its ``run`` is the run id)."""
 
@@ -238,7 +237,7 @@ class EventEnvelope(Public):
     event: dict[str, Any]
 
 
-class EventPage(Public):
+class EventPage(ApiModel):
     """A page of past events, oldest first; pass ``next`` as ``?after=`` for the next page."""
 
     items: list[EventEnvelope]
@@ -258,11 +257,11 @@ class WorkerBase(BaseModel):
         default=None, description="memory its device offers a run (RAM, or the GPU's memory)")
 
 
-class WorkerPublic(WorkerBase, Public):
+class WorkerPublic(WorkerBase, ApiModel):
     pass
 
 
-class DatasetAvailability(Public):
+class DatasetAvailability(ApiModel):
     """One dataset and whether the online workers can read it."""
 
     name: str
@@ -272,7 +271,7 @@ class DatasetAvailability(Public):
                     "itself)")
 
 
-class DatasetsPublic(Public):
+class DatasetsPublic(ApiModel):
     """``GET /api/v1/datasets``: what a sweep can train on now, and how to add a dataset."""
 
     workers: int = Field(description="online workers that reported their datasets")
@@ -280,19 +279,19 @@ class DatasetsPublic(Public):
     how_to_add: str
 
 
-class QueuePublic(Public):
+class QueuePublic(ApiModel):
     queues: dict[str, int] = Field(description="messages waiting per Celery queue (gpu, cpu)")
     workers: list[WorkerPublic]
     runs: dict[RunStatus, int] = Field(description="number of runs per status, all sweeps")
 
 
-class Health(Public):
+class Health(ApiModel):
     status: str = Field(description='"ok" or "unavailable"')
     redis: str = Field(description='"ok" or "down"')
     version: str
 
 
-class PresetPublic(Public):
+class PresetPublic(ApiModel):
     name: str
     description: str
     spec: SweepSpec
@@ -319,7 +318,7 @@ class TokenBase(BaseModel):
         return not self.revoked and (self.expires is None or self.expires > now)
 
 
-class TokenPublic(TokenBase, Public):
+class TokenPublic(TokenBase, ApiModel):
     """A token as listed: never the secret (only its sha256 is stored)."""
 
 
@@ -327,7 +326,7 @@ class TokenCreated(TokenPublic):
     token: str = Field(description="the secret; shown once, store it now")
 
 
-class Me(Public):
+class Me(ApiModel):
     """Who the presented credential is: an API token, or a dashboard share link."""
 
     kind: str = Field(description='"token" or "share"')
@@ -360,7 +359,7 @@ class DashboardBase(BaseModel):
     revoked: bool = False
 
 
-class DashboardPublic(DashboardBase, Public):
+class DashboardPublic(DashboardBase, ApiModel):
     pass
 
 
@@ -369,7 +368,7 @@ class DashboardCreated(DashboardPublic):
     share_url: str = Field(description="path of the read-only page, /share/{token}")
 
 
-class SharedDashboard(Public):
+class SharedDashboard(ApiModel):
     """``GET /api/v1/share/{token}``: the dashboard and its sweeps with their runs."""
 
     dashboard: DashboardPublic
