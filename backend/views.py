@@ -83,13 +83,7 @@ def sweep_public(s: SweepRecord, summary: SweepSummary | None) -> SweepPublic:
 
 def sweep_detail(s: SweepRecord, runs: Iterable[RunRecord]) -> SweepDetail:
     runs = list(runs)
-    counts = {st: 0 for st in RunStatus}
-    total = 0.0
-    for r in runs:
-        counts[r.status] += 1
-        total += 1.0 if r.terminal else (r.progress if r.status == RunStatus.running else 0.0)
-    summary = SweepSummary(counts=counts, progress=min(1.0, total / len(runs)) if runs else 0.0)
-    base = sweep_public(s, summary)
+    base = sweep_public(s, SweepSummary.of((r.status, r.progress) for r in runs))
     return SweepDetail(**base.model_dump(), runs=[run_public(r) for r in runs])
 
 

@@ -4,14 +4,14 @@ keeps, and their decoding from Redis hashes (:func:`backend.store.codec.decode_h
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from backend.store.codec import decode_hash
 from backend.store.index import SORT_NUMERIC, SORT_RANKED
-from tscnc.records import RunStatus, Stage
+from tscnc.records import TERMINAL_STATUSES, RunStatus, Stage
 from tscnc.resources import DashboardBase, RunBase, SweepBase, TokenBase, WorkerBase
 from tscnc.spec import RunSpec, SweepSpec
 
@@ -73,6 +73,19 @@ class SweepSummary(BaseModel):
 
     counts: dict[RunStatus, int]
     progress: float
+
+    @classmethod
+    def of(cls, runs: Iterable[tuple[RunStatus, float]]) -> SweepSummary:
+        """The summary of runs given as (status, progress): an ended run counts as done (1), a
+        queued one as not started (0), a running one by its progress."""
+        counts = dict.fromkeys(RunStatus, 0)
+        total = 0.0
+        for status, progress in runs:
+            counts[status] += 1
+            total += 1.0 if status in TERMINAL_STATUSES else \
+                progress if status == RunStatus.running else 0.0
+        n = sum(counts.values())
+        return cls(counts=counts, progress=min(1.0, total / n) if n else 0.0)
 
 
 class TokenRecord(TokenBase):

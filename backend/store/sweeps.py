@@ -14,7 +14,7 @@ from backend.store.codec import StreamEntry, enc, encode_event
 from backend.store.progress import stage_offsets
 from backend.store.records import RunRecord, SweepRecord, SweepSummary, decode_sweep
 from backend.store.runs import RunsMixin
-from tscnc.records import TERMINAL_STATUSES, RunStatus, StatusEvent
+from tscnc.records import RunStatus, StatusEvent
 from tscnc.spec import SweepSpec
 
 
@@ -138,15 +138,9 @@ class SweepsMixin(RunsMixin):
             prog = iter(p.execute())
         out = {}
         for sid, st in zip(sweep_ids, statuses, strict=True):
-            counts = {s: 0 for s in RunStatus}
-            total = 0.0
-            for s in st.values():
-                counts[RunStatus(s)] += 1
-                if s == RunStatus.running.value:
-                    total += float(next(prog) or 0)
-                elif RunStatus(s) in TERMINAL_STATUSES:
-                    total += 1.0
-            out[sid] = SweepSummary(counts=counts, progress=min(1.0, total / len(st)) if st else 0.0)
+            runs = [(RunStatus(s), float(next(prog) or 0) if s == RunStatus.running.value else 0.0)
+                    for s in st.values()]
+            out[sid] = SweepSummary.of(runs)
         return out
 
     def sweep_statuses(self, sweep_id: str) -> dict[str, RunStatus]:
