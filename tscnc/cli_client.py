@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from tscnc.resources import ResultPublic, SweepDetail
 
 ADMIN_TOKEN_FILE = Path(".tscnc") / "admin-token"
+
+T = TypeVar("T")
 
 Server = Annotated[str, typer.Option("--server", envvar=ENV_SERVER, show_envvar=True,
                                      help="TSCNC server URL")]
@@ -60,6 +63,18 @@ def _fail(err: Exception) -> typer.Exit:
 
     typer.echo(f"error: {err}", err=True)
     return typer.Exit(2 if isinstance(err, ValidationFailed) else 1)
+
+
+def _call(server: str, token: str | None, action: Callable[[Client], T]) -> T:
+    """``action`` with a client of ``server``; a client error becomes the CLI's message and
+    exit code (:func:`_fail`)."""
+    from tscnc.client import ClientError
+
+    with _client(server, token) as c:
+        try:
+            return action(c)
+        except ClientError as e:
+            raise _fail(e) from None
 
 
 def read_spec_file(path: Path) -> dict[str, Any]:
@@ -199,13 +214,7 @@ def token_create(
     token: Token = None,
 ) -> None:
     """Create a token and print its secret (shown only this once)."""
-    from tscnc.client import ClientError
-
-    with _client(server, token) as c:
-        try:
-            t = c.create_token(name, role=role, expires_in=expires_in)
-        except ClientError as e:
-            raise _fail(e) from None
+    t = _call(server, token, lambda c: c.create_token(name, role=role, expires_in=expires_in))
     typer.echo(f"created token {t.id} for {t.name} ({t.role.value}); the secret is shown "
                "once:", err=True)
     typer.echo(t.token)
@@ -216,13 +225,7 @@ def token_list(server: Server = DEFAULT_SERVER, token: Token = None) -> None:
     """List tokens (never their secrets)."""
     import time
 
-    from tscnc.client import ClientError
-
-    with _client(server, token) as c:
-        try:
-            items = c.tokens()
-        except ClientError as e:
-            raise _fail(e) from None
+    items = _call(server, token, lambda c: c.tokens())
     rows = [["id", "name", "role", "created", "expires", "state"]]
     for t in items:
         state = "revoked" if t.revoked else "active" if t.valid(time.time()) else "expired"
@@ -239,13 +242,7 @@ def token_revoke(
     token: Token = None,
 ) -> None:
     """Revoke a token: it is refused (401) from now on."""
-    from tscnc.client import ClientError
-
-    with _client(server, token) as c:
-        try:
-            c.revoke_token(token_id)
-        except ClientError as e:
-            raise _fail(e) from None
+    _call(server, token, lambda c: c.revoke_token(token_id))
     typer.echo(f"revoked {token_id}")
 
 
