@@ -354,7 +354,7 @@ class Client:
         frame = pd.json_normalize(slim)
         return frame.replace({"Infinity": float("inf"), "-Infinity": float("-inf")})
 
-    def summary(self, *sweeps: str, group_by: str | list[str] | None = None,
+    def summary(self, *sweeps: str | SweepPublic, group_by: str | list[str] | None = None,
                 baseline: str | None = None, attack: str | None = None,
                 frame: bool | None = None) -> Any:
         """Seed statistics of one or several sweeps (``GET .../summary``, ``docs/api.md``):
@@ -390,7 +390,7 @@ class Client:
         return pd.DataFrame(out.rows(), columns=out.columns())
 
     # -- runs --
-    def runs(self, sweep: str | None = None, status: str | None = None,
+    def runs(self, sweep: str | SweepPublic | None = None, status: str | None = None,
              method: str | None = None) -> list[RunPublic]:
         """Runs matching every given filter (all pages), newest first."""
         return self._all(RunPublic, "/runs", {"sweep": _id(sweep) if sweep else None,
@@ -414,7 +414,7 @@ class Client:
         body = {"json": {"fresh": True}} if fresh else {}
         return self._get(RunPublic, "POST", f"/runs/{_id(run)}/retry", **body)
 
-    def events(self, run: str, after: str | None = None) -> list[ServerEvent]:
+    def events(self, run: str | RunPublic, after: str | None = None) -> list[ServerEvent]:
         """The run's past events (every page), oldest first, without waiting for new ones."""
         out: list[ServerEvent] = []
         while True:
@@ -427,7 +427,7 @@ class Client:
                 return out
             after = page["next"]
 
-    def download_checkpoint(self, run: str, path: str | os.PathLike[str]) -> Path:
+    def download_checkpoint(self, run: str | RunPublic, path: str | os.PathLike[str]) -> Path:
         """Save the run's latest checkpoint to ``path``; load it with
         ``torch.load(path, weights_only=True)`` or :func:`tscnc.load_model`."""
         dest = Path(path)
@@ -444,7 +444,7 @@ class Client:
         return dest
 
     # -- live events --
-    def stream(self, run: str, last_event_id: str | None = None, *,
+    def stream(self, run: str | RunPublic, last_event_id: str | None = None, *,
                max_retries: int = 10) -> Iterator[ServerEvent]:
         """Iterate the run's events live (history first), until its final status event.
 
@@ -455,7 +455,7 @@ class Client:
         yield from self._stream(f"/runs/{_id(run)}/events", last_event_id, max_retries,
                                 stop_on_terminal=True)
 
-    def stream_sweep(self, sweep: str, last_event_id: str | None = None, *,
+    def stream_sweep(self, sweep: str | SweepPublic, last_event_id: str | None = None, *,
                      max_retries: int = 10) -> Iterator[ServerEvent]:
         """Every event of every run of the sweep, live, until all its runs have finished
         (each event's ``data["run"]`` says which run); resumes like :meth:`stream`."""
