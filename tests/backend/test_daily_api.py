@@ -119,7 +119,8 @@ def test_a_worker_reports_the_datasets_in_its_data_roots(tmp_path: Any, monkeypa
     assert not any(d["name"] in ("cifar10", "fashion_mnist", "svhn") for d in got)
 
 
-def test_make_demo_twice_says_it_reuses_the_first_sweep(live: str) -> None:
+def test_make_demo_twice_says_it_reuses_the_first_sweep(live: str, store: Store) -> None:
+    # ``store`` empties the session's Redis: no demo sweep of an earlier test is there.
     from backend.launcher import submit_demo
     from tests.backend.conftest import BOOTSTRAP
 
