@@ -110,6 +110,15 @@ def format_validation_errors(errors: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _parse(model: type[M], data: Any) -> M:
+    """``data`` as ``model``, fields this client does not know dropped (at every depth).
+
+    The API's models refuse unknown fields (its OpenAPI document says so, for requests), but an
+    answer from a newer server may carry fields this client predates: reading them must not fail.
+    """
+    return model.model_validate(data, extra="ignore")
+
+
 def _error_for(resp: httpx.Response) -> APIError:
     try:
         detail = resp.json().get("detail")
@@ -223,12 +232,12 @@ class Client:
 
     def _get(self, model: type[M], method: str, path: str, **kw: Any) -> M:
         """The answer of a request, parsed as ``model``."""
-        return model.model_validate(self._json(method, path, **kw))
+        return _parse(model, self._json(method, path, **kw))
 
     def _all(self, model: type[M], path: str, params: Mapping[str, Any] | None = None
              ) -> list[M]:
         """Every item of a paged list, parsed as ``model``."""
-        return [model.model_validate(x) for x in self._pages(path, params)]
+        return [_parse(model, x) for x in self._pages(path, params)]
 
     def _pages(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[Any]:
         query = {k: v for k, v in (params or {}).items() if v is not None}
@@ -251,7 +260,7 @@ class Client:
 
     def presets(self) -> list[PresetPublic]:
         """The server's named presets with their full specs."""
-        return [PresetPublic.model_validate(p) for p in self._json("GET", "/presets")]
+        return [_parse(PresetPublic, p) for p in self._json("GET", "/presets")]
 
     def queue(self) -> QueuePublic:
         """Queue depths, workers online and runs per status."""
@@ -324,7 +333,7 @@ class Client:
 
     def results(self, sweep: str | SweepPublic) -> list[ResultPublic]:
         """Final results of the sweep's finished runs, one record per run."""
-        return [ResultPublic.model_validate(r) for r in self._results_json(sweep)]
+        return [_parse(ResultPublic, r) for r in self._results_json(sweep)]
 
     def _results_json(self, sweep: str | SweepPublic) -> list[dict[str, Any]]:
         return self._json("GET", f"/sweeps/{_id(sweep)}/results")["items"]  # type: ignore[no-any-return]
@@ -377,7 +386,7 @@ class Client:
         path = f"/sweeps/{ids[0]}/summary" if len(ids) == 1 else "/summary"
         if len(ids) > 1:
             params["sweeps"] = ",".join(ids)
-        out = SummaryPublic.model_validate(self._json("GET", path, params=params))
+        out = _parse(SummaryPublic, self._json("GET", path, params=params))
         if frame is False:
             return out
         try:

@@ -91,6 +91,24 @@ def test_lists_filters_and_iterates_pages(stack: Stack, c: Client, done_sweep: S
     assert c.run(runs[0]).id == runs[0].id        # a record works as an id too
 
 
+def test_answers_from_a_newer_server_with_unknown_fields_still_parse(
+        c: Client, done_sweep: SweepDetail) -> None:
+    """A server newer than the client may add fields (at any depth): the client drops what it
+    does not know instead of failing, while the API's own models stay strict."""
+    from pydantic import ValidationError
+
+    data = c._json("GET", f"/sweeps/{done_sweep.id}")
+    data["added_later"] = 1
+    data["runs"][0]["added_later"] = {"x": 1}
+    assert data["runs"][0]["monitor"]             # a finished run has monitor values
+    data["runs"][0]["monitor"]["added_later"] = 2
+    with pytest.raises(ValidationError, match="added_later"):
+        SweepDetail.model_validate(data)
+    parsed = client_mod._parse(SweepDetail, data)
+    assert parsed.id == done_sweep.id
+    assert [r.model_dump() for r in parsed.runs] == [r.model_dump() for r in done_sweep.runs]
+
+
 def test_results_records_frame_and_csv(c: Client, done_sweep: SweepDetail,
                                        tmp_path: Path) -> None:
     sid = done_sweep.id
