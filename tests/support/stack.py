@@ -89,9 +89,10 @@ class Stack:
 
     def wait_runs(self, sweep_id: str, done: Any, timeout: float = 240) -> list[dict[str, Any]]:
         """Poll the sweep's runs until ``done(runs)`` is true; returns the runs."""
-        return wait_until(
-            lambda: self.api("GET", "/runs", params={"sweep": sweep_id, "limit": 500}).json()["items"],
-            timeout, f"the runs of sweep {sweep_id}", done=done, interval=0.3,
+        def runs() -> list[dict[str, Any]]:
+            page = self.api("GET", "/runs", params={"sweep": sweep_id, "limit": 500}).json()
+            return page["items"]  # type: ignore[no-any-return]
+        return wait_until(runs, timeout, f"the runs of sweep {sweep_id}", done=done, interval=0.3,
             check=self.workers_alive,
             show=lambda items: [(r["key"], r["status"], r.get("message")) for r in items])
 
