@@ -83,6 +83,8 @@ def test_a_browser_session_keeps_the_token_out_of_urls_and_logs(page: Any, stack
     api_csv = stack.api("GET", f"/sweeps/{sweep['id']}/results", params={"format": "csv"})
     assert Path(dl.value.path()).read_bytes() == api_csv.content
     assert dl.value.suggested_filename == "no-token-in-urls-results.csv"
+    # Plotly loads with the first chart drawn: export once the chart is there.
+    page.wait_for_function("() => !!document.getElementById('chart-clean')?.data")
     with page.expect_download() as dl:      # PNG export (canvas, data: images) under the CSP
         page.click('.chart-card:has(#chart-clean) [data-export="png"]')
     assert Path(dl.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
