@@ -86,13 +86,10 @@ def list_runs(
     size = builtins.min(limit, settings.max_page_size)
     args = dict(sweep_id=sweep, status=status_, method=method, desc=order == "desc",
                 sort=sort.value if sort is not None else None)
-    # Every filter but the free text is answered by the indexes (backend.store.index).
+    # Every filter, the free text too, is answered by the indexes (backend.store.index).
     args["where"] = IndexFilter(**f.model_dump(exclude={"q"}))
-    if not f.q:
-        runs, total, nxt = store.list_runs(limit=size, cursor=cursor, **args)  # type: ignore[arg-type]
-    else:  # a bounded scan of the candidates the indexes give, in the requested order
-        runs, total, nxt = store.list_runs(limit=search.SCAN_LIMIT, text=f.q, text_limit=size,
-                                           text_cursor=cursor, **args)  # type: ignore[arg-type]
+    runs, total, nxt = store.list_runs(limit=size, cursor=cursor, text=f.q or None,
+                                       **args)  # type: ignore[arg-type]
     return Page[RunPublic](items=[run_public(r) for r in runs], total=total, next=nxt)
 
 

@@ -10,7 +10,7 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from backend.store import index, retention, scripts
+from backend.store import index, retention, scripts, textindex
 from backend.store.index import IdPage
 from backend.store.keys import Keys
 from backend.store.records import RunRecord
@@ -36,7 +36,7 @@ class StoreBase:
         self._update_script = client.register_script(scripts.UPDATE)
         self._reindex = client.register_script(index.REINDEX_SCRIPT)
         self._compact = client.register_script(retention.COMPACT_SCRIPT)
-        self._text = client.register_script(index.TEXT_SCRIPT)
+        self._text_query = client.register_script(textindex.QUERY_SCRIPT)
         self.ix = index.IndexKeys(self.k.runs)
         self._take_over = client.register_script(scripts.TAKE_OVER)
         self._static: dict[str, RunRecord] = {}     # immutable run fields, per process

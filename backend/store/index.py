@@ -23,7 +23,8 @@ transaction. :func:`rebuild` rebuilds every index from the run hashes (``tscnc r
 
 Query: :func:`query_ids` intersects the filter sets (ZINTERSTORE, cost O(N·K) with N the
 smallest set) and either pages by ``seq`` (keyset cursor) or by rank in the sort set (offset
-cursor). Free text is not indexed: the route scans at most ``search.SCAN_LIMIT`` candidates.
+cursor). Free text ``q`` adds one more set: the runs whose search text contains it, from the
+word index of :mod:`backend.store.textindex` (maintained by the same scripts).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any, NamedTuple
 import redis
 from pydantic import BaseModel, ConfigDict
 
+from backend.store.textindex import LUA_WORDS, search_text
 from tscnc.records import RunStatus
 from tscnc.spec import Method
 
@@ -62,11 +64,11 @@ def _lua_list(xs: tuple[str, ...]) -> str:
 
 
 _FIELDS = ("sweep_id", "seq", "has_result", "tags", "itags", "created", "key", "method",
-           "status", *VOCAB, *SORT_NUMERIC)
+           "status", "ftext", *VOCAB, *SORT_NUMERIC)
 
 # tscnc_reindex(run hash key, run id, index prefix): put the run into the sets its fields
 # imply (see the module docstring). A hash that is not a run (no sweep_id) is left alone.
-LUA_REINDEX = f"""
+LUA_REINDEX = LUA_WORDS + f"""
 local function tscnc_num(v)
   local x = tonumber(v)
   if x == nil or x ~= x then return nil end
@@ -104,8 +106,10 @@ local function tscnc_reindex(run, id, p)
     for _, t in ipairs(cjson.decode(tags)) do redis.call('ZADD', p .. 'tag:' .. t, seq, id) end
     redis.call('HSET', run, 'itags', tags)
   end
+  tscnc_words_sync(run, id, p, seq, h['ftext'])
 end
 local function tscnc_unindex(run, id, p)
+  tscnc_words_drop(run, id, p)
   local h = redis.call('HMGET', run, 'key', 'itags', unpack({_lua_list(VOCAB)}))
   redis.call('ZREM', p .. 'created', id)
   redis.call('ZREM', p .. 'keylex', (h[1] or '') .. '\\0' .. id)
@@ -123,23 +127,6 @@ REINDEX_SCRIPT = LUA_REINDEX + """
 if ARGV[3] == 'd' then tscnc_unindex(KEYS[1], ARGV[1], ARGV[2])
 else tscnc_reindex(KEYS[1], ARGV[1], ARGV[2]) end
 return 1
-"""
-
-
-# Free text over a bounded list of run ids, inside Redis. KEYS: none (the hashes are named
-# from ARGV[1] .. id); ARGV: run key prefix, the lower-cased ASCII text, then the ids.
-# Returns {ids whose ASCII-only key/sweep name/notes contain the text (case-insensitive),
-# ids whose fields hold non-ASCII bytes (the caller decides those with str.casefold)}.
-TEXT_SCRIPT = """
-local sure, unsure = {}, {}
-local q = ARGV[2]
-for i = 3, #ARGV do
-  local h = redis.call('HMGET', ARGV[1] .. ARGV[i], 'key', 'sweep_name', 'notes')
-  local t = (h[1] or '') .. '\\n' .. (h[2] or '') .. '\\n' .. (h[3] or '')
-  if string.find(t, '[\\128-\\255]') then unsure[#unsure + 1] = ARGV[i]
-  elseif string.find(string.lower(t), q, 1, true) then sure[#sure + 1] = ARGV[i] end
-end
-return {sure, unsure}
 """
 
 
@@ -172,8 +159,8 @@ class IndexKeys:
     def patterns(self) -> list[str]:
         """SCAN patterns of every key this module maintains (for :func:`rebuild`)."""
         p = self.prefix
-        return [f"{p}{f}:*" for f in (*VOCAB, "tag", "sort", "range")] + [self.created,
-                                                                         self.keylex]
+        return [f"{p}{f}:*" for f in (*VOCAB, "tag", "sort", "range", "word")] + [
+            self.created, self.keylex, f"{p}words", f"{p}wordsfx", f"{p}wordlong"]
 
 
 class IndexFilter(BaseModel):
@@ -352,8 +339,8 @@ def rebuild(r: Any, ix: IndexKeys, run_key: Any, runs_key: str,
             by_status: Any, by_method: Any, script: Any, chunk: int = 500) -> int:
     """Rebuild every list index from the run hashes; returns the number of runs indexed.
 
-    Drops this module's sets, the status and method sets and each run's indexed-tags marker,
-    then re-adds every run of ``runs_key`` (status/method sets from the hash, the rest through
+    Drops this module's sets, the status and method sets and each run's indexed tags and
+    text, then re-adds every run of ``runs_key`` (status/method sets from the hash, the rest through
     :data:`REINDEX_SCRIPT`). Meant for after an upgrade; while it runs, lists may miss runs.
     """
     doomed = [by_status(s) for s in RunStatus] + [by_method(m) for m in Method]
@@ -366,15 +353,17 @@ def rebuild(r: Any, ix: IndexKeys, run_key: Any, runs_key: str,
         part = ids[i:i + chunk]
         with r.pipeline(transaction=False) as p:
             for rid in part:
-                p.hmget(run_key(rid), "seq", "status", "method")
+                p.hmget(run_key(rid), "seq", "status", "method", "key", "sweep_name", "notes")
             rows = p.execute()
         with r.pipeline(transaction=False) as p:
-            for rid, (seq, st, meth) in zip(part, rows, strict=True):
+            for rid, (seq, st, meth, key, sweep_name, notes) in zip(part, rows, strict=True):
                 if seq is None:
                     continue
                 p.zadd(by_status(st), {rid: seq})
                 p.zadd(by_method(meth), {rid: seq})
-                p.hdel(run_key(rid), "itags")
+                p.hdel(run_key(rid), "itags", "itext")
+                p.hset(run_key(rid), "ftext", search_text(key or "", sweep_name or "",
+                                                          notes or ""))
                 script(keys=[run_key(rid)], args=[rid, ix.prefix, ""], client=p)
             p.execute()
     return len(ids)

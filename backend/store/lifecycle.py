@@ -14,6 +14,7 @@ from backend.store.progress import derived_fields
 from backend.store.records import RunRecord
 from backend.store.runs import RunsMixin
 from backend.store.scripts import ALLOWED_FROM, STATUS_ORDER
+from backend.store.textindex import search_text
 from tscnc.records import EpochEvent, Event, FailureCategory, RunResult, RunStatus, StatusEvent
 
 
@@ -188,6 +189,9 @@ class LifecycleMixin(RunsMixin):
         fields: dict[str, Any] = {}
         if notes is not None:
             fields["notes"] = notes
+            run = self._run_static(item_id) if kind == "run" else None
+            if run is not None:    # the word index follows (backend.store.textindex)
+                fields["ftext"] = search_text(run.key, run.sweep_name, notes)
         if tags is not None:
             fields["tags"] = json.dumps(list(tags))
         key = self.k.sweep(item_id) if kind == "sweep" else self.k.run(item_id)

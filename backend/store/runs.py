@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from backend.store import index, retention
+from backend.store import index, retention, textindex
 from backend.store.base import StoreBase
 from backend.store.codec import MAX_STREAM_ID, StreamEntry, entries
 from backend.store.records import RUN_SORT_FIELDS, RunRecord, decode_run
@@ -48,17 +48,13 @@ class RunsMixin(StoreBase):
     def list_runs(self, *, sweep_id: str | None = None, status: RunStatus | None = None,
                   method: Method | None = None, limit: int = 50, cursor: str | None = None,
                   desc: bool = True, sort: str | None = None,
-                  where: index.IndexFilter | None = None, text: str | None = None,
-                  text_limit: int = 50, text_cursor: str | None = None
+                  where: index.IndexFilter | None = None, text: str | None = None
                   ) -> tuple[list[RunRecord], int, str | None]:
         """Runs matching all the given filters (``where``: dataset, model, owner, tag, dates,
-        metric range), newest first, or ordered by ``sort`` (one of :data:`RUN_SORT_FIELDS`),
-        answered from the list indexes (:mod:`backend.store.index`); returns
-        (runs, total, next).
-
-        ``text``: free text over key, sweep name and notes, checked over the first ``limit``
-        candidates only (a bounded scan); the matches are paged by ``text_limit`` from the
-        offset ``text_cursor``."""
+        metric range; ``text``: contained in the run's key, sweep name or notes,
+        case-insensitively), newest first, or ordered by ``sort`` (one of
+        :data:`RUN_SORT_FIELDS`), answered from the list indexes (:mod:`backend.store.index`,
+        :mod:`backend.store.textindex`); returns (runs, total, next)."""
         keys = []
         if sweep_id is not None:
             keys.append(self.k.sweep_runs(sweep_id))
@@ -79,36 +75,23 @@ class RunsMixin(StoreBase):
                 ids, total = p.execute()
             return list(ids), int(total)
 
-        page = index.query_ids(self.r, self.ix, self.k.tmp, keys, where, sort, desc, limit,
-                                     cursor, self.k.runs, by_key)
-        if text is not None:   # bounded scan of the candidates' names and notes only
-            ids = self._text_matches(page.ids, text)
-            start = int(text_cursor or 0)
-            end = start + text_limit
-            return (self.get_runs(ids[start:end]), len(ids),
-                    str(end) if end < len(ids) else None)
+        owned = ""
+        if text is not None:    # one more set: the runs whose text contains it
+            q, tokens, check = textindex.query_tokens(text)
+            found, mine = self._text_query(keys=[], args=[
+                self.ix.prefix, self.k.tmp(), q, "1" if check else "", self.k.run(""),
+                self.k.runs, *tokens])
+            if not found:
+                return [], 0, None
+            keys.append(found)
+            owned = found if int(mine) else ""
+        try:
+            page = index.query_ids(self.r, self.ix, self.k.tmp, keys, where, sort, desc, limit,
+                                   cursor, self.k.runs, by_key)
+        finally:
+            if owned:
+                self.r.delete(owned)
         return self.get_runs(page.ids), page.total, page.next
-
-    def _text_matches(self, ids: Sequence[str], text: str) -> list[str]:
-        """The ids (in order) whose key, sweep name or notes contain ``text`` (casefolded).
-
-        An ASCII ``text`` is matched inside Redis (:data:`index.TEXT_SCRIPT`) for runs
-        whose fields are ASCII (where lower-casing is casefolding); the other runs, and any
-        non-ASCII text, are checked here with :meth:`str.casefold`."""
-        q = text.casefold()
-        keep: set[str] = set()
-        check: Sequence[str] = ids
-        if ids and text.isascii():
-            sure, check = self._text(keys=[], args=[self.k.run(""), q, *ids])
-            keep.update(sure)
-        if check:
-            with self.r.pipeline(transaction=False) as p:
-                for rid in check:
-                    p.hmget(self.k.run(rid), "key", "sweep_name", "notes")
-                rows = p.execute()
-            keep.update(rid for rid, row in zip(check, rows, strict=True)
-                        if q in "\n".join(x or "" for x in row).casefold())
-        return [rid for rid in ids if rid in keep]
 
     def compact_events(self, keep_logs: int = 100) -> tuple[int, int]:
         """Apply the retention policy to the streams of finished runs and sweeps

@@ -1,10 +1,10 @@
 """Search and filters of the sweeps and runs lists (free text, tag, dataset, model, method,
-status, owner, creation date, a metric range) over a bounded scan.
+status, owner, creation date, a metric range): the query parameters and their checks.
 
-The runs list answers every filter but the free text ``q`` from the indexes of
-:mod:`backend.store.index`; ``q`` is checked record by record over at most :data:`SCAN_LIMIT`
-candidates (newest first, or in the requested order), then the matches are paged with an offset
-cursor. The sweeps list (far fewer items) still checks every filter over such a bounded scan.
+The runs list answers every filter, the free text ``q`` too, from the indexes of
+:mod:`backend.store.index` and :mod:`backend.store.textindex`. The sweeps list (far fewer
+items) checks every filter record by record over a bounded scan of the newest
+:data:`SCAN_LIMIT` sweeps, then pages the matches with an offset cursor.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from backend.store.codec import StreamEntry, enc, encode_event
 from backend.store.progress import stage_offsets
 from backend.store.records import RunRecord, SweepRecord, SweepSummary, decode_sweep
 from backend.store.runs import RunsMixin
+from backend.store.textindex import search_text
 from tscnc.records import RunStatus, StatusEvent
 from tscnc.spec import SweepSpec
 
@@ -83,7 +84,8 @@ class SweepsMixin(RunsMixin):
                             "category": "", "message": "", "created": enc(now), "started": "",
                             "finished": "", "worker": "", "device": "", "attempts": "0",
                             "task_id": "", "owner": owner, "seq": str(seq), "checkpoint": "",
-                            "has_result": "0"})
+                            "has_result": "0",
+                            "ftext": search_text(rs.key, spec.name, "")})
                         pipe.zadd(k.runs, {rid: seq})
                         pipe.zadd(k.runs_by_status(RunStatus.queued), {rid: seq})
                         pipe.zadd(k.runs_by_method(rs.method), {rid: seq})

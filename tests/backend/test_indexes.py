@@ -213,8 +213,12 @@ def test_indexes_match_brute_force_through_every_write_path(store: Store, monkey
     assert store.delete_sweep(sweeps[1])
     left = sweeps[:1] + sweeps[2:]
     _check_all(store, left)
+    _text_check(store, left)
     gone = set(store.get_sweep(sweeps[0]).run_ids) | set(store.get_sweep(sweeps[2]).run_ids)
+    vocabulary = {f"{store.ix.prefix}{k}" for k in ("words", "wordsfx", "wordlong")}
     for key in store.r.scan_iter(match=f"{store.ix.prefix}*"):
+        if key in vocabulary:          # words, not runs: held to the word sets by _text_check
+            continue
         kind = store.r.type(key)
         members = (store.r.zrange(key, 0, -1) if kind == "zset" else [])
         for m in members:
@@ -305,25 +309,58 @@ def _workers(pid: int) -> set[int]:
     return kids
 
 
-def test_free_text_is_a_bounded_scan_matching_brute_force(store: Store) -> None:
-    sw, _ = store.create_sweep(_spec("digits", "mlp", [0, 1]), owner="tok-a")
-    for n, rid in enumerate(sw.run_ids):
+LONG = "0123456789abcdef0123456789abcdefXYZ"          # a word longer than SUFFIX_MAX bytes
+TEXTS = ("alpha", "BETA", "seed1", "digits-mlp", "zzz", "STRASSE", "strasse alpha", "σίσυφοσ",
+         "e ß", "ss", "ß", "-", " ", "note 1", "beta 1", "0 straße σί", "a 0 str", "1", "89abcdef0123456789ab", "xyz", "cdefxyz",
+         "mlp\nnote", "tsc")
+
+
+def _text_check(store: Store, sweeps: list[str]) -> None:
+    """Every text of TEXTS, alone and with a filter and a sort, equals brute force (a substring
+    of the casefolded key, sweep name and notes)."""
+    ids = [rid for s in store.get_sweeps(sweeps) for rid in s.run_ids]
+    runs = store.get_runs(ids)
+    for text in TEXTS:
+        hit = [r for r in runs
+               if text.casefold() in f"{r.key}\n{r.sweep_name}\n{r.notes}".casefold()]
+        for kw in ({}, {"sort": "sparsity", "desc": False},
+                   {"status": RunStatus.queued, "sort": "key"}):
+            want = _brute(hit, **{k: v for k, v in kw.items()})
+            got, total = _all_pages(store, text=text, **kw)
+            assert total == len(want), (text, kw)
+            if kw.get("sort") == "key":
+                assert [r.key for r in got] == [r.key for r in want], (text, kw)
+            else:
+                assert [r.id for r in got] == [r.id for r in want], (text, kw)
+    # The vocabulary counts the runs of each word, and holds no word no run uses.
+    counts = store.r.zrange(f"{store.ix.prefix}words", 0, -1, withscores=True)
+    for word, n in counts:
+        assert store.r.zcard(f"{store.ix.prefix}word:{word}") == n > 0, word
+    assert len(store.r.zrange(f"{store.ix.prefix}wordlong", 0, -1)) <= len(counts)
+
+
+def test_free_text_index_matches_brute_force(store: Store) -> None:
+    sweeps = [store.create_sweep(_spec(ds, "mlp", [0, 1]), owner="tok-a")[0].id
+              for ds in ("digits", "mnist5k")]
+    ids = [rid for s in store.get_sweeps(sweeps) for rid in s.run_ids]
+    _text_check(store, sweeps)                                  # after creates
+    for n, rid in enumerate(ids):
         store.annotate("run", rid, notes=f"Note {'Alpha' if n % 3 == 0 else 'beta'} {n}"
-                       + (" Straße ΣΊΣΥΦΟΣ" if n % 4 == 0 else ""))
-    runs = store.get_runs(sw.run_ids)
-    newest_first = sorted(runs, key=lambda r: -r.seq)
-    for text in ("alpha", "BETA", "seed1", "digits-mlp", "zzz", "STRASSE", "strasse alpha",
-                 "σίσυφοσ", "e ß", "ss"):
-        want = [r.id for r in newest_first
-                if text.casefold() in f"{r.key}\n{r.sweep_name}\n{r.notes}".casefold()]
-        got, cursor, total = [], None, None
-        while True:
-            page, total, cursor = store.list_runs(limit=1000, text=text, text_limit=3,
-                                                  text_cursor=cursor)
-            got += [r.id for r in page]
-            if cursor is None:
-                break
-        assert got == want and total == len(want), text
-    # Only the first `limit` candidates are searched (the newest 4 here).
-    page, total, _ = store.list_runs(limit=4, text="note", text_limit=50)
-    assert [r.id for r in page] == [r.id for r in newest_first[:4]] and total == 4
+                       + (" Straße ΣΊΣΥΦΟΣ" if n % 4 == 0 else "")
+                       + (f" {LONG}" if n % 5 == 0 else ""))
+    store.annotate("sweep", sweeps[0], notes="zzz")             # a sweep's notes: not its runs'
+    _text_check(store, sweeps)                                  # after note edits
+    for rid in ids[::2]:                                        # words dropped and added
+        store.annotate("run", rid, notes="" if ids.index(rid) % 4 else "tsc XYZ ss")
+    store.claim(ids[1], "w1", "cpu")
+    _text_check(store, sweeps)
+    assert store.delete_sweep(sweeps[1])                        # a deletion
+    _text_check(store, sweeps[:1])
+    left = set(store.get_sweep(sweeps[0]).run_ids)
+    for key in store.r.scan_iter(match=f"{store.ix.prefix}word:*"):
+        assert set(store.r.zrange(key, 0, -1)) <= left, key
+    for key in list(store.r.scan_iter(match=f"{store.ix.prefix}word*")):
+        store.r.delete(key)                                     # the index lost ...
+    assert store.list_runs(text="alpha")[1] == 0
+    store.reindex()                                             # ... and rebuilt
+    _text_check(store, sweeps[:1])

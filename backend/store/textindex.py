@@ -1,0 +1,171 @@
+"""The word index of the runs list's free text (``q``), maintained on write (part of the data
+layer, DESIGN §2.4).
+
+``q`` matches a run whose key, sweep name or notes contain it, case-insensitively (a substring
+of ``casefold(key + "\\n" + sweep name + "\\n" + notes)``, the run's *search text*). The index
+answers that exactly, without reading the runs:
+
+* a run's search text is split into **words**: maximal runs of the bytes ``0-9 A-Z a-z _`` and
+  of every non-ASCII byte (so a word never splits a UTF-8 character); each word has a set
+  ``word:{w}`` of the runs using it, scored by ``seq`` like the other filter sets of
+  :mod:`backend.store.index`;
+* the **vocabulary** ``words`` counts the runs of each word; every suffix of a word of at most
+  :data:`SUFFIX_MAX` bytes is in the lexical set ``wordsfx`` (member ``suffix NUL word``), so
+  the words *containing* a token are one ZRANGEBYLEX away; longer words (rare: hashes, URLs)
+  are listed in ``wordlong`` and searched one by one.
+
+A ``q`` made of word bytes only is contained in the text exactly when it is contained in one of
+its words: the runs are the union of the sets of the words containing it, with no run read. A
+``q`` with other bytes (``"digits-mlp"``, ``"e ß"``) is split into its tokens; the runs holding
+a word containing each token are intersected, then each candidate's indexed text is checked
+for the whole ``q`` (Lua, byte-exact). A ``q`` without any word byte (``"-"``) is checked over
+the newest :data:`SCAN_LIMIT` runs only.
+
+Maintenance: a write that sets a run's search text (creation, a notes edit, ``tscnc reindex``)
+stores it casefolded in the field ``ftext`` (Lua cannot casefold); :data:`LUA_WORDS`'s
+``tscnc_words_sync``, called by :data:`backend.store.index.LUA_REINDEX` in the same script,
+moves it to ``itext`` and updates the word sets by the difference. Deletion removes the run
+from the sets of the words of its ``itext``.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Words up to this many bytes have their suffixes indexed; longer ones are scanned.
+SUFFIX_MAX = 32
+# A q without any word byte is checked over the newest SCAN_LIMIT runs.
+SCAN_LIMIT = 10_000
+
+_WORD = re.compile(rb"[0-9A-Za-z_\x80-\xff]+")
+
+
+def search_text(key: str, sweep_name: str, notes: str) -> str:
+    """The text ``q`` is searched in (casefolded), as stored in the run hash's ``ftext``."""
+    return f"{key}\n{sweep_name}\n{notes}".casefold()
+
+
+def query_tokens(q: str) -> tuple[bytes, list[bytes], bool]:
+    """(casefolded q, its distinct tokens, whether candidates must be checked for all of q)."""
+    text = q.casefold().encode("utf-8", "surrogatepass")
+    tokens = list(dict.fromkeys(_WORD.findall(text)))
+    return text, tokens, tokens != [text]
+
+
+# Lua: word index maintenance, prepended to every script that re-indexes a run.
+LUA_WORDS = f"""
+local function tscnc_words(text)
+  local out, seen = {{}}, {{}}
+  for w in string.gmatch(text, '[0-9A-Za-z_\\128-\\255]+') do
+    if not seen[w] then seen[w] = true; out[#out + 1] = w end
+  end
+  return out
+end
+local function tscnc_vocab(p, w, add)
+  if #w > {SUFFIX_MAX} then
+    if add then redis.call('ZADD', p .. 'wordlong', 0, w) else redis.call('ZREM', p .. 'wordlong', w) end
+    return
+  end
+  for i = 1, #w do
+    local b = string.byte(w, i)
+    if b < 128 or b >= 192 then
+      local m = string.sub(w, i) .. '\\0' .. w
+      if add then redis.call('ZADD', p .. 'wordsfx', 0, m) else redis.call('ZREM', p .. 'wordsfx', m) end
+    end
+  end
+end
+local function tscnc_word_add(p, w, seq, id)
+  if redis.call('ZADD', p .. 'word:' .. w, seq, id) == 1 then
+    if tonumber(redis.call('ZINCRBY', p .. 'words', 1, w)) == 1 then tscnc_vocab(p, w, true) end
+  end
+end
+local function tscnc_word_rem(p, w, id)
+  if redis.call('ZREM', p .. 'word:' .. w, id) == 1 then
+    if tonumber(redis.call('ZINCRBY', p .. 'words', -1, w)) <= 0 then
+      redis.call('ZREM', p .. 'words', w)
+      tscnc_vocab(p, w, false)
+    end
+  end
+end
+-- Index the pending search text (field ftext) of a run, if any, in place of its indexed one.
+local function tscnc_words_sync(run, id, p, seq, new)
+  if not new then return end
+  local old = redis.call('HGET', run, 'itext')
+  local keep = {{}}
+  for _, w in ipairs(tscnc_words(new)) do keep[w] = true end
+  if old then
+    for _, w in ipairs(tscnc_words(old)) do
+      if not keep[w] then tscnc_word_rem(p, w, id) end
+    end
+  end
+  for w in pairs(keep) do tscnc_word_add(p, w, seq, id) end
+  redis.call('HSET', run, 'itext', new)
+  redis.call('HDEL', run, 'ftext')
+end
+local function tscnc_words_drop(run, id, p)
+  local old = redis.call('HGET', run, 'itext')
+  if old then for _, w in ipairs(tscnc_words(old)) do tscnc_word_rem(p, w, id) end end
+end
+"""
+
+# The runs whose search text contains q, into a set scored by seq.
+# ARGV: index prefix, destination key, casefolded q, '1' to check candidates for all of q,
+#       run key prefix, all-runs key, then q's tokens.
+# Returns {key, 1 if the caller must delete it} or {'', 0} when nothing matches.
+QUERY_SCRIPT = f"""
+local p, dest, q = ARGV[1], ARGV[2], ARGV[3]
+local function tscnc_store(cmd, key, keys)   -- every set scores a run by its seq
+  local args = {{key, #keys}}
+  for _, k in ipairs(keys) do args[#args + 1] = k end
+  args[#args + 1] = 'AGGREGATE'
+  args[#args + 1] = 'MAX'
+  return redis.call(cmd, unpack(args))
+end
+local sets, temps = {{}}, {{}}
+for i = 7, #ARGV do
+  local t, keys, seen = ARGV[i], {{}}, {{}}
+  local function found(w)
+    if not seen[w] then seen[w] = true; keys[#keys + 1] = p .. 'word:' .. w end
+  end
+  if #t <= {SUFFIX_MAX} then
+    for _, m in ipairs(redis.call('ZRANGEBYLEX', p .. 'wordsfx', '[' .. t, '[' .. t .. '\\255')) do
+      found(string.sub(m, string.find(m, '\\0', 1, true) + 1))
+    end
+  end
+  for _, w in ipairs(redis.call('ZRANGE', p .. 'wordlong', 0, -1)) do
+    if string.find(w, t, 1, true) then found(w) end
+  end
+  if #keys == 0 then
+    if #temps > 0 then redis.call('DEL', unpack(temps)) end
+    return {{'', 0}}
+  end
+  if #keys == 1 then sets[#sets + 1] = keys[1]
+  else
+    local u = dest .. ':' .. i
+    for j = 1, #keys, 1000 do
+      local part = {{unpack(keys, j, math.min(j + 999, #keys))}}
+      if j > 1 then part[#part + 1] = u end
+      tscnc_store('ZUNIONSTORE', u, part)
+    end
+    redis.call('PEXPIRE', u, 60000)
+    sets[#sets + 1] = u
+    temps[#temps + 1] = u
+  end
+end
+if #sets == 0 then
+  redis.call('ZRANGESTORE', dest, ARGV[6], -{SCAN_LIMIT}, -1)
+elseif #sets == 1 and ARGV[4] ~= '1' then
+  return {{sets[1], #temps}}
+else
+  tscnc_store('ZINTERSTORE', dest, sets)
+  if #temps > 0 then redis.call('DEL', unpack(temps)) end
+end
+redis.call('PEXPIRE', dest, 60000)
+if ARGV[4] == '1' then
+  for _, id in ipairs(redis.call('ZRANGE', dest, 0, -1)) do
+    local text = redis.call('HGET', ARGV[5] .. id, 'itext')
+    if not (text and string.find(text, q, 1, true)) then redis.call('ZREM', dest, id) end
+  end
+end
+return {{dest, 1}}
+"""
