@@ -387,8 +387,9 @@ def create_app(settings: Settings | None = None, *,
     )
     app.openapi = _with_palette(app)  # type: ignore[method-assign]
     app.state.settings = settings
-    app.state.store = store or Store.from_url(settings.redis_url,
-                                              timeout=settings.redis_timeout, retries=1)
+    app.state.store = store or Store.from_url(
+        settings.redis_url, timeout=settings.redis_timeout, retries=1,
+        retention_keep_logs=settings.retention_keep_logs)
     app.state.dispatcher = dispatcher
     app.state.astore = None
     app.state.sse_hub = None

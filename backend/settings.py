@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # Batches of live events an SSE client may have waiting; a client that falls further behind
     # is dropped with a reconnect hint and resumes with Last-Event-ID (backend/sse.py).
     sse_client_buffer: int = Field(default=256, ge=1, le=100_000)
+    # Compact a run's event stream as it finishes (progress events and all but this many log
+    # lines go; backend/store/retention.py); unset: only by `tscnc compact-events`.
+    retention_keep_logs: int | None = Field(default=None, ge=0, le=1_000_000)
     # How long an Idempotency-Key maps to its sweep.
     idempotency_ttl: int = Field(default=86400, ge=60, le=30 * 86400)
     # Celery queues whose depth GET /api/v1/queue reports.

@@ -46,6 +46,10 @@ class WorkerSettings(BaseSettings):
     # every 10 × 10 s; runs of a lost worker are re-queued sooner through the heartbeats anyway.
     unacked_restore_interval: int = Field(default=60, ge=1, le=3600,
                                           alias="TSCNC_UNACKED_RESTORE_INTERVAL")
+    # Compact a run's event stream as it finishes, keeping this many log lines
+    # (backend/store/retention.py); unset: only by `tscnc compact-events`.
+    retention_keep_logs: int | None = Field(default=None, ge=0, le=1_000_000,
+                                            alias="TSCNC_RETENTION_KEEP_LOGS")
 
     @field_validator("data_roots", mode="before")
     @classmethod

@@ -60,7 +60,9 @@ def settings() -> WorkerSettings:
 
 def store() -> Store:
     if "store" not in _state:
-        _state["store"] = Store.from_url(settings().redis_url)
+        s = settings()
+        _state["store"] = Store.from_url(s.redis_url,
+                                         retention_keep_logs=s.retention_keep_logs)
     return _state["store"]  # type: ignore[no-any-return]
 
 

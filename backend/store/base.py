@@ -27,10 +27,14 @@ class StoreBase:
     """What every part of :class:`backend.store.Store` shares: the Redis client (one
     connection pool per instance, thread-safe), the key names, the registered Lua scripts."""
 
-    def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys | None = None, *,
+                 retention_keep_logs: int | None = None) -> None:
         # decode_responses=True: every reply is str (redis-py's stubs say bytes | str).
         self.r: Any = client
         self.k = keys or Keys()
+        # Compact a run's event stream as it finishes, keeping this many log lines
+        # (backend.store.retention.on_finish); None: never automatically.
+        self.retention_keep_logs = retention_keep_logs
         self._append = client.register_script(scripts.APPEND)
         self._transition = client.register_script(scripts.TRANSITION)
         self._update_script = client.register_script(scripts.UPDATE)
@@ -47,10 +51,12 @@ class StoreBase:
                                    args=[*args, *[""] * (3 - len(args)), self.ix.prefix])
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float = 5.0, retries: int = 10) -> Self:
+    def from_url(cls, url: str, *, timeout: float = 5.0, retries: int = 10,
+                 retention_keep_logs: int | None = None) -> Self:
         """Connect lazily to ``url``. The worker keeps the default retries (rides out a Redis
         restart); the API uses few retries and a short timeout so requests fail fast (503)."""
-        return cls(redis.Redis.from_url(url, **redis_kwargs(timeout, retries)))
+        return cls(redis.Redis.from_url(url, **redis_kwargs(timeout, retries)),
+                   retention_keep_logs=retention_keep_logs)
 
     def close(self) -> None:
         self.r.close()

@@ -5,17 +5,31 @@ change is one Lua script (:mod:`backend.store.scripts`), so it is atomic with th
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import redis
+
+from backend.store import retention
 from backend.store.codec import encode_event, fields_json
 from backend.store.progress import derived_fields
 from backend.store.records import RunRecord
 from backend.store.runs import RunsMixin
 from backend.store.scripts import ALLOWED_FROM, STATUS_ORDER
 from backend.store.textindex import search_text
-from tscnc.records import EpochEvent, Event, FailureCategory, RunResult, RunStatus, StatusEvent
+from tscnc.records import (
+    TERMINAL_STATUSES,
+    EpochEvent,
+    Event,
+    FailureCategory,
+    RunResult,
+    RunStatus,
+    StatusEvent,
+)
+
+log = logging.getLogger(__name__)
 
 
 class LifecycleMixin(RunsMixin):
@@ -65,6 +79,14 @@ class LifecycleMixin(RunsMixin):
         ev = StatusEvent(run=run_id, status=status, category=cat, message=message, time=now)
         ok, _, sid = self._transition_call(run_id, status, allowed, ev, fields,
                                            "c" if clear_cancel else "")
+        if ok and status in TERMINAL_STATUSES and self.retention_keep_logs is not None:
+            run = self._run_static(run_id)
+            try:                         # the automatic retention policy (store/retention.py)
+                if run is not None:
+                    retention.on_finish(self, run_id, run.sweep_id, self.retention_keep_logs)
+            except redis.RedisError as e:
+                log.warning("could not compact the events of run %s (%s); tscnc compact-events "
+                            "will", run_id, e)
         return ok, sid
 
     def set_status(self, run_id: str, status: RunStatus | str, *,

@@ -6,6 +6,12 @@ metrics, the evaluation and every status event — and drops what only mattered 
 beyond its last ``keep_logs``. Its sweep's stream is compacted the same way (per run) once every
 run of the sweep has finished.
 
+Two ways to apply it: by hand over every finished run (``tscnc compact-events``,
+:func:`compact_finished`), or automatically as each run finishes (:func:`on_finish`, called by
+:class:`backend.store.lifecycle.LifecycleMixin` after a transition to a final status when the
+store's ``retention_keep_logs`` is set: ``TSCNC_RETENTION_KEEP_LOGS`` of the API and the
+workers; unset, the default, keeps every event until compacted by hand).
+
 Compaction rewrites a stream in one Lua script (atomic): the kept entries are re-added with
 their own ids, so Last-Event-ID resumption and ``?after=`` pages keep working (an id that was
 dropped still orders correctly). Rewriting, not XDEL, is what frees memory: Redis releases a
@@ -66,6 +72,18 @@ def compact_finished(store: Any, keep_logs: int) -> tuple[int, int]:
             n = int(store._compact(keys=[k.sweep_stream(sid)], args=[keep_logs]))
             streams, dropped = streams + (n > 0), dropped + n
     return streams, dropped
+
+
+def on_finish(store: Any, run_id: str, sweep_id: str, keep_logs: int) -> int:
+    """Compact the stream of a run that has just finished, and its sweep's stream if every run
+    of the sweep has now finished; returns the entries dropped. A failure is left to the next
+    finish or to ``tscnc compact-events`` (the run's transition has happened already)."""
+    k = store.k
+    dropped = int(store._compact(keys=[k.run_stream(run_id)], args=[keep_logs]))
+    statuses = store.sweep_statuses(sweep_id)
+    if statuses and all(s in TERMINAL_STATUSES for s in statuses.values()):
+        dropped += int(store._compact(keys=[k.sweep_stream(sweep_id)], args=[keep_logs]))
+    return dropped
 
 
 def memory_usage(store: Any, run_ids: list[str]) -> dict[str, float]:

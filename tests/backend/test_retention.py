@@ -71,3 +71,54 @@ def test_compaction_keeps_what_the_charts_need(store: Store) -> None:
                                                                     for e in mine)
         assert sum(e.type == "epoch" for e in mine) == 5
     assert store.compact_events(keep_logs=3) == (0, 0)
+
+
+def test_automatic_retention_compacts_each_run_as_it_finishes(redis_url: str) -> None:
+    """With ``retention_keep_logs`` (TSCNC_RETENTION_KEEP_LOGS) a run's stream is compacted by
+    its final transition, the sweep's once its last run has finished; without it nothing is."""
+    from backend.app import create_app
+    from backend.settings import Settings
+    from worker.settings import WorkerSettings
+
+    spec = SweepSpec(methods=[Method.dense, Method.lwm, Method.tsc], sparsities=[0.5], seeds=[0],
+                     training=TrainingSpec(pretrain_epochs=5, prune_epochs=1, finetune_epochs=1))
+    plain = Store.from_url(redis_url)
+    auto = Store.from_url(redis_url, retention_keep_logs=2)
+    try:
+        plain.r.flushdb()
+        sweep, _ = plain.create_sweep(spec, owner="o")
+        first, second, third = sweep.run_ids
+        for rid in sweep.run_ids:
+            _fill(plain, rid)
+        plain.set_status(first, RunStatus.succeeded)               # policy off: all kept
+        assert sum(e.type == "progress" for e in plain.events(first, limit=10_000)) == 100
+
+        before = auto.events(second, limit=10_000)
+        assert auto.set_status(second, RunStatus.failed, category="error", message="x")
+        after = auto.events(second, limit=10_000)
+        logs = [e.id for e in before if e.type == "log"]
+        want = [e for e in before if e.type != "progress" and (e.type != "log" or e.id in logs[-2:])]
+        assert [(e.id, e.data) for e in after[:-1]] == [(e.id, e.data) for e in want]
+        assert after[-1].type == "status" and json.loads(after[-1].data)["status"] == "failed"
+        sweep_events = auto.sweep_events(sweep.id, limit=10_000)
+        assert any(e.type == "progress" for e in sweep_events)     # the third still runs
+
+        assert auto.set_status(third, RunStatus.cancelled)          # the last one: the sweep too
+        sw = auto.sweep_events(sweep.id, limit=10_000)
+        assert not any(e.type == "progress" for e in sw)
+        for rid in sweep.run_ids:
+            mine = [e for e in sw if e.run_id == rid]
+            assert sum(e.type == "log" for e in mine) == 2
+            assert sum(e.type == "epoch" for e in mine) == 5
+        # Only the first run was left: its 100 progress events and 98 of its 100 log lines.
+        assert auto.compact_events(keep_logs=2) == (1, 100 + 98)
+    finally:
+        plain.close()
+        auto.close()
+
+    # The API and the workers read the policy from TSCNC_RETENTION_KEEP_LOGS.
+    assert Settings(redis_url=redis_url).retention_keep_logs is None
+    app = create_app(Settings(redis_url=redis_url, retention_keep_logs=7))
+    assert app.state.store.retention_keep_logs == 7
+    app.state.store.close()
+    assert WorkerSettings(TSCNC_RETENTION_KEEP_LOGS="7").retention_keep_logs == 7
