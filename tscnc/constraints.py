@@ -13,7 +13,8 @@ nothing and receive a zero gradient.
 Formulas (k = min(m, n) of the alive part, G its smaller Gram matrix):
 
 - ρ_a(x) = (a+1)|x| / (a+|x|)                                     (:func:`transformed_l1`)
-- TSC(W) = Σ_ij ρ_a(m_ij·w_ij)                                      (:func:`tsc_penalty`)
+- TSC(W) = Σ_ij ρ_a(m_ij·w_ij)                                      (:func:`tsc_penalty`);
+  over layers: Σ_ℓ TSC(W_ℓ) (``sum``) or (1/L)·Σ_ℓ TSC(W_ℓ)/numel(W_ℓ) (``mean``)
 - CNC_si(W) = log(tr(G+δI)/k) − (1/k)·logdet(G+δI),  δ = 1e−6·tr(G)/k   (:func:`cnc_penalty`)
 - CNC_ld(W) = (logaddexp(log ε, logdet((G+δI)/k)))²,  ε = 1e−5
 - gates: Σ_c ρ_a((1−q0_c)·Σ_{w∈c}(½·prior·w² + λ0))                  (:func:`gate_penalty`)
@@ -34,7 +35,7 @@ from torch.autograd.function import once_differentiable
 
 from tscnc.errors import Diverged, InvalidInput
 from tscnc.layers import PConv2d, PLinear, as_matrix, prunable_layers
-from tscnc.spec import CNCKind, CNCLayers, ConstraintSpec, Precision, TSCVariant
+from tscnc.spec import CNCKind, CNCLayers, ConstraintSpec, Precision, TSCReduction, TSCVariant
 
 __all__ = [
     "CNC_EPSILON",
@@ -393,20 +394,38 @@ def regularization(
     use_cnc: bool,
     *,
     use_lcc: bool = True,
+    step: int = 0,
 ) -> tuple[Tensor, dict[str, float]]:
-    """λ_tsc·TSC + λ_cnc·mean CNC + λ_lcc·LCC over the prunable layers of ``model``.
+    """λ_tsc·TSC + λ_cnc·CNC + λ_lcc·LCC over the prunable layers ℓ = 1..L of ``model``.
 
-    - TSC (if ``use_tsc``): Σ over layers of :func:`tsc_penalty` of the effective weight
-      (``elementwise``) or of :func:`gate_penalty` (``gates``; needs :func:`attach_gates`);
-    - CNC (if ``use_cnc``): mean over the CNC layers (``cnc_layers``: ``all`` prunable layers,
-      or ``classifier`` = the Linear ones) of :func:`cnc_penalty` of the effective weight, of
-      kind ``cnc_kind`` in precision ``cnc_precision``;
+    - TSC (if ``use_tsc``), t_ℓ the layer's :func:`tsc_penalty` of the effective weight
+      (``elementwise``) or :func:`gate_penalty` (``gates``; needs :func:`attach_gates`), and
+      n_ℓ its number of terms (``weight.numel()``, masked weights included; ``gates``: its
+      output channels):
+
+      - ``tsc_reduction = sum``:  TSC = Σ_ℓ t_ℓ  (= Σ_ℓ Σ_ij ρ_a(w_ij), the released code's);
+      - ``tsc_reduction = mean``: TSC = (1/L)·Σ_ℓ t_ℓ/n_ℓ, the mean over layers of each
+        layer's mean ρ_a, in [0, a+1) whatever the model's size. It equals ``sum`` with the
+        weight of layer ℓ divided by L·n_ℓ (``docs/method.md`` converts λ's between the two).
+    - CNC (if ``use_cnc``): the mean over the C CNC layers (``cnc_layers``: ``all`` prunable
+      layers, or ``classifier`` = the Linear ones) of :func:`cnc_penalty` of the effective
+      weight, of kind ``cnc_kind`` in precision ``cnc_precision``. Two cost options, off by
+      default (``cnc_every = 1``, ``cnc_layer_subset`` empty: every layer at every step):
+
+      - ``cnc_every = k``: computed only when ``step % k == 0``, weighted by k, so its sum
+        over k consecutive steps is k times the full term of the computed step;
+      - ``cnc_layer_subset = s < C``: a subset S of s layers drawn uniformly without
+        replacement from torch's default generator, CNC = (1/C)·(C/s)·Σ_{ℓ∈S} c_ℓ =
+        (1/s)·Σ_{ℓ∈S} c_ℓ, whose expectation over S is the full mean (unbiased).
     - LCC (if ``use_lcc`` and λ_lcc > 0): Σ over layers of :func:`lipschitz_penalty`.
 
-    A term whose λ is 0 is not computed. Weights enter through ``layer.effective_weight()``, so
-    masked weights get a zero gradient (with gates in training mode this draws a fresh gate
-    sample for the CNC). Returns (total, parts): ``total`` a 0-dim tensor to add to the loss,
-    ``parts`` the unweighted values {"tsc", "cnc", "lcc"} of the computed terms, for logging.
+    ``step`` is the training step (0-based, counted over the stage) that ``cnc_every`` reads.
+    A term whose λ is 0 (or a CNC that this step skips) is not computed. Weights enter through
+    ``layer.effective_weight()``, so masked weights get a zero gradient (with gates in training
+    mode this draws a fresh gate sample for the CNC). Returns (total, parts): ``total`` a
+    0-dim tensor to add to the loss, ``parts`` {"tsc", "cnc", "lcc"} of the computed terms for
+    logging, each the value that λ multiplies (with the cost options, the CNC's estimate, k×
+    on a computed step, so that its average over steps estimates the mean CNC).
 
     Example::
 
@@ -418,16 +437,29 @@ def regularization(
     c = constraints
     layers = prunable_layers(model)
     do_tsc = use_tsc and c.lambda_tsc > 0
-    do_cnc = use_cnc and c.lambda_cnc > 0
     do_lcc = use_lcc and c.lambda_lcc > 0
+    cnc_layers = [name for name, layer in layers
+                  if c.cnc_layers == CNCLayers.all or layer.is_classifier]
+    # CNC weight of each computed layer: 1/C by default (the mean), scaled by the options.
+    cnc_scale = 1.0 / max(1, len(cnc_layers))
+    if not (use_cnc and c.lambda_cnc > 0 and cnc_layers) or step % c.cnc_every != 0:
+        cnc_layers = []
+    else:
+        cnc_scale *= c.cnc_every
+        if c.cnc_layer_subset is not None and c.cnc_layer_subset < len(cnc_layers):
+            cnc_scale *= len(cnc_layers) / c.cnc_layer_subset
+            pick = torch.randperm(len(cnc_layers))[:c.cnc_layer_subset].tolist()
+            cnc_layers = [cnc_layers[i] for i in sorted(pick)]
+    cnc_set = set(cnc_layers)
     cnc_dtype = torch.float64 if c.cnc_precision == Precision.float64 else torch.float32
     gates = c.tsc_variant == TSCVariant.gates
+    tsc_mean = c.tsc_reduction == TSCReduction.mean
 
     tsc_terms: list[Tensor] = []
     cnc_terms: list[Tensor] = []
     lcc_terms: list[Tensor] = []
     for name, layer in layers:
-        want_cnc = do_cnc and (c.cnc_layers == CNCLayers.all or layer.is_classifier)
+        want_cnc = name in cnc_set
         needs_weight = want_cnc or do_lcc or (do_tsc and not gates)
         w = layer.effective_weight() if needs_weight else None
         if do_tsc:
@@ -435,10 +467,12 @@ def regularization(
                 if not isinstance(layer.gate, HardConcreteGate):
                     raise InvalidInput(f"tsc_variant 'gates' but layer {name!r} has no gate; "
                                        "call tscnc.constraints.attach_gates(model) first")
-                tsc_terms.append(gate_penalty(layer, c.a, c.gate_prior, c.gate_lambda0))
+                t = gate_penalty(layer, c.a, c.gate_prior, c.gate_lambda0)
+                n = layer.weight.shape[0]
             else:
                 assert w is not None
-                tsc_terms.append(tsc_penalty(w, c.a))
+                t, n = tsc_penalty(w, c.a), w.numel()
+            tsc_terms.append(t / (n * len(layers)) if tsc_mean else t)
         # The effective weight is already zero where masked, so the mask need not be passed.
         if want_cnc:
             assert w is not None
@@ -453,18 +487,18 @@ def regularization(
     total = zero
     names: list[str] = []
     values: list[Tensor] = []
-    for key, terms, lam, reduce_mean in (("tsc", tsc_terms, c.lambda_tsc, False),
-                                         ("cnc", cnc_terms, c.lambda_cnc, True),
-                                         ("lcc", lcc_terms, c.lambda_lcc, False)):
+    for key, terms, lam, scale in (("tsc", tsc_terms, c.lambda_tsc, None),
+                                   ("cnc", cnc_terms, c.lambda_cnc, cnc_scale),
+                                   ("lcc", lcc_terms, c.lambda_lcc, None)):
         if not terms:
             continue
         part = torch.stack([t.to(zero.dtype) for t in terms]).sum()
-        if reduce_mean:
-            part = part / len(terms)
+        if scale is not None:
+            # The default (all layers, every step) divides by C, bit for bit as before.
+            part = part / len(terms) if scale == 1.0 / len(terms) else part * scale
         total = total + lam * part
         names.append(key)
         values.append(part.detach())
     # One host transfer for all the logged values.
     parts = dict(zip(names, torch.stack(values).tolist(), strict=True)) if values else {}
     return total, parts
-

@@ -136,10 +136,11 @@ def _lr_at(spec: SweepSpec, base: float, epoch: int, epochs: int) -> float:
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: SweepSpec,
                method: Method, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-               opts: DeviceOptions, where: str = "training") -> tuple[torch.Tensor,
-                                                                      dict[str, float]]:
+               opts: DeviceOptions, where: str = "training",
+               step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
     """One optimizer step on the batch ``(x, y)`` (already on the device): the adversarial
-    objective of ``spec`` plus the constraints ``method`` trains with (DESIGN §3.4).
+    objective of ``spec`` plus the constraints ``method`` trains with (DESIGN §3.4);
+    ``step`` (0-based, over the stage) tells the CNC's ``cnc_every`` which steps compute it.
 
     Returns the adversarial loss (detached) and the penalty parts; raises
     :class:`~tscnc.errors.Diverged` (naming ``where``) when the loss is not finite.
@@ -150,7 +151,7 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: SweepSp
         step_size=spec.step_size, steps=adv.steps, beta=adv.beta, amp=opts.amp)
     reg, parts = constraints.regularization(
         model, spec.constraints, use_tsc=method in USES_TSC,
-        use_cnc=method in USES_CNC, use_lcc=method in CONSTRAINED)
+        use_cnc=method in USES_CNC, use_lcc=method in CONSTRAINED, step=step)
     full = loss + reg
     if not torch.isfinite(full):
         raise Diverged(f"loss became {full.item()} in {where}; lower the learning rate or the "
@@ -236,7 +237,8 @@ def train_stage(model: nn.Module, cfg: StageConfig, spec: SweepSpec, seed: int,
             try:
                 loss, parts = train_step(
                     model, x, y, spec, method, opt, scaler, opts,
-                    where=f"{cfg.stage.value} epoch {epoch} batch {i + 1} (lr {lr:g})")
+                    where=f"{cfg.stage.value} epoch {epoch} batch {i + 1} (lr {lr:g})",
+                    step=(epoch - 1) * batches + i)
             except torch.OutOfMemoryError as e:
                 raise OutOfMemory(f"out of memory in {cfg.stage.value} epoch {epoch}: "
                                   f"lower training.batch_size ({e})") from e

@@ -44,6 +44,7 @@ from tscnc.spec.enums import (
     Optimizer,
     Precision,
     Schedule,
+    TSCReduction,
     TSCVariant,
     pretrain_group,
 )
@@ -129,6 +130,7 @@ __all__ = [
     "StrictFloat",
     "StrictInt",
     "SweepSpec",
+    "TSCReduction",
     "TSCVariant",
     "TSC_KNOBS",
     "TrainingSpec",

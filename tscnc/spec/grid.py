@@ -61,9 +61,11 @@ AFTER_PRETRAIN = frozenset({
     "training.finetune_lr", "pruning.score_init_scale"})
 # Constraint knobs by the term that uses them; a method's pretrain uses only its own terms.
 TSC_KNOBS = frozenset({"constraints.lambda_tsc", "constraints.a", "constraints.tsc_variant",
-                       "constraints.gate_prior", "constraints.gate_lambda0"})
+                       "constraints.tsc_reduction", "constraints.gate_prior",
+                       "constraints.gate_lambda0"})
 CNC_KNOBS = frozenset({"constraints.lambda_cnc", "constraints.cnc_kind",
-                       "constraints.cnc_layers", "constraints.cnc_precision"})
+                       "constraints.cnc_layers", "constraints.cnc_precision",
+                       "constraints.cnc_every", "constraints.cnc_layer_subset"})
 LCC_KNOBS = frozenset({"constraints.lambda_lcc"})
 
 

@@ -21,6 +21,7 @@ from tscnc.spec.enums import (
     Optimizer,
     Precision,
     Schedule,
+    TSCReduction,
     TSCVariant,
 )
 
@@ -183,6 +184,11 @@ class ConstraintSpec(_Model):
         default=TSCVariant.elementwise,
         description="TSC on each weight (elementwise) or on hard-concrete channel gates "
                     "(gates).")
+    tsc_reduction: TSCReduction = Field(
+        default=TSCReduction.sum,
+        description="How the TSC adds up: sum over every weight of every layer, or mean = the "
+                    "mean over layers of each layer's mean over its weights (independent of the "
+                    "model's size).")
     gate_prior: StrictFloat = Field(
         default=1e-4, ge=0.0, le=1.0,
         description="gates only: L2 prior weight on the weights in a channel's expected cost.")
@@ -203,6 +209,14 @@ class ConstraintSpec(_Model):
     cnc_precision: Precision = Field(
         default=Precision.float32,
         description="Floating-point precision of the CNC's Cholesky and log det.")
+    cnc_every: StrictInt = Field(
+        default=1, ge=1, le=1000,
+        description="Compute the CNC on every k-th training step only, weighted by k (1 = "
+                    "every step).")
+    cnc_layer_subset: StrictInt | None = Field(
+        default=None, ge=1, le=10_000,
+        description="Compute the CNC on this many randomly drawn CNC layers per step, weighted "
+                    "n_layers / n_drawn (an unbiased estimate); empty = all layers.")
     lambda_lcc: ConstraintWeight = Field(
         default=0.0, description="Weight of the optional Lipschitz term log(1 + ||W||_F^2) per "
                                  "layer (constrained methods only); 0 = off.")
