@@ -50,12 +50,15 @@ from tscnc.spec import ConstraintSpec, DatasetName, DatasetSpec, ModelName, Mode
 
 
 def _step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-          cons: ConstraintSpec, use_reg: bool, eps: float, steps: int) -> tuple[float, float]:
-    """One training step as the pipeline runs it; returns (wall, process CPU) seconds."""
+          cons: ConstraintSpec, use_reg: bool, eps: float, steps: int,
+          step: int = 0) -> tuple[float, float]:
+    """One training step as the pipeline runs it (``step``: the stage's step counter, which the
+    CNC's ``cnc_every`` reads); returns (wall, process CPU) seconds."""
     t0, c0 = time.perf_counter(), time.process_time()
     loss, _ = adversarial.adversarial_loss(model, x, y, objective="trades", epsilon=eps,
                                            step_size=2.5 * eps / steps, steps=steps, beta=6.0)
-    reg, _parts = constraints.regularization(model, cons, use_tsc=use_reg, use_cnc=use_reg)
+    reg, _parts = constraints.regularization(model, cons, use_tsc=use_reg, use_cnc=use_reg,
+                                             step=step)
     full = loss + reg
     opt.zero_grad(set_to_none=True)
     full.backward()
