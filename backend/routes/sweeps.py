@@ -40,8 +40,9 @@ from backend.schemas import (
     SweepStatus,
 )
 from backend.settings import Settings
-from backend.store import IdempotencyConflict, SweepRecord, WorkerRecord, search
-from backend.views import result_public, results_csv, sweep_detail, sweep_public, sweep_status
+from backend.store import IdempotencyConflict, WorkerRecord, search
+from backend.store.index import IndexFilter
+from backend.views import result_public, results_csv, sweep_detail, sweep_public
 from tscnc.dataroots import DATA_DIR_RULE, candidate_dirs
 from tscnc.footprint import estimate
 from tscnc.spec import PRESETS, Method, SweepSpec, resolve
@@ -175,24 +176,15 @@ def list_sweeps(
 ) -> Page[SweepPublic]:
     """Sweeps, newest first, matching every given filter (``q`` searches names and notes;
     ``method``: one of the sweep's methods; ``status``: the sweep's status from its runs)."""
-    f = search.Filters(q=q, tag=tag, dataset=dataset, model=model, owner=owner,
-                       created_from=created_from, created_to=created_to)
     size = min(limit, settings.max_page_size)
-    if not f.active() and method is None and status_ is None:
-        sweeps, total, nxt = store.list_sweeps(limit=size, cursor=cursor)
-        summaries = store.sweep_summaries([s.id for s in sweeps])
-    else:  # a bounded scan, newest first
-        candidates, _, _ = store.list_sweeps(limit=search.SCAN_LIMIT)
-        summaries = store.sweep_summaries([s.id for s in candidates])
-
-        def keep(s: SweepRecord) -> bool:
-            if status_ is not None:
-                counts = summaries[s.id].counts if s.id in summaries else {}
-                if sweep_status(counts) != status_:
-                    return False
-            return f.sweep(s, method.value if method is not None else None)
-
-        sweeps, total, nxt = search.page_of(candidates, keep, size, cursor)
+    # Every filter is answered by the indexes (backend.store.sweepindex).
+    where = IndexFilter(tag=tag, dataset=dataset, model=model, owner=owner,
+                        created_from=created_from, created_to=created_to)
+    sweeps, total, nxt = store.list_sweeps(
+        limit=size, cursor=cursor, where=where, text=q or None,
+        method=method.value if method is not None else None,
+        status=status_.value if status_ is not None else None)
+    summaries = store.sweep_summaries([s.id for s in sweeps])
     return Page[SweepPublic](items=[sweep_public(s, summaries.get(s.id)) for s in sweeps],
                              total=total, next=nxt)
 

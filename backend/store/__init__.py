@@ -19,9 +19,10 @@ Modules, by responsibility:
 ``workers``       heartbeats and Celery's queue depths
 ``aio``           :class:`AsyncStore`, the async reads of the event streams
 ``index``         the runs list's indexes, maintained on write
-``textindex``     the word index of the runs list's free text, maintained on write
+``sweepindex``    the sweeps list's indexes, maintained on write
+``textindex``     the word index of both lists' free text, maintained on write
 ``retention``     the retention of finished runs' event streams
-``search``        the list filters of the API (the sweeps list: over a bounded scan)
+``search``        the list filters of the API (query parameters)
 ================  ===========================================================================
 
 Status changes, event appends with their derived run fields, and claims are Lua scripts, so

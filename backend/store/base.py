@@ -10,7 +10,7 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from backend.store import index, retention, scripts, textindex
+from backend.store import index, retention, scripts, sweepindex, textindex
 from backend.store.index import IdPage
 from backend.store.keys import Keys
 from backend.store.records import RunRecord
@@ -42,6 +42,9 @@ class StoreBase:
         self._compact = client.register_script(retention.COMPACT_SCRIPT)
         self._text_query = client.register_script(textindex.QUERY_SCRIPT)
         self.ix = index.IndexKeys(self.k.runs)
+        self.sx = index.IndexKeys(self.k.sweeps)         # the sweeps list's (sweepindex)
+        self._sweep_update = client.register_script(sweepindex.UPDATE_SCRIPT)
+        self._sweep_reindex = client.register_script(sweepindex.REINDEX_SCRIPT)
         self._take_over = client.register_script(scripts.TAKE_OVER)
         self._static: dict[str, RunRecord] = {}     # immutable run fields, per process
 
@@ -68,6 +71,28 @@ class StoreBase:
         """Keyset pagination over the intersection of index zsets (scores are unique seqs)."""
         return index.query_ids(self.r, self.ix, self.k.tmp, keys, None, None, desc, limit,
                                cursor, keys[0], None)
+
+    def _query(self, ix: index.IndexKeys, sets: list[str], where: index.IndexFilter | None,
+               sort: str | None, desc: bool, limit: int, cursor: str | None, base: str,
+               hash_prefix: str, sort_fallback: Any = None, text: str | None = None) -> IdPage:
+        """:func:`backend.store.index.query_ids` over the list ``ix`` (``base``: all its ids;
+        ``hash_prefix``: its items' hash keys but the id), with the items containing ``text``
+        (:mod:`backend.store.textindex`) as one more set."""
+        owned = ""
+        if text is not None:
+            q, tokens, check = textindex.query_tokens(text)
+            found, mine = self._text_query(keys=[], args=[
+                ix.prefix, self.k.tmp(), q, "1" if check else "", hash_prefix, base, *tokens])
+            if not found:
+                return IdPage([], 0, None)
+            sets = [*sets, found]
+            owned = found if int(mine) else ""
+        try:
+            return index.query_ids(self.r, ix, self.k.tmp, sets, where, sort, desc, limit,
+                                   cursor, base, sort_fallback)
+        finally:
+            if owned:
+                self.r.delete(owned)
 
     def _hashes(self, keys: Iterable[str]) -> list[dict[str, str]]:
         """HGETALL of every key, in one round trip (``{}`` for a missing one)."""

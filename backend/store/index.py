@@ -96,16 +96,7 @@ local function tscnc_reindex(run, id, p)
     if h['has_result'] == '1' and v then redis.call('ZADD', p .. 'range:' .. f, v, id)
     else redis.call('ZREM', p .. 'range:' .. f, id) end
   end
-  local tags = h['tags'] or ''
-  if tags == '' then tags = '[]' end
-  local old = h['itags'] or ''
-  if tags ~= old then
-    if old ~= '' then
-      for _, t in ipairs(cjson.decode(old)) do redis.call('ZREM', p .. 'tag:' .. t, id) end
-    end
-    for _, t in ipairs(cjson.decode(tags)) do redis.call('ZADD', p .. 'tag:' .. t, seq, id) end
-    redis.call('HSET', run, 'itags', tags)
-  end
+  tscnc_tags_sync(run, id, p, seq, h['tags'], h['itags'])
   tscnc_words_sync(run, id, p, seq, h['ftext'])
 end
 local function tscnc_unindex(run, id, p)

@@ -49,7 +49,7 @@ class LifecycleMixin(RunsMixin):
                   *[k.runs_by_status(s) for s in STATUS_ORDER]],
             args=[run_id, status.value, allowed_s, encode_event(event), fields_json(fields),
                   flags, me, k.worker_prefix, " ".join(s.value for s in STATUS_ORDER),
-                  self.ix.prefix])
+                  self.ix.prefix, k.sweep(run.sweep_id), run.sweep_id, self.sx.prefix])
         return bool(ok), cur, sid
 
     def _set_status(self, run_id: str, status: RunStatus | str, *,
@@ -209,15 +209,20 @@ class LifecycleMixin(RunsMixin):
         """Set the notes and/or the tags (None: unchanged) of a ``kind`` ("sweep" or "run");
         False when it does not exist."""
         fields: dict[str, Any] = {}
-        if notes is not None:
-            fields["notes"] = notes
-            run = self._run_static(item_id) if kind == "run" else None
-            if run is not None:    # the word index follows (backend.store.textindex)
-                fields["ftext"] = search_text(run.key, run.sweep_name, notes)
         if tags is not None:
             fields["tags"] = json.dumps(list(tags))
-        key = self.k.sweep(item_id) if kind == "sweep" else self.k.run(item_id)
-        return bool(self._update(keys=[key], args=[fields_json(fields)]))
+        if kind == "sweep":        # its list indexes follow (backend.store.sweepindex)
+            if notes is not None:
+                name = self.r.hget(self.k.sweep(item_id), "name")
+                fields["notes"], fields["ftext"] = notes, search_text(name or "", notes)
+            return bool(self._sweep_update(keys=[self.k.sweep(item_id)],
+                                           args=[fields_json(fields), self.sx.prefix]))
+        if notes is not None:
+            fields["notes"] = notes
+            run = self._run_static(item_id)
+            if run is not None:    # the word index follows (backend.store.textindex)
+                fields["ftext"] = search_text(run.key, run.sweep_name, notes)
+        return bool(self._update(keys=[self.k.run(item_id)], args=[fields_json(fields)]))
 
     def request_cancel(self, run_id: str, ttl: int = 7 * 86400) -> None:
         self.r.set(self.k.run_cancel(run_id), "1", ex=ttl)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from backend.store import index, retention, textindex
+from backend.store import index, retention, sweepindex
 from backend.store.base import StoreBase
 from backend.store.codec import MAX_STREAM_ID, StreamEntry, entries
 from backend.store.records import RUN_SORT_FIELDS, RunRecord, decode_run
@@ -75,22 +75,8 @@ class RunsMixin(StoreBase):
                 ids, total = p.execute()
             return list(ids), int(total)
 
-        owned = ""
-        if text is not None:    # one more set: the runs whose text contains it
-            q, tokens, check = textindex.query_tokens(text)
-            found, mine = self._text_query(keys=[], args=[
-                self.ix.prefix, self.k.tmp(), q, "1" if check else "", self.k.run(""),
-                self.k.runs, *tokens])
-            if not found:
-                return [], 0, None
-            keys.append(found)
-            owned = found if int(mine) else ""
-        try:
-            page = index.query_ids(self.r, self.ix, self.k.tmp, keys, where, sort, desc, limit,
-                                   cursor, self.k.runs, by_key)
-        finally:
-            if owned:
-                self.r.delete(owned)
+        page = self._query(self.ix, keys, where, sort, desc, limit, cursor, self.k.runs,
+                           self.k.run(""), by_key, text)
         return self.get_runs(page.ids), page.total, page.next
 
     def compact_events(self, keep_logs: int = 100) -> tuple[int, int]:
@@ -99,10 +85,11 @@ class RunsMixin(StoreBase):
         return retention.compact_finished(self, keep_logs)
 
     def reindex(self) -> int:
-        """Rebuild every runs-list index from the run hashes (``tscnc reindex``); returns the
-        number of runs."""
+        """Rebuild every runs-list and sweeps-list index from the run and sweep hashes
+        (``tscnc reindex``); returns the number of runs."""
+        sweepindex.rebuild(self)
         return index.rebuild(self.r, self.ix, self.k.run, self.k.runs,
-                                   self.k.runs_by_status, self.k.runs_by_method, self._reindex)
+                             self.k.runs_by_status, self.k.runs_by_method, self._reindex)
 
     def epoch_keys(self, run_id: str) -> set[tuple[str, int]]:
         """(stage, epoch) pairs already recorded for the run."""

@@ -6,6 +6,7 @@ implementation. Every script that writes a run hash re-indexes the run in the sa
 from __future__ import annotations
 
 from backend.store.index import LUA_REINDEX
+from backend.store.sweepindex import LUA_SWEEP_STATUS
 from tscnc.records import RunStatus
 
 # Append an event to a run's stream and its sweep's stream and set the run fields it implies.
@@ -31,9 +32,10 @@ return id
 #       4 event json, 5 fields json, 6 flags ('c' clear cancel flag, 'w' refuse when running on
 #       another live worker, 's' no event when the status does not change),
 #       7 this worker's name, 8 worker key prefix, 9 status names (space separated),
-#       10 index prefix
+#       10 index prefix, 11 sweep hash, 12 sweep id, 13 sweep index prefix (the sweep's status
+#       set follows its runs': backend.store.sweepindex)
 # Returns {1 applied | 0 refused, current status, stream id or ''}
-TRANSITION = LUA_REINDEX + """
+TRANSITION = LUA_REINDEX + LUA_SWEEP_STATUS + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '', ''} end
 local cur = redis.call('HGET', KEYS[1], 'status') or ''
 local new = ARGV[2]
@@ -61,6 +63,7 @@ for s in string.gmatch(ARGV[9], '%S+') do
   i = i + 1
 end
 redis.call('HSET', KEYS[4], ARGV[1], new)
+tscnc_sweep_status(KEYS[4], ARGV[11], ARGV[12], ARGV[13])
 local id = redis.call('XADD', KEYS[2], '*', 'run', ARGV[1], 'type', 'status', 'data', ARGV[4])
 redis.call('XADD', KEYS[3], '*', 'run', ARGV[1], 'type', 'status', 'data', ARGV[4])
 return {1, cur, id}

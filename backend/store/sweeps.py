@@ -10,7 +10,9 @@ from collections.abc import Sequence
 
 import redis
 
+from backend.store import sweepindex
 from backend.store.codec import StreamEntry, enc, encode_event
+from backend.store.index import IndexFilter
 from backend.store.progress import stage_offsets
 from backend.store.records import RunRecord, SweepRecord, SweepSummary, decode_sweep
 from backend.store.runs import RunsMixin
@@ -67,8 +69,11 @@ class SweepsMixin(RunsMixin):
                         "id": sweep_id, "name": spec.name, "preset": enc(preset),
                         "owner": owner, "owner_name": owner_name, "created": enc(now),
                         "seq": str(seq0), "spec": spec_json, "run_ids": json.dumps(run_ids),
-                        "enqueued": "0", "idem": idem or ""})
+                        "enqueued": "0", "idem": idem or "",
+                        "ftext": sweepindex.sweep_text(spec.name, "")})
                     pipe.zadd(k.sweeps, {sweep_id: seq0})
+                    sweepindex.add_static(pipe, self.sx, sweep_id, seq0, now,
+                                          json.loads(spec_json), owner)
                     for i, (rid, rs) in enumerate(zip(run_ids, runs, strict=True)):
                         seq = seq0 + 1 + i
                         pipe.hset(k.run(rid), mapping={
@@ -98,6 +103,8 @@ class SweepsMixin(RunsMixin):
                         fields = {"run": rid, "type": "status", "data": data}
                         pipe.xadd(k.run_stream(rid), fields)
                         pipe.xadd(k.sweep_stream(sweep_id), fields)
+                    self._sweep_reindex(keys=[k.sweep(sweep_id), k.sweep_status(sweep_id)],
+                                        args=[sweep_id, self.sx.prefix, ""], client=pipe)
                     if idem:
                         pipe.set(idem, sweep_id, ex=idempotency_ttl)
                     pipe.execute()
@@ -148,9 +155,22 @@ class SweepsMixin(RunsMixin):
     def sweep_statuses(self, sweep_id: str) -> dict[str, RunStatus]:
         return {r: RunStatus(s) for r, s in self.r.hgetall(self.k.sweep_status(sweep_id)).items()}
 
-    def list_sweeps(self, *, limit: int = 50, cursor: str | None = None,
-                    desc: bool = True) -> tuple[list[SweepRecord], int, str | None]:
-        page = self._page([self.k.sweeps], limit, cursor, desc)
+    def list_sweeps(self, *, limit: int = 50, cursor: str | None = None, desc: bool = True,
+                    where: IndexFilter | None = None, method: str | None = None,
+                    status: str | None = None, text: str | None = None
+                    ) -> tuple[list[SweepRecord], int, str | None]:
+        """Sweeps matching every given filter (``where``: dataset, model, owner, tag, dates;
+        ``method``: one of its methods; ``status``: its status from its runs'; ``text``: in
+        its name or notes, case-insensitively), newest first, from the indexes of
+        :mod:`backend.store.sweepindex`; returns (sweeps, total, next)."""
+        if where is not None and where.metric is not None:
+            raise ValueError("sweeps have no metric range")
+        sx = self.sx
+        sets = [] if method is None else [sx.vocab("method", method)]
+        if status is not None:
+            sets.append(sx.vocab("status", status))
+        page = self._query(sx, sets, where, None, desc, limit, cursor, self.k.sweeps,
+                           self.k.sweep(""), text=text)
         return self.get_sweeps(page.ids), page.total, page.next
 
     def sweep_events(self, sweep_id: str, after: str | None = None,
@@ -167,6 +187,9 @@ class SweepsMixin(RunsMixin):
         k = self.k
         idem = self.r.hget(k.sweep(sweep_id), "idem")
         with self.r.pipeline(transaction=True) as p:
+            self._sweep_reindex(keys=[k.sweep(sweep_id), k.sweep_status(sweep_id)],
+                                args=[sweep_id, self.sx.prefix, "d"], client=p)
+            sweepindex.drop_static(p, self.sx, sweep_id, sweep.spec, sweep.owner)
             for run in runs:
                 self._reindex(keys=[k.run(run.id)], args=[run.id, self.ix.prefix, "d"], client=p)
                 p.delete(k.run(run.id), k.run_stream(run.id), k.run_epochs(run.id),

@@ -40,9 +40,10 @@ SCAN_LIMIT = 10_000
 _WORD = re.compile(rb"[0-9A-Za-z_\x80-\xff]+")
 
 
-def search_text(key: str, sweep_name: str, notes: str) -> str:
-    """The text ``q`` is searched in (casefolded), as stored in the run hash's ``ftext``."""
-    return f"{key}\n{sweep_name}\n{notes}".casefold()
+def search_text(*parts: str) -> str:
+    """The text ``q`` is searched in (casefolded), as stored in a hash's ``ftext``: a run's
+    key, sweep name and notes, a sweep's name and notes, one per line."""
+    return "\n".join(parts).casefold()
 
 
 def query_tokens(q: str) -> tuple[bytes, list[bytes], bool]:
@@ -52,7 +53,8 @@ def query_tokens(q: str) -> tuple[bytes, list[bytes], bool]:
     return text, tokens, tokens != [text]
 
 
-# Lua: word index maintenance, prepended to every script that re-indexes a run.
+# Lua: word (and tag) index maintenance, prepended to every script that re-indexes a run or a
+# sweep.
 LUA_WORDS = f"""
 local function tscnc_words(text)
   local out, seen = {{}}, {{}}
@@ -86,6 +88,17 @@ local function tscnc_word_rem(p, w, id)
       tscnc_vocab(p, w, false)
     end
   end
+end
+-- Put an item into the sets of its tags (JSON list) in place of those of its indexed ones.
+local function tscnc_tags_sync(key, id, p, seq, tags, old)
+  if not tags or tags == '' then tags = '[]' end
+  old = old or ''
+  if tags == old then return end
+  if old ~= '' then
+    for _, t in ipairs(cjson.decode(old)) do redis.call('ZREM', p .. 'tag:' .. t, id) end
+  end
+  for _, t in ipairs(cjson.decode(tags)) do redis.call('ZADD', p .. 'tag:' .. t, seq, id) end
+  redis.call('HSET', key, 'itags', tags)
 end
 -- Index the pending search text (field ftext) of a run, if any, in place of its indexed one.
 local function tscnc_words_sync(run, id, p, seq, new)

@@ -364,3 +364,117 @@ def test_free_text_index_matches_brute_force(store: Store) -> None:
     assert store.list_runs(text="alpha")[1] == 0
     store.reindex()                                             # ... and rebuilt
     _text_check(store, sweeps[:1])
+
+
+def _sweeps_brute(store: Store, ids: list[str], *, where: IndexFilter = IndexFilter(),
+                  method: str | None = None, status: str | None = None,
+                  text: str | None = None) -> list[str]:
+    """Sweep ids newest first that pass, from the sweep records and their runs' statuses."""
+    from backend.views import sweep_status
+
+    summaries = store.sweep_summaries(ids)
+
+    def keep(s: Any) -> bool:
+        for f in ("owner",):
+            if getattr(where, f) is not None and getattr(s, f) != getattr(where, f):
+                return False
+        if where.dataset is not None and s.spec["dataset"]["name"] != where.dataset:
+            return False
+        if where.model is not None and s.spec["model"]["name"] != where.model:
+            return False
+        if where.tag is not None and where.tag not in s.tags:
+            return False
+        if where.created_from is not None and s.created < where.created_from:
+            return False
+        if where.created_to is not None and s.created > where.created_to:
+            return False
+        if method is not None and method not in s.spec["methods"]:
+            return False
+        if status is not None and sweep_status(summaries[s.id].counts).value != status:
+            return False
+        return text is None or text.casefold() in f"{s.name}\n{s.notes}".casefold()
+
+    return [s.id for s in sorted(store.get_sweeps(ids), key=lambda s: -s.seq) if keep(s)]
+
+
+def _sweeps_check(store: Store, ids: list[str]) -> int:
+    from tscnc.resources import SweepStatus
+
+    sweeps = store.get_sweeps(ids)
+    created = sorted(s.created for s in sweeps)
+    variants: list[dict[str, Any]] = [{}]
+    variants += [{"where": IndexFilter(dataset="digits")}, {"where": IndexFilter(model="cnn")},
+                 {"where": IndexFilter(owner="tok-b")}, {"where": IndexFilter(tag="keep")},
+                 {"where": IndexFilter(created_from=created[len(created) // 2])},
+                 {"where": IndexFilter(created_to=created[1])},
+                 {"where": IndexFilter(dataset="digits", tag="keep"), "method": "lwm"}]
+    variants += [{"method": m.value} for m in (Method.dense, Method.lwm, Method.hydra)]
+    variants += [{"status": s.value} for s in SweepStatus]
+    variants += [{"text": t} for t in ("digits", "ALPHA", "s-c", "zzz", "note beta", "-", "ß")]
+    variants += [{"text": "digits", "status": "running", "where": IndexFilter(owner="tok-a")}]
+    n = 0
+    for v in variants:
+        want = _sweeps_brute(store, ids, **v)
+        for desc in (True, False):
+            got, cursor, totals = [], None, set()
+            while True:
+                page, total, cursor = store.list_sweeps(limit=2, cursor=cursor, desc=desc, **v)
+                got += [s.id for s in page]
+                totals.add(total)
+                if cursor is None:
+                    break
+            assert got == (want if desc else want[::-1]) and totals == {len(want)}, (v, desc)
+            n += 1
+    return n
+
+
+def test_sweeps_list_indexes_match_brute_force(store: Store) -> None:
+    from tscnc.resources import SweepStatus
+
+    ids = []
+    for n, (ds, model, owner, methods) in enumerate([
+            ("digits", "mlp", "tok-a", [Method.dense, Method.lwm]),
+            ("mnist5k", "cnn", "tok-b", [Method.lwm]),
+            ("digits", "cnn", "tok-a", [Method.hydra, Method.tscnc]),
+            ("digits", "mlp", "tok-b", [Method.dense, Method.lwm]),
+            ("mnist5k", "mlp", "tok-a", [Method.tscnc, Method.lwm]),
+            ("mnist5k", "cnn", "tok-b", [Method.hydra])]):
+        spec = _spec(ds, model, [0]).model_copy(update={"methods": methods,
+                                                        "name": f"s{n}-{ds}-{model}"})
+        ids.append(store.create_sweep(spec, owner=owner)[0].id)
+    assert _sweeps_check(store, ids) == 50                       # after creates: all queued
+
+    sw = store.get_sweeps(ids)
+    store.claim(sw[1].run_ids[0], "w", "cpu")                     # running
+    for rid in sw[2].run_ids:                                     # succeeded
+        store.claim(rid, "w", "cpu")
+        store.set_status(rid, RunStatus.succeeded)
+    for i, rid in enumerate(sw[3].run_ids):                       # finished, mixed
+        store.set_status(rid, RunStatus.cancelled if i else RunStatus.failed)
+    for rid in sw[4].run_ids:                                     # cancelled
+        store.set_status(rid, RunStatus.cancelled)
+    for rid in sw[5].run_ids:                                     # failed
+        store.set_status(rid, RunStatus.failed)
+    store.annotate("sweep", ids[0], tags=["keep"], notes="Note ALPHA")
+    store.annotate("sweep", ids[2], tags=["keep", "x"], notes="note beta Straße")
+    store.annotate("run", sw[1].run_ids[0], tags=["keep"], notes="zzz")   # a run's: not its sweep's
+    _sweeps_check(store, ids)
+    statuses = {s: _sweeps_brute(store, ids, status=s.value) for s in SweepStatus}
+    assert all(statuses.values()), statuses                      # every status is exercised
+
+    store.retry_run(sw[4].run_ids[0])                             # cancelled -> running (queued)
+    store.annotate("sweep", ids[2], tags=[], notes="")
+    store.annotate("sweep", ids[0], notes="gamma")
+    _sweeps_check(store, ids)
+    assert store.delete_sweep(ids[1])
+    left = ids[:1] + ids[2:]
+    _sweeps_check(store, left)
+    for key in store.r.scan_iter(match=f"{store.sx.prefix}*"):
+        if store.r.type(key) == "zset" and not key.endswith(("words", "wordsfx", "wordlong")):
+            assert ids[1] not in store.r.zrange(key, 0, -1), key
+
+    for key in list(store.r.scan_iter(match=f"{store.sx.prefix}*")):
+        store.r.delete(key)                                       # the indexes lost ...
+    assert store.list_sweeps(where=IndexFilter(dataset="digits"))[1] == 0
+    store.reindex()                                               # ... and rebuilt
+    _sweeps_check(store, left)
