@@ -66,6 +66,14 @@ export function purge(graphDiv) {
   if (window.Plotly && graphDiv) window.Plotly.purge(graphDiv);
 }
 
+/** The chart as PNG once it is drawn (before its first draw there is nothing to export, and
+ * Plotly may not be loaded yet: the click is ignored instead of throwing). */
+async function pngOf(graphDiv, filename) {
+  if (!drawn.has(graphDiv)) return;
+  await loadPlotly();
+  return chartPNG(graphDiv, filename);
+}
+
 /** The rows as an HTML table (a chart's text alternative): one column per key. */
 export function rowsTable(rows) {
   const keys = [...new Set(rows.flatMap((r) => Object.keys(r)))];
@@ -94,7 +102,7 @@ export function chartCard(id, filename, rows) {
       if (open) table.replaceChildren(rowsTable(rows()));
     } }, "Table");
   const tools = h("div", { class: "chart-tools" }, tableBtn,
-    h("button", { class: "btn small", title: "Download this chart as PNG", onclick: () => chartPNG(graph, filename), "data-export": "png" }, "PNG"),
+    h("button", { class: "btn small", title: "Download this chart as PNG", onclick: () => pngOf(graph, filename), "data-export": "png" }, "PNG"),
     rows && h("button", { class: "btn small", title: "Download the chart's points as CSV", "data-export": "csv",
       onclick: () => download(`${filename}.csv`, toCSV(rows()), "text/csv") }, "CSV"),
     rows && h("button", { class: "btn small", title: "Download the chart's points as JSON", "data-export": "json",
