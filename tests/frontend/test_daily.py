@@ -246,6 +246,11 @@ def test_smaller_things(page: Any, context: Any, stack: Stack) -> None:
             "training": {**_spec()["training"], "device": "cuda"}}
     sweep = stack.api("POST", "/sweeps", json={"spec": spec}).json()
     assert stack.api("POST", f"/sweeps/{sweep['id']}/cancel").status_code == 200
+    # Tags (short, with a colon, and one long word) and notes must not widen it either.
+    for rid, tags in zip(sweep["run_ids"], [["baseline", "paper:fig3"], ["odd one"],
+                                            ["a-rather-long-tag-name-without-any-break"]]):
+        assert stack.api("PATCH", f"/runs/{rid}",
+                         json={"tags": tags, "notes": "diverged at epoch 3"}).status_code == 200
     page.set_viewport_size({"width": 1440, "height": 900})
     # Its own runs only: the widths must not depend on the runs other tests left in the stack.
     page.goto(stack.login_url(f"#/runs?sweep={sweep['id']}"))
