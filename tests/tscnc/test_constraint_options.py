@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -198,17 +197,6 @@ def _reference_regularization(model: nn.Module, c: ConstraintSpec) -> torch.Tens
     return zero + c.lambda_tsc * tsc + c.lambda_cnc * cnc
 
 
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@pytest.mark.usefixtures("one_thread")
 def test_default_training_steps_are_bit_identical_to_the_full_penalty() -> None:
     spec = _spec()
     c = spec.constraints
