@@ -10,13 +10,21 @@ dispatcher: accepted sweeps are queued to Celery in Redis; no worker consumes th
 2. **list**: the store is filled to ``--runs`` runs (a mix of queued, running, succeeded and
    failed, with metrics; one run in 20 tagged and noted), then ``GET /api/v1/runs`` (first
    page of 50, newest first; also each filter — status, method, dataset, model, owner, tag,
-   date, metric range, sweep —, every sort, free text, and the next page) is timed
-   ``--list-requests`` times each, one request at a time: p50/p95/p99;
+   date, metric range, sweep —, every sort, free text of several kinds, and the next page;
+   and ``GET /api/v1/sweeps`` with a few filters) is timed ``--list-requests`` times each, one
+   request at a time: p50/p95/p99;
 3. **events**: for each count in ``--clients``, that many SSE clients follow one running run's
    ``GET /api/v1/runs/{id}/events``; a separate "worker" process appends ``--events`` events
    through the data layer (``Store.record_event``, each stamped with the wall clock when it is
    made) every ``--event-interval`` s; each client notes when each arrives: p50/p95/p99/max of
-   (arrival − stamp), and any event a client never got.
+   (arrival − stamp), and any event a client never got; meanwhile ``GET /api/v1/runs`` is
+   timed every 20 ms ("list while open").
+
+``--workers N`` runs N API processes (uvicorn ``--workers``, as ``tscnc serve --workers``).
+``--profile PATH`` samples the API processes with py-spy (if installed) during the events
+round of ``--profile-clients`` clients, counting only samples that hold the GIL, and writes
+the share of each part of the server (list request: store, views; SSE fan-out; HTTP; the
+event loop) to PATH and the report.
 
 Bounded: every phase has a count and a deadline, the whole run stops after ``--max-seconds``,
 and every process it started is stopped at the end. Clients, server and Redis share this
@@ -52,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 
 from backend.store import Store  # noqa: E402
 from backend.store.retention import memory_usage  # noqa: E402
+from bench import api_profile  # noqa: E402
 from bench.store_fill import METHODS, bench_spec, populate  # noqa: E402
 from tests.support.services import start_redis, start_uvicorn, stop_process  # noqa: E402
 from tscnc.records import LogEvent, ProgressEvent, RunStatus, Stage  # noqa: E402
@@ -166,29 +175,44 @@ def list_phase(base: str, sweep_id: str, requests: int, deadline: Deadline,
         "one sweep": {"limit": 50, "sweep": sweep_id},
         "status=succeeded + sort=kappa_median": {"limit": 50, "status": "succeeded",
                                                  "sort": "kappa_median"},
-        "text q=note": {"limit": 50, "q": "note"},
+        "text q=note (a word)": {"limit": 50, "q": "note"},
+        "text q=seed0 (a word of the keys)": {"limit": 50, "q": "seed0"},
+        "text q=ote (inside a word)": {"limit": 50, "q": "ote"},
+        "text q=40 (inside many words)": {"limit": 50, "q": "40"},
+        "text q=s0.9 (two tokens, checked)": {"limit": 50, "q": "s0.9"},
+        "text q=load-0 + status=succeeded": {"limit": 50, "q": "load-0", "status": "succeeded"},
+        "text q=note + sort=robust_accuracy": {"limit": 50, "q": "note",
+                                               "sort": "robust_accuracy"},
     }
     for srt in SORTS:
         variants[f"sort={srt}"] = {"limit": 50, "sort": srt, "order": "desc"}
     out: dict[str, Any] = {}
     errors = 0
+    failed: set[str] = set()
     with httpx.Client(base_url=base, headers=AUTH, timeout=30) as c:
         first = c.get("/api/v1/runs", params={"limit": 50}).json()
         out["total"] = first["total"]
         variants["next page"] = {"limit": 50, "cursor": first["next"]}
-        for name, params in variants.items():
+        sweeps = {"sweeps newest 50": {"limit": 50}, "sweeps status=running":
+                  {"limit": 50, "status": "running"}, "sweeps method=tscnc + dataset=digits":
+                  {"limit": 50, "method": "tscnc", "dataset": "digits"},
+                  "sweeps q=load": {"limit": 50, "q": "load"}}
+        for name, params in [*variants.items(), *sweeps.items()]:
+            path = "/api/v1/sweeps" if name.startswith("sweeps") else "/api/v1/runs"
             for _ in range(3):                                  # warm up
-                c.get("/api/v1/runs", params=params)
+                c.get(path, params=params)
             ms = []
             for _ in range(requests):
                 deadline.check("the list phase")
                 t0 = time.perf_counter()
-                r = c.get("/api/v1/runs", params=params)
+                r = c.get(path, params=params)
                 ms.append((time.perf_counter() - t0) * 1000)
                 if r.status_code != 200 or (not r.json()["items"] and "metric" not in params):
                     errors += 1                 # every variant matches runs of the filled sweep
+                    failed.add(name)
             out[name] = summary(ms)
     out["error_count"] = errors
+    out["failed"] = sorted(failed)
     return out
 
 
@@ -245,13 +269,21 @@ async def sse_client(host: str, port: int, run_id: str, n: int, connected: list,
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of a process and its children (the API's workers)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 async def fanout(base: str, api_pid: int, redis_url: str, store: Store, owner: str,
-                 clients: int, events: int, interval: float, deadline: Deadline) -> dict:
+                 clients: int, events: int, interval: float, deadline: Deadline,
+                 profile: Path | None = None) -> dict:
     host, port = base.removeprefix("http://").split(":")
     sweep, _ = store.create_sweep(SweepSpec(name=f"fanout-{clients}", methods=[Method.hydra],
                                             sparsities=[0.5]), owner, owner_name="bench")
@@ -290,6 +322,8 @@ async def fanout(base: str, api_pid: int, redis_url: str, store: Store, owner: s
                 time.sleep(0.02)
 
     lister = asyncio.create_task(asyncio.to_thread(time_lists))
+    spy = None if profile is None else api_profile.record(api_pid, profile,
+                                                          int(events * interval) + 1)
     wait_until = time.perf_counter() + 0.2 + events * interval + 15
     readers = 0
     while any(len(a) < events for a in arrivals) and time.perf_counter() < wait_until \
@@ -300,6 +334,10 @@ async def fanout(base: str, api_pid: int, redis_url: str, store: Store, owner: s
     cpu = (cpu_seconds(api_pid) - cpu0[0], time.process_time() - cpu0[1])
     stop_listing.set()
     await lister
+    prof = None
+    if spy is not None:
+        await asyncio.to_thread(spy.wait, 60)
+        prof = api_profile.summary(profile) if profile is not None and profile.exists() else None
     store.set_status(rid, RunStatus.succeeded)             # ends every stream
     await asyncio.wait(tasks, timeout=10)
     for t in tasks:
@@ -313,7 +351,7 @@ async def fanout(base: str, api_pid: int, redis_url: str, store: Store, owner: s
             "redis_blocked_readers": readers,
             "server_cpu_ms_per_event": cpu[0] * 1000 / events,
             "clients_cpu_ms_per_event": cpu[1] * 1000 / events,
-            "errors": errors[:5], "error_count": len(errors)}
+            "errors": errors[:5], "error_count": len(errors), "profile": prof}
 
 
 def memory_phase(store: Store, sample: int = 200) -> dict[str, Any]:
@@ -339,8 +377,9 @@ def memory_phase(store: Store, sample: int = 200) -> dict[str, Any]:
 
 def report(res: dict[str, Any]) -> str:
     f = "{:.1f}".format
-    lines = [f"API: one uvicorn process; Redis {res['redis']}; {os.cpu_count()} CPU cores "
-             f"shared by server, Redis and the load clients.", ""]
+    lines = [f"API: {res['args']['workers']} uvicorn process(es); Redis {res['redis']}; "
+             f"{os.cpu_count()} CPU cores shared by server, Redis and the load clients; load "
+             f"average {res['load_average']} at the start.", ""]
     s = res["submit"]
     lines += ["#### Submitting sweeps (5 runs each, queued to Celery in Redis)", "",
               "| submitters | sweeps accepted | per second | p50 ms | p95 ms | p99 ms | errors |",
@@ -356,7 +395,8 @@ def report(res: dict[str, Any]) -> str:
         if isinstance(v, dict):
             lines.append(f"| {name} | {v['n']} | {f(v['p50'])} | {f(v['p95'])} | "
                          f"{f(v['p99'])} | {f(v['max'])} |")
-    lines += ["", f"errors: {li['error_count']}", "",
+    lines += ["", f"errors: {li['error_count']}"
+              + (f" ({', '.join(li['failed'])})" if li["failed"] else ""), "",
               "#### Event delay: `Store.record_event` (stamped) → arrival at each SSE client",
               "", "| SSE clients | connected (s) | events × clients | p50 ms | p95 ms | p99 ms | "
               "max ms | lost | errors | Redis readers | server CPU ms/event | "
@@ -381,7 +421,43 @@ def report(res: dict[str, Any]) -> str:
             lines.append(f"| {name} | {v['bytes_per_run']:.0f} | {v['events_per_run']:.1f} | "
                          f"{v['bytes_per_event']:.0f} |")
         lines.append(f"\nused_memory with {m['runs']:,} runs: {m['used_memory'] / 2**20:.1f} MiB")
+    for e in res["events"]:
+        if e.get("profile"):
+            p = e["profile"]
+            lines += ["", f"#### Where the API's time goes, {e['clients']} SSE clients (py-spy, "
+                      f"samples holding the GIL: {p['samples']:.0f})", "",
+                      "| part | % of samples |", "|---|---|"]
+            lines += [f"| {k} | {v:.1f} |" for k, v in p.items() if k != "samples"]
     return "\n".join(lines)
+
+
+def start_api(env: dict[str, str], workers: int) -> tuple[str, Any]:
+    """The API on a free loopback port: one uvicorn process, or ``workers`` of them sharing
+    the port (uvicorn ``--workers``, as ``tscnc serve --workers``)."""
+    if workers <= 1:
+        return start_uvicorn("backend.app:create_app", env, factory=True)
+    import subprocess
+
+    from backend.launcher import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory", "--host",
+         "127.0.0.1", "--port", str(port), "--workers", str(workers), "--log-level", "warning",
+         "--no-access-log", "--timeout-graceful-shutdown", "2"],
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, cwd=str(ROOT),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        try:
+            if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
+                return base, proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop_process(proc)
+    raise RuntimeError(f"{workers} API processes did not start")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -396,21 +472,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-sweeps", type=int, default=5000, help="most sweeps submitted")
     ap.add_argument("--max-seconds", type=float, default=600.0, help="stop after this long")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--workers", type=int, default=1, help="API processes")
+    ap.add_argument("--profile", type=Path, help="py-spy raw samples of the API go here")
+    ap.add_argument("--profile-clients", type=int, default=300,
+                    help="the SSE round the profile is taken in")
     args = ap.parse_args(argv)
     counts = [int(x) for x in args.clients.split(",") if x.strip()]
     if not all(0 < c <= 2000 for c in counts) or not 0 < args.runs <= 100_000:
         ap.error("--clients each in 1..2000 and --runs in 1..100000")
     deadline = Deadline(args.max_seconds)
     res: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()},
-                           "redis": "without persistence"}
+                           "redis": "without persistence",
+                           "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg())}
     with tempfile.TemporaryDirectory(prefix="tscnc-load-") as tmp:
         redis_url, redis_proc = start_redis(Path(tmp) / "redis")
         api_proc = None
         try:
-            base, api_proc = start_uvicorn("backend.app:create_app", {
+            base, api_proc = start_api({
                 "REDIS_URL": redis_url, "TSCNC_BOOTSTRAP_TOKEN": TOKEN,
                 "TSCNC_ARTIFACTS_DIR": str(Path(tmp) / "artifacts"),
-                "TSCNC_SSE_KEEPALIVE": "5"}, factory=True)
+                "TSCNC_SSE_KEEPALIVE": "5"}, args.workers)
             store = Store.from_url(redis_url)
             owner = store.create_token("bench", "admin", secret=TOKEN)[0].id
 
@@ -431,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{n} SSE clients ...", file=sys.stderr)
                 res["events"].append(asyncio.run(fanout(
                     base, api_proc.pid, redis_url, store, owner, n, args.events,
-                    args.event_interval, deadline)))
+                    args.event_interval, deadline,
+                    args.profile if n == args.profile_clients else None)))
             store.close()
         finally:
             if api_proc is not None:

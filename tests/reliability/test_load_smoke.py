@@ -35,3 +35,25 @@ def test_load_bench_smoke(tmp_path: Path) -> None:
         assert e["delay_ms"]["n"] == 3 * e["clients"]
         assert e["redis_blocked_readers"] <= 2, e
     assert "sweeps accepted" in proc.stdout and "Event delay" in proc.stdout
+
+
+def test_load_bench_with_two_api_processes(tmp_path: Path) -> None:
+    """``--workers 2``: the API runs as two processes sharing the port (as ``tscnc serve
+    --workers 2``); every list variant answers, no event is lost, and each process reads the
+    run's stream for its own clients."""
+    out = tmp_path / "load.json"
+    proc = subprocess.run(
+        [sys.executable, "bench/load.py", "--runs", "400", "--list-requests", "2",
+         "--clients", "40", "--events", "3", "--event-interval", "0.05", "--workers", "2",
+         "--submitters", "2", "--submit-seconds", "1", "--max-seconds", "90",
+         "--json", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=150)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["list"]["error_count"] == 0 and res["args"]["workers"] == "2"
+    assert res["list"]["text q=note (a word)"]["n"] == 2
+    assert res["list"]["sweeps status=running"]["n"] == 2
+    (e,) = res["events"]
+    assert e["connected"] == 40 and e["lost"] == 0 and e["error_count"] == 0
+    assert e["redis_blocked_readers"] <= 4, e
+    assert "2 uvicorn process(es)" in proc.stdout
