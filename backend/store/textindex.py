@@ -1,9 +1,10 @@
-"""The word index of the runs list's free text (``q``), maintained on write (part of the data
+"""The word index of the lists' free text (``q``), maintained on write (part of the data
 layer, DESIGN §2.4).
 
 ``q`` matches a run whose key, sweep name or notes contain it, case-insensitively (a substring
-of ``casefold(key + "\\n" + sweep name + "\\n" + notes)``, the run's *search text*). The index
-answers that exactly, without reading the runs:
+of ``casefold(key + "\\n" + sweep name + "\\n" + notes)``, the run's *search text*; a sweep's is
+its name and notes). The index answers that exactly, without reading the items (each list has
+its own, under its prefix: :mod:`backend.store.index`, :mod:`backend.store.sweepindex`):
 
 * a run's search text is split into **words**: maximal runs of the bytes ``0-9 A-Z a-z _`` and
   of every non-ASCII byte (so a word never splits a UTF-8 character); each word has a set
