@@ -274,6 +274,62 @@ def test_smaller_things(page: Any, context: Any, stack: Stack) -> None:
                "the training chart's note")
 
 
+def test_runs_table_fits_with_every_kind_of_row(page: Any, stack: Stack) -> None:
+    """A 1440 px window shows the runs table without sideways scrolling whatever its rows
+    hold: a running run with monitor values and a long worker name, a succeeded one with κ = ∞,
+    a failed one (Retry), one asked to stop, long tags and notes (states written through the
+    store: the sweep is on the gpu queue, which no test worker reads)."""
+    import math
+
+    from backend.store import Store
+    from tscnc.records import (AttackResult, ConditionSummary, EpochEvent, RunResult, RunStatus,
+                               Stage)
+
+    spec = {**_spec(), "name": "daily-every-kind-of-row-in-a-wide-table", "methods": ["lwm", "tscnc"],
+            "sparsities": [0.5, 0.99], "training": {**_spec()["training"], "device": "cuda"}}
+    sweep = stack.api("POST", "/sweeps", json={"spec": spec}).json()
+    running, done, failed, stopping = sweep["run_ids"]
+    st = Store.from_url(stack.redis_url)
+    try:
+        worker = "a-worker-with-a-rather-long-host-name@gpu-node-17.cluster.example.org"
+        for rid in (running, done, failed):
+            assert st.claim(rid, worker, "cuda:0 NVIDIA H200")
+        st.record_event(running, EpochEvent(
+            run=running, stage=Stage.finetune, epoch=118, epochs=120, loss=0.4321,
+            clean_accuracy=0.83125, robust_accuracy=0.23125, lr=0.01, sparsity=0.99,
+            condition_numbers={"fc1": math.inf}))
+        run = st.get_run(done)
+        st.put_result(done, RunResult(
+            run=done, method=run.method, sparsity=run.sparsity, sparsity_actual=0.98765,
+            sparsity_per_layer={"fc1": 0.98765}, seed=0, clean_accuracy=0.83125,
+            robust_accuracy={"pgd": 0.23125, "fgsm": 0.41}, lipschitz_upper=math.inf,
+            condition_number=ConditionSummary(median=math.inf, max=math.inf, per_layer={}),
+            security_curve=[], flags=[], checkpoint="", spec={}, versions={}, wall_time=1.0,
+            attacks=[AttackResult(attack="pgd", epsilon=0.1, steps=3, accuracy=0.23125,
+                                  examples=60, seed=0, library="torchattacks")]))
+        assert st.set_status(done, RunStatus.succeeded)
+        assert st.set_status(failed, RunStatus.failed, category="diverged",
+                             message="the loss diverged at epoch 3 (NaN): " + "x" * 200)
+        st.request_cancel(stopping)
+    finally:
+        st.close()
+    for rid, tags in zip(sweep["run_ids"], [["baseline", "paper:fig3"], ["odd one"],
+                                            ["a-rather-long-tag-name-without-any-break"], []]):
+        assert stack.api("PATCH", f"/runs/{rid}",
+                         json={"tags": tags, "notes": "diverged at epoch 3"}).status_code == 200
+
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(stack.login_url(f"#/runs?sweep={sweep['id']}"))
+    page.wait_for_selector('[data-table="runs"] tbody tr[data-id] [data-action="retry"]')
+    page.wait_for_selector('[data-table="runs"] tbody tr[data-id] .monitor')
+    widths = page.evaluate("""() => { const s = document.querySelector('[data-table="runs"] .table-scroll');
+        return [s.scrollWidth, s.clientWidth, document.documentElement.scrollWidth, window.innerWidth]; }""")
+    cols = page.evaluate("""() => [...document.querySelectorAll('[data-table="runs"] thead th')]
+        .map((t) => `${t.dataset.col}:${Math.round(t.getBoundingClientRect().width)}`)""")
+    stack.api("POST", f"/sweeps/{sweep['id']}/cancel")
+    assert widths[0] <= widths[1] + 1 and widths[2] <= widths[3], f"{widths} {' '.join(cols)}"
+
+
 def test_notes_and_tags_edited_inline_shown_in_tables_and_exports(page: Any, browser: Any,
                                                                  stack: Stack) -> None:
     spec = {**_spec(), "name": "daily-notes"}
