@@ -17,9 +17,12 @@ its own, under its prefix: :mod:`backend.store.index`, :mod:`backend.store.sweep
 
 A ``q`` made of word bytes only is contained in the text exactly when it is contained in one of
 its words: the runs are the union of the sets of the words containing it, with no run read. A
-``q`` with other bytes (``"digits-mlp"``, ``"e ß"``) is split into its tokens; the runs holding
-a word containing each token are intersected, then each candidate's indexed text is checked
-for the whole ``q`` (Lua, byte-exact). A ``q`` without any word byte (``"-"``) is checked over
+``q`` with other bytes (``"digits-mlp"``, ``"e ß"``) is split into its tokens, each of which a
+word of a match must hold where ``q`` puts it: a token between two separators is a whole word,
+one after a separator starts a word, one before a separator ends a word (the suffix set gives
+the words ending with a token as ``token NUL word``). The runs holding such a word for every
+token are intersected, then each candidate's indexed text is checked for the whole ``q`` (Lua,
+byte-exact). A ``q`` without any word byte (``"-"``) is checked over
 the newest :data:`SCAN_LIMIT` runs only.
 
 Maintenance: a write that sets a run's search text (creation, a notes edit, ``tscnc reindex``)
@@ -48,10 +51,18 @@ def search_text(*parts: str) -> str:
 
 
 def query_tokens(q: str) -> tuple[bytes, list[bytes], bool]:
-    """(casefolded q, its distinct tokens, whether candidates must be checked for all of q)."""
+    """(casefolded q, its distinct tokens, whether candidates must be checked for all of q).
+
+    Each token is prefixed by where a word of a match holds it: ``a`` anywhere (q is one
+    token), ``s`` at its start (q has a separator before the token), ``e`` at its end (a
+    separator after), ``x`` as the whole word (both)."""
     text = q.casefold().encode("utf-8", "surrogatepass")
-    tokens = list(dict.fromkeys(_WORD.findall(text)))
-    return text, tokens, tokens != [text]
+    tokens = []
+    for m in _WORD.finditer(text):
+        start, end = m.start() > 0, m.end() < len(text)
+        tokens.append((b"x" if end else b"s") if start else (b"e" if end else b"a"))
+        tokens[-1] += m.group()
+    return text, list(dict.fromkeys(tokens)), tokens != [b"a" + text]
 
 
 # Lua: word (and tag) index maintenance, prepended to every script that re-indexes a run or a
@@ -137,17 +148,27 @@ local function tscnc_store(cmd, key, keys)   -- every set scores a run by its se
 end
 local sets, temps = {{}}, {{}}
 for i = 7, #ARGV do
-  local t, keys, seen = ARGV[i], {{}}, {{}}
+  -- the words holding token t: anywhere (a), at their start (s), end (e), or being it (x)
+  local mode, t, keys, seen = string.sub(ARGV[i], 1, 1), string.sub(ARGV[i], 2), {{}}, {{}}
   local function found(w)
     if not seen[w] then seen[w] = true; keys[#keys + 1] = p .. 'word:' .. w end
   end
-  if #t <= {SUFFIX_MAX} then
-    for _, m in ipairs(redis.call('ZRANGEBYLEX', p .. 'wordsfx', '[' .. t, '[' .. t .. '\\255')) do
-      found(string.sub(m, string.find(m, '\\0', 1, true) + 1))
+  if mode == 'x' then
+    if redis.call('EXISTS', p .. 'word:' .. t) == 1 then found(t) end
+  else
+    if #t <= {SUFFIX_MAX} then
+      local lo, hi = '[' .. t, '[' .. t .. '\\255'
+      if mode == 'e' then lo, hi = '[' .. t .. '\\0', '[' .. t .. '\\0\\255' end
+      for _, m in ipairs(redis.call('ZRANGEBYLEX', p .. 'wordsfx', lo, hi)) do
+        local z = string.find(m, '\\0', 1, true)
+        local w = string.sub(m, z + 1)
+        if mode ~= 's' or string.sub(m, 1, z - 1) == w then found(w) end
+      end
     end
-  end
-  for _, w in ipairs(redis.call('ZRANGE', p .. 'wordlong', 0, -1)) do
-    if string.find(w, t, 1, true) then found(w) end
+    for _, w in ipairs(redis.call('ZRANGE', p .. 'wordlong', 0, -1)) do
+      if (mode == 'a' and string.find(w, t, 1, true)) or (mode == 's' and string.sub(w, 1, #t) == t)
+          or (mode == 'e' and string.sub(w, -#t) == t) then found(w) end
+    end
   end
   if #keys == 0 then
     if #temps > 0 then redis.call('DEL', unpack(temps)) end

@@ -312,7 +312,8 @@ def _workers(pid: int) -> set[int]:
 LONG = "0123456789abcdef0123456789abcdefXYZ"          # a word longer than SUFFIX_MAX bytes
 TEXTS = ("alpha", "BETA", "seed1", "digits-mlp", "zzz", "STRASSE", "strasse alpha", "σίσυφοσ",
          "e ß", "ss", "ß", "-", " ", "note 1", "beta 1", "0 straße σί", "a 0 str", "1", "89abcdef0123456789ab", "xyz", "cdefxyz",
-         "mlp\nnote", "tsc")
+         "mlp\nnote", "tsc", "-seed1", "mlp-", " beta ", "-s0.", "abcdefxyz ",
+         " 0123456789abcdef01", " 23456789abcdef01", "m-", ".5-s")
 
 
 def _text_check(store: Store, sweeps: list[str]) -> None:
@@ -347,7 +348,7 @@ def test_free_text_index_matches_brute_force(store: Store) -> None:
     for n, rid in enumerate(ids):
         store.annotate("run", rid, notes=f"Note {'Alpha' if n % 3 == 0 else 'beta'} {n}"
                        + (" Straße ΣΊΣΥΦΟΣ" if n % 4 == 0 else "")
-                       + (f" {LONG}" if n % 5 == 0 else ""))
+                       + (f" {LONG} end" if n % 5 == 0 else ""))
     store.annotate("sweep", sweeps[0], notes="zzz")             # a sweep's notes: not its runs'
     _text_check(store, sweeps)                                  # after note edits
     for rid in ids[::2]:                                        # words dropped and added
