@@ -19,10 +19,15 @@ PARTS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("GET /runs: store (Redis round trips, decoding)",
      ("list_runs (backend/routes/runs.py", "(backend/store/"), ()),
     ("GET /runs: views and response model (pydantic)", ("list_runs (backend/routes/runs.py",), ()),
+    ("SSE: is the client still there? (starlette's Request.is_disconnected)", (),
+     ("Request.is_disconnected (",)),
     ("SSE: the streams' readers and fan-out (backend/sse.py)", (), ("backend/sse.py",)),
-    ("other API code (authentication, dependencies, other routes)", (), ("backend/",)),
-    ("HTTP and ASGI: requests and every stream's writes (uvicorn, starlette, fastapi)", (),
-     ("uvicorn/", "starlette/", "fastapi/", "h11/", "httptools")),
+    ("other API code (authentication, dependencies, other routes)", (),
+     ("backend/deps.py", "backend/routes/", "backend/views.py", "backend/store/",
+      "backend/schemas.py")),
+    ("HTTP and ASGI: requests and every stream's writes (uvicorn, starlette, fastapi, the "
+     "security-headers middleware)", (), ("uvicorn/", "starlette/", "fastapi/", "h11/",
+                                          "httptools", "backend/app.py")),
     ("thread pool hand-off (anyio)", (), ("anyio/",)),
     ("event loop (asyncio)", (), ("asyncio/",)),
 ]
