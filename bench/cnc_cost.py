@@ -13,7 +13,9 @@ the default λ's), for these variants side by side in one process, on identical 
 Each round runs ``--block`` (4) consecutive steps of each variant, in alternating order, and
 records the mean CPU (and wall) time per step over the block, so ``every4`` is timed over a
 whole period. Figures: the median over rounds of each variant's time per step, and the median
-per-round ratio to ``plain`` (process CPU time, as the regulariser bench's verdict).
+per-round ratio to ``plain`` (process CPU time, as the regulariser bench's verdict). Then the
+regulariser alone (``regularization`` forward + backward, ``--reg-rounds`` rounds of ``--block``
+steps per variant): steadier than whole steps on a loaded machine.
 
 ``--effect``: the validation protocol of ``bench/reproduce.py --tune`` (training split minus
 a 20 % validation split, tuning seeds, PGD-20 on the validation split; never the test split)
@@ -25,7 +27,8 @@ clean accuracy (mean over seeds) and κ (geometric mean over seeds of each run's
 
 Usage::
 
-    nice .venv/bin/python bench/cnc_cost.py --timing              # ~5 min on 2 shared cores
+    nice .venv/bin/python bench/cnc_cost.py --timing --threads 1  # ~13 min on 2 shared cores
+    nice .venv/bin/python bench/cnc_cost.py --timing --threads 1 --repeats 0 --reg-rounds 7
     nice .venv/bin/python bench/cnc_cost.py --effect --seeds 100 101
 """
 
@@ -38,7 +41,9 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -46,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.regularizer_overhead import _step  # noqa: E402
 from bench.reproduction.runs import ROOT, make_spec, print_result, validation_data  # noqa: E402
-from tscnc import pipeline  # noqa: E402
+from tscnc import constraints, pipeline  # noqa: E402
 from tscnc.layers import prunable_layers  # noqa: E402
 from tscnc.models import build_model  # noqa: E402
 from tscnc.spec import (  # noqa: E402
@@ -82,6 +87,40 @@ def timing(args: argparse.Namespace) -> None:
                for i in range(args.block)]
         return (sum(w for w, _ in got) / args.block, sum(c for _, c in got) / args.block)
 
+    if args.repeats:
+        step_rounds(args, variants, block)
+    if args.reg_rounds:
+        reg_rounds(args, variants)
+
+
+def reg_rounds(args: argparse.Namespace, variants: dict[str, Any]) -> None:
+    """The regulariser alone (``regularization`` forward + backward, no training step) per
+    variant: mean CPU ms per step over blocks of ``--block`` steps, median over rounds."""
+    names = [k for k, v in variants.items() if v[3]]
+    cpu: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(args.reg_rounds + 1):                 # round 0: warm-up
+        for name in (names if r % 2 == 0 else names[::-1]):
+            m, _opt, cons, _ = variants[name]
+            c0 = time.process_time()
+            for i in range(args.block):
+                m.zero_grad(set_to_none=True)
+                total, _ = constraints.regularization(m, cons, use_tsc=True, use_cnc=True,
+                                                      step=i)
+                total.backward()
+            if r:
+                cpu[name].append((time.process_time() - c0) / args.block)
+    m.zero_grad(set_to_none=True)
+    full = statistics.median(cpu["full"])
+    print(f"\nregulariser alone (TSC + CNC forward + backward), median of {args.reg_rounds} "
+          f"rounds of {args.block} steps:\n\n| variant | cpu ms/step | share of full |\n"
+          "|---|---|---|")
+    for name in names:
+        med = statistics.median(cpu[name])
+        print(f"| {name} | {1e3 * med:.0f} | {med / full:.2f} |")
+
+
+def step_rounds(args: argparse.Namespace, variants: dict[str, Any],
+                block: Callable[[str, int], tuple[float, float]]) -> None:
     for name in variants:
         block(name, 0)                                   # warm-up
     wall: dict[str, list[float]] = {k: [] for k in variants}
@@ -150,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--effect", action="store_true")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--width", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=3, help="timed rounds")
+    ap.add_argument("--repeats", type=int, default=3, help="timed rounds of whole steps (0: skip)")
     ap.add_argument("--block", type=int, default=4, help="steps per variant per round")
+    ap.add_argument("--reg-rounds", type=int, default=5,
+                    help="rounds timing the regulariser alone (0: skip)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     ap.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[100, 101])

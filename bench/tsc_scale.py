@@ -78,7 +78,6 @@ def setup_spec(setup: str, reduction: str, args: argparse.Namespace) -> SweepSpe
 
 def run_setup(setup: str, args: argparse.Namespace) -> None:
     path = args.out / f"{setup}.json"
-    rows = json.loads(path.read_text()) if path.exists() else []
     for reduction in GRID:
         if not args.grid[reduction]:
             continue
@@ -97,6 +96,8 @@ def run_setup(setup: str, args: argparse.Namespace) -> None:
                                  on_result=lambda r: print_result(setup, r))
         for f in out.failures:
             print(f"  FAILED {f.run}: {f.category.value}: {f.message}", flush=True)
+        # Re-read: another process may have written the other reduction's rows meanwhile.
+        rows = json.loads(path.read_text()) if path.exists() else []
         rows = [r for r in rows if r["reduction"] != reduction]
         rows += [{"reduction": reduction, "lambda_tsc": r.params["constraints.lambda_tsc"],
                   "clean": r.clean_accuracy, "pgd": r.robust_accuracy["pgd"],

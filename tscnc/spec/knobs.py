@@ -172,7 +172,8 @@ class ConstraintSpec(_Model):
     # Defaults measured by bench/reproduce.py --tune (docs/reproduction.md, "Tuning"). TSC is a
     # sum over all weights: its pull per weight is λ_tsc·ρ_a'(w) ≈ λ_tsc·(a+1)/a near 0 whatever
     # the model's size, so a λ_tsc that helps a 26k-weight MLP (3e-3) collapses an 82k-weight
-    # CNN; 1e-5 is safe on both (and close to inert).
+    # CNN; 1e-5 is safe on both (and close to inert). tsc_reduction = mean (per-layer means)
+    # does not close that gap (docs/method.md, "Choosing the reduction"), so sum stays.
     lambda_tsc: ConstraintWeight = Field(
         default=1e-5, description="Weight of the TSC sparsity term (tsc, tscnc); it is a sum "
                                   "over all weights, so scale it down for large models.")
