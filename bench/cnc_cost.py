@@ -154,8 +154,8 @@ def effect(args: argparse.Namespace) -> None:
         path = args.out / f"effect-{model}.json"
         rows = json.loads(path.read_text()) if path.exists() else {}
         for name, (method, over) in effect_variants(model).items():
-            if name in rows:
-                continue
+            if rows.get(name, {}).get("seeds") == args.seeds:
+                continue                   # other seeds: finished runs resume from checkpoints
             spec = make_spec(model, [method], [0.95], args.seeds,
                              epochs_scale=args.epochs_scale, attacks=["pgd"],
                              constraints=ConstraintSpec(**over))
@@ -164,7 +164,7 @@ def effect(args: argparse.Namespace) -> None:
             out = pipeline.run_sweep(spec, args.out / "runs" / model / name,
                                      device=torch.device("cpu"), data_=data_,
                                      on_result=lambda r, n=f"{model} {name}": print_result(n, r))
-            rows[name] = {"wall_s": time.monotonic() - t0, "runs": [
+            rows[name] = {"seeds": args.seeds, "wall_s": time.monotonic() - t0, "runs": [
                 {"seed": r.seed, "clean": r.clean_accuracy, "pgd": r.robust_accuracy["pgd"],
                  "kappa_median": r.condition_number.median} for r in out.results],
                 "failures": [f.message for f in out.failures]}
