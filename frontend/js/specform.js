@@ -27,8 +27,9 @@ export const SECTIONS = [
   section("Adversarial training", "adversarial", {
     objective: ["enum", "Objective"], epsilon: ["float", "ε (L∞)"], steps: ["int", "Attack steps"], beta: ["float", "TRADES β"] }),
   section("Constraints", "constraints", {
-    lambda_tsc: ["float", "λ TSC"], a: ["float", "TSC a"], tsc_variant: ["enum", "TSC variant"], lambda_cnc: ["float", "λ CNC"],
-    cnc_kind: ["enum", "CNC kind"], cnc_layers: ["enum", "CNC layers"], lambda_lcc: ["float", "λ Lipschitz"] }),
+    lambda_tsc: ["float", "λ TSC"], a: ["float", "TSC a"], tsc_variant: ["enum", "TSC variant"], tsc_reduction: ["enum", "TSC reduction"],
+    lambda_cnc: ["float", "λ CNC"], cnc_kind: ["enum", "CNC kind"], cnc_layers: ["enum", "CNC layers"],
+    cnc_every: ["int", "CNC every k steps"], cnc_layer_subset: ["int", "CNC layers per step"], lambda_lcc: ["float", "λ Lipschitz"] }),
   section("Evaluation", "evaluation", {
     attacks: ["enums", "Attacks"], examples: ["int", "Examples"], epsilon: ["float", "ε"], pgd_steps: ["int", "PGD steps"],
     cw_steps: ["int", "CW steps"], security_curve: ["floats", "Security curve"] }),

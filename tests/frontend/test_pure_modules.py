@@ -392,3 +392,18 @@ def test_a_knobs_description_is_its_hint(js: Any) -> None:
         return [d('training.lr'), d('training.batch_size'), d('training.epochs'), d('nope')];
     """, schema)
     assert out == ["SGD step size.", "examples per step", "", ""]
+
+
+def test_every_form_field_is_a_documented_knob_of_the_servers_spec(openapi: dict[str, Any],
+                                                                   js: Any) -> None:
+    """Each field the form shows resolves in the API's own SweepSpec schema, with a hint."""
+    out = js("""
+        return specform.FIELDS.map((f) => {
+            const fs = specform.fieldSchema(arg, f.path);
+            return [f.path, Boolean(fs), fs ? specform.describe(fs) : ""];
+        });
+    """, openapi)
+    assert {"constraints.tsc_reduction", "constraints.cnc_every",
+            "constraints.cnc_layer_subset"} <= {p for p, _, _ in out}
+    assert [p for p, found, _ in out if not found] == []
+    assert [p for p, _, hint in out if not hint] == []
