@@ -18,10 +18,10 @@ from torch import nn
 
 import tscnc
 from tscnc import adversarial, pipeline
-from tscnc.pipeline import stages
 from tscnc.constraints import attach_gates
 from tscnc.layers import prunable_layers
 from tscnc.models import build_model
+from tscnc.pipeline import stages
 from tscnc.pruning import init_scores_, unfreeze_
 from tscnc.records import EpochEvent, Event, LogEvent, Stage, StageStarted
 from tscnc.spec import DatasetName, ModelSpec, RunSpec, SweepSpec
