@@ -61,7 +61,6 @@ __all__ = [
     "freeze_weights_",
     "init_scores_",
     "batchnorm_parameters",
-    "layer_sparsities",
     "lwm_prune_",
     "prunable_layers",
     "prune_stage_parameters",
@@ -234,11 +233,3 @@ def enforce_masks(model: nn.Module, optimizer: torch.optim.Optimizer) -> Removab
         apply_masks_(model)
 
     return optimizer.register_step_post_hook(hook)
-
-
-@torch.no_grad()
-def layer_sparsities(model: nn.Module) -> dict[str, float]:
-    """Fraction of masked-out weights per prunable layer (of the mask in force, so of the
-    score top-k while scoring), e.g. ``{"layers.0": 0.9, ...}``."""
-    return {name: 1.0 - float(layer.current_mask().sum()) / layer.weight.numel()
-            for name, layer in prunable_layers(model)}

@@ -46,10 +46,6 @@ class AccessMixin(StoreBase):
         """The token record for a presented secret (None if unknown; check ``valid()``)."""
         return decode_token(self.r.hgetall(self.k.token(hash_secret(secret))))
 
-    def get_token(self, token_id: str) -> TokenRecord | None:
-        h = self.r.hget(self.k.tokens, token_id)
-        return decode_token(self.r.hgetall(self.k.token(h))) if h else None
-
     def list_tokens(self, *, limit: int = 50, cursor: str | None = None
                     ) -> tuple[list[TokenRecord], int, str | None]:
         page = self._page([self.k.tokens_index], limit, cursor, True)

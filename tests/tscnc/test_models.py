@@ -9,7 +9,7 @@ from torch import nn
 
 from tscnc.data import DatasetInfo, dataset_info
 from tscnc.layers import PConv2d, PLinear, prunable_layers
-from tscnc.models import MODELS, Normalize, build_model, register_model
+from tscnc.models import MODELS, Normalize, build_model
 from tscnc.spec import DatasetName, DatasetSpec, ModelName, ModelSpec
 
 # Small versions of every model (the spec allows these sizes), paired with a dataset they take.
@@ -129,16 +129,3 @@ def test_wrn_rejects_bad_depth() -> None:
     with pytest.raises(ValueError, match="6n\\+4"):
         WideResNet(3, 10, depth=12, widen=1, mean=(0.5,) * 3, std=(0.2,) * 3)
 
-
-def test_register_model_adds_a_builder() -> None:
-    old = MODELS[ModelName.mlp]
-    try:
-        @register_model(ModelName.mlp)
-        def tiny(spec: ModelSpec, info: DatasetInfo) -> nn.Module:
-            return nn.Sequential(nn.Flatten(), PLinear(info.channels * info.image_size**2,
-                                                       info.num_classes))
-
-        m = build_model(ModelSpec(name=ModelName.mlp), DatasetName.digits)
-        assert len(prunable_layers(m)) == 1
-    finally:
-        MODELS[ModelName.mlp] = old

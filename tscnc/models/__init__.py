@@ -28,8 +28,6 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import nn
 
 from tscnc.data import DatasetInfo, dataset_info
@@ -50,7 +48,6 @@ __all__ = [
     "WideResNet",
     "build_model",
     "prunable_layers",
-    "register_model",
 ]
 
 MODELS: dict[ModelName, ModelBuilder] = {
@@ -61,19 +58,6 @@ MODELS: dict[ModelName, ModelBuilder] = {
     ModelName.wrn: wrn,
 }
 
-
-def register_model(name: ModelName) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Decorator registering ``builder(spec, info) -> nn.Module`` under ``name``.
-
-    The name must be a :class:`ModelName` (the spec's closed vocabulary), so a new model is
-    added to the enum first and then registered here.
-    """
-
-    def deco(builder: ModelBuilder) -> ModelBuilder:
-        MODELS[ModelName(name)] = builder
-        return builder
-
-    return deco
 
 
 def build_model(model: ModelSpec, dataset: DatasetSpec | DatasetName | DatasetInfo) -> nn.Module:
