@@ -143,3 +143,21 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
+
+@pytest.fixture
+def js(page: Any, static_frontend: str) -> Any:
+    """Evaluate `body` (an async function body with the pure modules in scope: charts, cs
+    (charts_summary), specform, exp (export), router, filters) in a page; `arg` is passed in."""
+    page.goto(static_frontend + "/js/")
+
+    def run(body: str, arg: Any = None) -> Any:
+        return page.evaluate(f"""async (arg) => {{
+            const charts = await import('/js/charts.js');
+            const cs = await import('/js/charts_summary.js');
+            const specform = await import('/js/specform.js');
+            const exp = await import('/js/export.js');
+            const router = await import('/js/router.js');
+            const filters = await import('/js/filters.js');
+            {body}
+        }}""", arg)
+    return run

@@ -15,22 +15,6 @@ from tscnc.spec import Method
 INF = "Infinity"
 
 
-@pytest.fixture
-def js(page: Any, static_frontend: str) -> Any:
-    """Evaluate `body` (an async function body with the modules in scope) in the page."""
-    page.goto(static_frontend + "/js/")
-
-    def run(body: str, arg: Any = None) -> Any:
-        return page.evaluate(f"""async (arg) => {{
-            const charts = await import('/js/charts.js');
-            const specform = await import('/js/specform.js');
-            const exp = await import('/js/export.js');
-            const router = await import('/js/router.js');
-            const filters = await import('/js/filters.js');
-            {body}
-        }}""", arg)
-    return run
-
 
 def run(rid: str, method: str, sparsity: float, seed: int = 0) -> dict[str, Any]:
     return {"id": rid, "key": f"{method}-s{sparsity:g}-seed{seed}", "sweep_id": "sw1",

@@ -16,20 +16,6 @@ LAM = "constraints.lambda_cnc"
 A = "constraints.a"
 
 
-@pytest.fixture
-def js(page: Any, static_frontend: str) -> Any:
-    """Evaluate `body` (an async function body with the modules in scope) in the page."""
-    page.goto(static_frontend + "/js/")
-
-    def run(body: str, arg: Any = None) -> Any:
-        return page.evaluate(f"""async (arg) => {{
-            const charts = await import('/js/charts.js');
-            const cs = await import('/js/charts_summary.js');
-            const exp = await import('/js/export.js');
-            {body}
-        }}""", arg)
-    return run
-
 
 def mi(values: list[float]) -> dict[str, Any]:
     """Mean and 95 % t-interval as the API states them (computed here, t quantiles by table)."""
