@@ -19,7 +19,9 @@ Layout (prefix ``tscnc:``; ``{run}``/``{sweep}`` are uuid4 hex ids)::
     runs                         zset   all run ids (index "by time")
     runs:status:{status}         zset   index "by status"
     runs:method:{method}         zset   index "by method"
-    runs:...                     zsets  the list indexes of :mod:`backend.store.index`
+    runs:...                     zsets  the list indexes of :mod:`backend.store.index` (and the
+                                        word index of :mod:`backend.store.textindex`)
+    sweeps:...                   zsets  the sweeps list's, :mod:`backend.store.sweepindex`
     token:{sha256(secret)}       hash   id, name, role, created, expires, revoked, seq
     tokens                       hash   token id -> sha256(secret)
     tokens:index                 zset   token ids by creation
