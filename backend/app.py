@@ -9,6 +9,7 @@ callables given to :func:`create_app` (tests).
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 import math
@@ -365,6 +366,14 @@ def create_app(settings: Settings | None = None, *,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.astore = AsyncStore.from_url(settings.redis_url,
                                                timeout=settings.sse_keepalive + 10)
+        try:
+            n = await asyncio.to_thread(app.state.store.ensure_indexes)
+            if n is not None:
+                log.warning("the stored runs were indexed by an older version: rebuilt the "
+                            "list indexes of %d runs", n)
+        except redis.exceptions.RedisError as e:
+            log.warning("could not check the list indexes (%s); run `tscnc reindex` once Redis "
+                        "is reachable if lists miss runs written by an older version", e)
         if settings.bootstrap_token:
             try:
                 app.state.store.create_token("bootstrap", Role.admin.value,

@@ -2,6 +2,9 @@
 
 Layout (prefix ``tscnc:``; ``{run}``/``{sweep}`` are uuid4 hex ids)::
 
+    index:version                string the layout of the list indexes the data was indexed
+                                 with (:data:`backend.store.runs.INDEX_VERSION`)
+    index:rebuilding             string lock held while one API process rebuilds them
     seq                          counter giving every sweep/run/token/dashboard a unique,
                                  increasing score (list order and pagination cursor)
     sweep:{sweep}                hash   id, name, preset, owner, owner_name, created, seq,
@@ -63,6 +66,8 @@ class Keys:
     def __init__(self, prefix: str = "tscnc") -> None:
         self.p = p = prefix
         self.seq = f"{p}:seq"
+        self.index_version = f"{p}:index:version"
+        self.index_rebuilding = f"{p}:index:rebuilding"
         self.sweeps = f"{p}:sweeps"
         self.runs = f"{p}:runs"
         self.tokens = f"{p}:tokens"

@@ -12,6 +12,12 @@ from backend.store.records import RUN_SORT_FIELDS, RunRecord, decode_run
 from tscnc.records import RunResult, RunStatus
 from tscnc.spec import Method
 
+# The layout of the list indexes (backend/store/index.py, textindex.py, sweepindex.py): raise it
+# whenever a change makes data indexed by an older version incomplete, so that the API
+# rebuilds the indexes at start-up (Store.ensure_indexes) instead of lists silently missing runs.
+# 2: the word index of free text and the sweeps-list indexes.
+INDEX_VERSION = 2
+
 
 class RunsMixin(StoreBase):
     """The runs part of :class:`backend.store.Store`: reads."""
@@ -86,10 +92,34 @@ class RunsMixin(StoreBase):
 
     def reindex(self) -> int:
         """Rebuild every runs-list and sweeps-list index from the run and sweep hashes
-        (``tscnc reindex``); returns the number of runs."""
+        (``tscnc reindex``) and record their layout (:data:`INDEX_VERSION`); returns the number
+        of runs."""
         sweepindex.rebuild(self)
-        return index.rebuild(self.r, self.ix, self.k.run, self.k.runs,
-                             self.k.runs_by_status, self.k.runs_by_method, self._reindex)
+        n = index.rebuild(self.r, self.ix, self.k.run, self.k.runs,
+                          self.k.runs_by_status, self.k.runs_by_method, self._reindex)
+        self.r.set(self.k.index_version, INDEX_VERSION)
+        return n
+
+    def ensure_indexes(self, lock_seconds: int = 600) -> int | None:
+        """Rebuild the list indexes when the stored data was indexed with another layout
+        (data written by an older version: lists would miss its runs); the API calls this at
+        start-up. Returns the number of runs reindexed, or None when nothing was needed or
+        another process holds the rebuild.
+
+        A store with no runs and no sweeps just records the layout. With several API
+        processes one rebuilds (a lock key, expiring after ``lock_seconds``).
+        """
+        if self.r.get(self.k.index_version) == str(INDEX_VERSION):
+            return None
+        if not self.r.zcard(self.k.runs) and not self.r.zcard(self.k.sweeps):
+            self.r.set(self.k.index_version, INDEX_VERSION)
+            return None
+        if not self.r.set(self.k.index_rebuilding, "1", nx=True, ex=lock_seconds):
+            return None
+        try:
+            return self.reindex()
+        finally:
+            self.r.delete(self.k.index_rebuilding)
 
     def epoch_keys(self, run_id: str) -> set[tuple[str, int]]:
         """(stage, epoch) pairs already recorded for the run."""

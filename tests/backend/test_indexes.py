@@ -479,3 +479,45 @@ def test_sweeps_list_indexes_match_brute_force(store: Store) -> None:
     assert store.list_sweeps(where=IndexFilter(dataset="digits"))[1] == 0
     store.reindex()                                               # ... and rebuilt
     _sweeps_check(store, left)
+
+
+def _as_written_by_an_older_version(store: Store) -> None:
+    """Drop what older versions did not write: the index layout mark, the word index and the
+    sweeps-list indexes (the run hashes, streams and by-time sets stay)."""
+    store.r.delete(store.k.index_version)
+    for prefix in (f"{store.ix.prefix}word", f"{store.sx.prefix}"):
+        for key in list(store.r.scan_iter(match=f"{prefix}*")):
+            store.r.delete(key)
+
+
+def test_the_api_rebuilds_indexes_of_data_from_an_older_version_at_start(
+        store: Store, settings: Any, recorder: Any, tokens: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from backend.app import create_app
+    from backend.store.runs import INDEX_VERSION
+
+    # An empty store only records the layout; an up-to-date one is left alone.
+    assert store.ensure_indexes() is None
+    assert store.r.get(store.k.index_version) == str(INDEX_VERSION)
+    sw, _ = store.create_sweep(_spec("digits", "mlp", [0]), owner="tok-a")
+    assert store.annotate("run", sw.run_ids[0], notes="diverged early")
+    assert store.ensure_indexes() is None
+
+    _as_written_by_an_older_version(store)
+    assert store.list_runs(text="diverged")[1] == 0          # what the upgrade would show
+    assert store.list_sweeps(where=IndexFilter(dataset="digits"))[1] == 0
+    # Another process holding the rebuild: this one leaves it to that one.
+    store.r.set(store.k.index_rebuilding, "1")
+    assert store.ensure_indexes() is None
+    store.r.delete(store.k.index_rebuilding)
+
+    app = create_app(settings, enqueue=recorder.enqueue, revoke=recorder.revoke)
+    with TestClient(app) as c:                    # start-up rebuilds
+        auth = tokens.h(tokens.admin)
+        found = c.get("/api/v1/runs", params={"q": "diverged"}, headers=auth).json()
+        assert [r["id"] for r in found["items"]] == [sw.run_ids[0]]
+        sweeps = c.get("/api/v1/sweeps", params={"dataset": "digits"}, headers=auth).json()
+        assert [s["id"] for s in sweeps["items"]] == [sw.id]
+    assert store.r.get(store.k.index_version) == str(INDEX_VERSION)
+    assert not store.r.exists(store.k.index_rebuilding)
