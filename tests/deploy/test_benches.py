@@ -30,6 +30,19 @@ def test_gpu_throughput_smoke_on_cpu() -> None:
     assert float(rows[1][7]) > 0                       # TSCNC / plain ratio
 
 
+def test_redis_parser_bench_compares_both_parsers_on_the_same_store() -> None:
+    out = subprocess.run([sys.executable, "bench/redis_parser.py", "--runs", "1000",
+                          "--repeat", "3"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("1000 runs stored")
+    rows = [line.split("|")[1:-1] for line in out.stdout.splitlines()
+            if line.startswith("| runs:") or line.startswith("| sweeps:")]
+    assert len(rows) == 5
+    for r in rows:
+        pure, hiredis, ratio = float(r[1]), float(r[3]), float(r[5].strip().rstrip("×"))
+        assert pure > 0 and hiredis > 0 and ratio == pytest.approx(pure / hiredis, rel=0.05)  # of rounded ms
+
+
 def test_scale_out_sweeps_are_valid_specs() -> None:
     spec = importlib.util.spec_from_file_location("scale_out", ROOT / "bench" / "scale_out.py")
     assert spec and spec.loader
