@@ -79,13 +79,21 @@ class SweepSummary(BaseModel):
         """The summary of runs given as (status, progress): an ended run counts as done (1), a
         queued one as not started (0), a running one by its progress."""
         counts = dict.fromkeys(RunStatus, 0)
-        total = 0.0
+        running = 0.0
         for status, progress in runs:
             counts[status] += 1
-            total += 1.0 if status in TERMINAL_STATUSES else \
-                progress if status == RunStatus.running else 0.0
-        n = sum(counts.values())
-        return cls(counts=counts, progress=min(1.0, total / n) if n else 0.0)
+            running += progress if status == RunStatus.running else 0.0
+        return cls.from_counts(counts, running)
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[RunStatus, int], running_progress: float
+                    ) -> SweepSummary:
+        """The summary from the runs per status and the sum of the running runs' progress:
+        progress = (ended runs + Σ running progress) / runs."""
+        full = {s: int(counts.get(s, 0)) for s in RunStatus}
+        n = sum(full.values())
+        done = sum(full[s] for s in TERMINAL_STATUSES) + running_progress
+        return cls(counts=full, progress=min(1.0, done / n) if n else 0.0)
 
 
 class TokenRecord(TokenBase):

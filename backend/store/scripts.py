@@ -102,3 +102,29 @@ ALLOWED_FROM: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.cancelled: frozenset({RunStatus.queued, RunStatus.running}),
 }
 
+# The summary of each sweep, counted in Redis (a sweep may hold thousands of runs: their
+# statuses need not travel to the API): per sweep, the number of runs in each status of ARGV[2]
+# and the sum of the running runs' progress (as a string).
+# KEYS: the sweep status hashes (run id -> status); ARGV: 1 run key prefix ('tscnc:run:'),
+#       2 status names (space separated)
+SUMMARIES = """
+local names = {}
+for s in string.gmatch(ARGV[2], '%S+') do names[#names + 1] = s end
+local out = {}
+for i, key in ipairs(KEYS) do
+  local counts, running = {}, 0
+  local h = redis.call('HGETALL', key)
+  for j = 1, #h, 2 do
+    local s = h[j + 1]
+    counts[s] = (counts[s] or 0) + 1
+    if s == 'running' then
+      running = running + (tonumber(redis.call('HGET', ARGV[1] .. h[j], 'progress')) or 0)
+    end
+  end
+  local row = {}
+  for k, s in ipairs(names) do row[k] = counts[s] or 0 end
+  row[#names + 1] = tostring(running)
+  out[i] = row
+end
+return out
+"""

@@ -135,22 +135,17 @@ class SweepsMixin(RunsMixin):
         return self.get_runs(self.r.zrange(self.k.sweep_runs(sweep_id), 0, -1))
 
     def sweep_summaries(self, sweep_ids: Sequence[str]) -> dict[str, SweepSummary]:
-        """Per sweep: runs per status and mean progress (finished runs count as 1)."""
+        """Per sweep: runs per status and mean progress (finished runs count as 1), counted in
+        Redis by one script (:data:`backend.store.scripts.SUMMARIES`)."""
         if not sweep_ids:
             return {}
-        statuses = self._hashes(map(self.k.sweep_status, sweep_ids))
-        with self.r.pipeline(transaction=False) as p:
-            for st in statuses:
-                for rid, s in st.items():
-                    if s == RunStatus.running.value:
-                        p.hget(self.k.run(rid), "progress")
-            prog = iter(p.execute())
-        out = {}
-        for sid, st in zip(sweep_ids, statuses, strict=True):
-            runs = [(RunStatus(s), float(next(prog) or 0) if s == RunStatus.running.value else 0.0)
-                    for s in st.values()]
-            out[sid] = SweepSummary.of(runs)
-        return out
+        names = [s.value for s in RunStatus]
+        rows = self._summaries(keys=[self.k.sweep_status(s) for s in sweep_ids],
+                               args=[self.k.run(""), " ".join(names)])
+        return {sid: SweepSummary.from_counts(
+                    {RunStatus(n): int(c) for n, c in zip(names, row[:-1], strict=True)},
+                    float(row[-1]))
+                for sid, row in zip(sweep_ids, rows, strict=True)}
 
     def sweep_statuses(self, sweep_id: str) -> dict[str, RunStatus]:
         return {r: RunStatus(s) for r, s in self.r.hgetall(self.k.sweep_status(sweep_id)).items()}

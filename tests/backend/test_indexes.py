@@ -521,3 +521,34 @@ def test_the_api_rebuilds_indexes_of_data_from_an_older_version_at_start(
         assert [s["id"] for s in sweeps["items"]] == [sw.id]
     assert store.r.get(store.k.index_version) == str(INDEX_VERSION)
     assert not store.r.exists(store.k.index_rebuilding)
+
+
+def test_sweep_summaries_counted_in_redis_equal_the_runs_own(store: Store) -> None:
+    """The script's counts and progress equal SweepSummary.of over the run records, for sweeps
+    with runs in every status, running ones part-way, an empty list and an unknown sweep."""
+    from backend.store.records import SweepSummary
+
+    sweeps = [store.create_sweep(_spec("digits", "mlp", [0, 1]), owner="tok-a")[0]
+              for _ in range(3)]
+    for n, rid in enumerate(rid for s in sweeps[:2] for rid in s.run_ids):
+        if n % 5 == 4:
+            continue                                          # stays queued
+        assert store.claim(rid, "w1", "cpu")
+        store.record_event(rid, ProgressEvent(run=rid, stage=Stage.prune, epoch=1, batch=n % 4,
+                                              batches=4, progress=0.5))
+        if n % 5 == 1:
+            assert store.set_status(rid, RunStatus.succeeded)
+        elif n % 5 == 2:
+            assert store.set_status(rid, RunStatus.failed, category="error", message="x")
+        elif n % 5 == 3:
+            assert store.set_status(rid, RunStatus.cancelled)
+    ids = [s.id for s in sweeps] + ["no-such-sweep"]
+    got = store.sweep_summaries(ids)
+    for s in sweeps:
+        want = SweepSummary.of((r.status, r.progress) for r in store.sweep_runs(s.id))
+        assert got[s.id].counts == want.counts
+        assert got[s.id].progress == pytest.approx(want.progress, abs=1e-12)
+    assert 0 < got[sweeps[0].id].progress < 1 and got[sweeps[2].id].progress == 0
+    assert sum(got[sweeps[0].id].counts.values()) == 10
+    assert got["no-such-sweep"] == SweepSummary.of([])
+    assert store.sweep_summaries([]) == {}
