@@ -113,9 +113,6 @@ class PrunableMixin:
         """Effective weight as an m×n matrix (for constraints and metrics)."""
         return as_matrix(self.effective_weight())
 
-    def mask_matrix(self) -> Tensor:
-        return as_matrix(self.current_mask())
-
     @property
     def is_classifier(self) -> bool:
         return isinstance(self, nn.Linear)

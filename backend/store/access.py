@@ -62,9 +62,6 @@ class AccessMixin(StoreBase):
         self.r.hset(self.k.token(h), "revoked", "1")
         return True
 
-    def has_tokens(self) -> bool:
-        return bool(self.r.hlen(self.k.tokens))
-
     def create_dashboard(self, name: str, owner: str, sweep_ids: Sequence[str],
                          state: Mapping[str, Any], *,
                          allow_checkpoints: bool = False) -> tuple[DashboardRecord, str]:

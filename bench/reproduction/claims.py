@@ -38,10 +38,6 @@ class ClaimCheck:
     def verdict(self) -> str:
         return VERDICT_WORDS[self.diff.verdict]
 
-    @property
-    def holds(self) -> bool:
-        return self.diff.verdict == stats.Verdict.better
-
 
 def below(a: float, b: float) -> bool:
     """a < b with ∞ as the largest value (∞ < ∞ is False)."""

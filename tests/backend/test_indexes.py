@@ -81,6 +81,13 @@ def _value(r: Any, field: str) -> float:
     return 0.0 if v is None else float(v)
 
 
+def _tag_and_dates_pass(where: IndexFilter, item: Any) -> bool:
+    """The tag and creation-date filters, checked on a run or sweep record."""
+    return ((where.tag is None or where.tag in item.tags)
+            and (where.created_from is None or item.created >= where.created_from)
+            and (where.created_to is None or item.created <= where.created_to))
+
+
 def _brute(runs: list[Any], *, status=None, method=None, sweep=None, where=IndexFilter(),
            sort=None, desc=True) -> list[Any]:
     def keep(r: Any) -> bool:
@@ -93,11 +100,7 @@ def _brute(runs: list[Any], *, status=None, method=None, sweep=None, where=Index
         for f in ("dataset", "model", "owner"):
             if getattr(where, f) is not None and getattr(r, f) != getattr(where, f):
                 return False
-        if where.tag is not None and where.tag not in r.tags:
-            return False
-        if where.created_from is not None and r.created < where.created_from:
-            return False
-        if where.created_to is not None and r.created > where.created_to:
+        if not _tag_and_dates_pass(where, r):
             return False
         if where.metric is not None:
             v = getattr(r, where.metric)
@@ -383,11 +386,7 @@ def _sweeps_brute(store: Store, ids: list[str], *, where: IndexFilter = IndexFil
             return False
         if where.model is not None and s.spec["model"]["name"] != where.model:
             return False
-        if where.tag is not None and where.tag not in s.tags:
-            return False
-        if where.created_from is not None and s.created < where.created_from:
-            return False
-        if where.created_to is not None and s.created > where.created_to:
+        if not _tag_and_dates_pass(where, s):
             return False
         if method is not None and method not in s.spec["methods"]:
             return False
