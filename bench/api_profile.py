@@ -19,6 +19,8 @@ PARTS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("GET /runs: store (Redis round trips, decoding)",
      ("list_runs (backend/routes/runs.py", "(backend/store/"), ()),
     ("GET /runs: views and response model (pydantic)", ("list_runs (backend/routes/runs.py",), ()),
+    ("HTTP: uvicorn's send of every response and stream write (framing, the socket write)", (),
+     ("RequestResponseCycle.send (",)),
     ("SSE: is the client still there? (starlette's Request.is_disconnected)", (),
      ("Request.is_disconnected (",)),
     ("SSE: the streams' readers and fan-out (backend/sse.py)", (), ("backend/sse.py",)),

@@ -18,7 +18,9 @@ dispatcher: accepted sweeps are queued to Celery in Redis; no worker consumes th
    through the data layer (``Store.record_event``, each stamped with the wall clock when it is
    made) every ``--event-interval`` s; each client notes when each arrives: p50/p95/p99/max of
    (arrival − stamp), and any event a client never got; meanwhile ``GET /api/v1/runs`` is
-   timed every 20 ms ("list while open").
+   timed every 20 ms ("list while open"; ``--no-list-while-open`` leaves it out, so that the
+   server's CPU time per event is the streams' alone: "server CPU µs/event/client" is the
+   server's CPU time per event divided by the clients).
 
 ``--workers N`` runs N API processes (uvicorn ``--workers``, as ``tscnc serve --workers``).
 ``--profile PATH`` samples the API processes with py-spy (if installed) during the events
@@ -283,7 +285,7 @@ def cpu_seconds(pid: int) -> float:
 
 async def fanout(base: str, api_pid: int, redis_url: str, store: Store, owner: str,
                  clients: int, events: int, interval: float, deadline: Deadline,
-                 profile: Path | None = None) -> dict:
+                 profile: Path | None = None, list_while_open: bool = True) -> dict:
     host, port = base.removeprefix("http://").split(":")
     sweep, _ = store.create_sweep(SweepSpec(name=f"fanout-{clients}", methods=[Method.hydra],
                                             sparsities=[0.5]), owner, owner_name="bench")
@@ -321,7 +323,8 @@ async def fanout(base: str, api_pid: int, redis_url: str, store: Store, owner: s
                 list_ms.append((time.perf_counter() - t) * 1000)
                 time.sleep(0.02)
 
-    lister = asyncio.create_task(asyncio.to_thread(time_lists))
+    lister = asyncio.create_task(asyncio.to_thread(time_lists) if list_while_open
+                                 else asyncio.sleep(0))
     spy = None if profile is None else api_profile.record(api_pid, profile,
                                                           int(events * interval) + 1)
     wait_until = time.perf_counter() + 0.2 + events * interval + 15
@@ -350,6 +353,8 @@ async def fanout(base: str, api_pid: int, redis_url: str, store: Store, owner: s
             "list_ms_while_open": summary(list_ms),
             "redis_blocked_readers": readers,
             "server_cpu_ms_per_event": cpu[0] * 1000 / events,
+            "server_cpu_us_per_event_per_client": cpu[0] * 1e6 / events / clients,
+            "list_while_open": list_while_open,
             "clients_cpu_ms_per_event": cpu[1] * 1000 / events,
             "errors": errors[:5], "error_count": len(errors), "profile": prof}
 
@@ -400,17 +405,20 @@ def report(res: dict[str, Any]) -> str:
               "#### Event delay: `Store.record_event` (stamped) → arrival at each SSE client",
               "", "| SSE clients | connected (s) | events × clients | p50 ms | p95 ms | p99 ms | "
               "max ms | lost | errors | Redis readers | server CPU ms/event | "
-              "clients CPU ms/event | list p95 / max ms while open |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "server CPU µs/event/client | clients CPU ms/event | "
+              "list p95 / max ms while open |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in res["events"]:
         d = e["delay_ms"]
         lines.append(f"| {e['clients']} | {e['connected']} ({f(e['connect_s'])}) | "
                      f"{e['events']} × {e['clients']} | {f(d['p50'])} | {f(d['p95'])} | "
                      f"{f(d['p99'])} | {f(d['max'])} | {e['lost']} | {e['error_count']} | "
                      f"{e['redis_blocked_readers']} | {f(e['server_cpu_ms_per_event'])} | "
+                     f"{f(e['server_cpu_us_per_event_per_client'])} | "
                      f"{f(e['clients_cpu_ms_per_event'])} | "
-                     f"{f(e['list_ms_while_open']['p95'])} / "
-                     f"{f(e['list_ms_while_open']['max'])} |")
+                     + (f"{f(e['list_ms_while_open']['p95'])} / "
+                        f"{f(e['list_ms_while_open']['max'])} |" if e["list_while_open"]
+                        else "not timed |"))
     if "memory" in res:
         m = res["memory"]
         lines += ["", "#### Redis memory (MEMORY USAGE of a run's hash, stream, epochs set and "
@@ -476,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", type=Path, help="py-spy raw samples of the API go here")
     ap.add_argument("--profile-clients", type=int, default=300,
                     help="the SSE round the profile is taken in")
+    ap.add_argument("--no-list-while-open", dest="list_while_open", action="store_false",
+                    help="no GET /api/v1/runs while the streams are open (the server's CPU "
+                         "time per event is then the streams' alone)")
     args = ap.parse_args(argv)
     counts = [int(x) for x in args.clients.split(",") if x.strip()]
     if not all(0 < c <= 2000 for c in counts) or not 0 < args.runs <= 100_000:
@@ -513,7 +524,8 @@ def main(argv: list[str] | None = None) -> int:
                 res["events"].append(asyncio.run(fanout(
                     base, api_proc.pid, redis_url, store, owner, n, args.events,
                     args.event_interval, deadline,
-                    args.profile if n == args.profile_clients else None)))
+                    args.profile if n == args.profile_clients else None,
+                    args.list_while_open)))
             store.close()
         finally:
             if api_proc is not None:
