@@ -74,7 +74,11 @@ from bench.reproduction.runs import (  # noqa: E402
     GRID_A,
     GRID_LAMBDA_CNC,
     GRID_LAMBDA_TSC,
+    MNIST_EXAMPLES,
+    MNIST_MODEL,
+    MNIST_SPARSITIES,
     MODEL_SETUPS,
+    REPORT_MODELS,
     ROOT,
     TUNE_SEEDS,
     TUNE_SPARSITIES,
@@ -99,13 +103,19 @@ __all__ = ["AUTOATTACK_STEPS", "VALIDATION_PERMUTATION_SEED", "check_claims", "m
 def main(argv: Iterable[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=list(MODEL_SETUPS), choices=list(MODEL_SETUPS))
+    ap.add_argument("--models", nargs="+", default=list(MODEL_SETUPS), choices=REPORT_MODELS,
+                    help=f"default: the digits models {' '.join(MODEL_SETUPS)}; {MNIST_MODEL} "
+                         f"is the embedded real MNIST")
     ap.add_argument("--methods", nargs="+", default=ALL_METHODS, choices=ALL_METHODS)
-    ap.add_argument("--sparsities", nargs="+", type=float, default=ALL_SPARSITIES)
+    ap.add_argument("--sparsities", nargs="+", type=float, default=None,
+                    help=f"default: {' '.join(map(str, ALL_SPARSITIES))} on digits, "
+                         f"{' '.join(map(str, MNIST_SPARSITIES))} on {MNIST_MODEL}")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--epochs-scale", type=float, default=1.0,
                     help="multiply every stage's epochs (at least 1 each)")
-    ap.add_argument("--examples", type=int, default=540, help="test images evaluated")
+    ap.add_argument("--examples", type=int, default=None,
+                    help=f"test images evaluated (default: all, 540 on digits, {MNIST_EXAMPLES} "
+                         f"on {MNIST_MODEL})")
     ap.add_argument("--attacks", nargs="+", default=DEFAULT_ATTACKS,
                     choices=[a.value for a in AttackName])
     ap.add_argument("--autoattack-steps", type=int, default=AUTOATTACK_STEPS,

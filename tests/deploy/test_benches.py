@@ -159,6 +159,68 @@ def test_reproduce_report_shows_intervals_autoattack_and_infinity(tmp_path, monk
     assert "triangle-up" in html and ("∞" in html or "\\u221e" in html)
 
 
+def test_reproduce_report_pairs_every_sparsity_and_keeps_models_it_did_not_run(
+        tmp_path, monkeypatch) -> None:
+    """The paired-difference table against scipy's paired t-interval, at every sparsity; a
+    report written from one model's results keeps the other models' blocks of the previous
+    report (their raw results are not committed) and replaces its own."""
+    import json
+
+    import numpy as np
+    from scipy import stats as st
+
+    r = _reproduce()
+    out = tmp_path / "out"
+    (out / "results").mkdir(parents=True)
+    spec = r.make_spec("mlp", ["hydra", "tscnc"], [0.95, 0.99], [0, 1, 2, 3])
+    meta = {"model": "mlp", "command": "cmd", "wall_s": 60.0, **r.machine(),
+            "spec": spec.model_dump(mode="json"), "spec_hash": r.spec_hash(spec)}
+    (out / "results" / "mlp.json").write_text(json.dumps({
+        "meta": meta, "results": [x.model_dump(mode="json") for x in _synthetic_results()],
+        "failures": []}))
+    report_path = tmp_path / "reproduction.md"
+    report_path.write_text(
+        "<!-- keep:results:mlp:start -->\nstale mlp table\n<!-- keep:results:mlp:end -->\n"
+        "<!-- keep:verdicts:mnist5k:start -->\nrecorded mnist verdicts\n"
+        "<!-- keep:verdicts:mnist5k:end -->\n"
+        "<!-- keep:results:mnist5k-cnn:start -->\nrecorded mnist table\n"
+        "<!-- keep:results:mnist5k-cnn:end -->\n")
+    monkeypatch.setenv("PATH", "")
+    r.main(["--report-only", "--out", str(out), "--report", str(report_path),
+            "--figures", str(tmp_path / "figures")])
+    text = report_path.read_text()
+    assert "recorded mnist verdicts" in text and "recorded mnist table" in text
+    assert "stale mlp table" not in text and "## Results: `mlp`" in text
+    assert text.index("recorded mnist verdicts") < text.index("## Reading")
+    assert text.index("## Results: `mlp`") < text.index("recorded mnist table")
+    # Robust min (autoattack here) at 0.95: scipy's paired interval, tscnc clearly better.
+    t = np.array([0.65 + 0.012 * s - 0.02 for s in range(4)])
+    h = np.array([0.60 + 0.01 * s - 0.02 for s in range(4)])
+    ci = st.ttest_rel(t, h).confidence_interval(0.95)
+    row95 = next(ln for ln in text.splitlines() if ln.startswith("| 0.95 | 4 |"))
+    assert f"**{(t - h).mean():+.3f} [{ci.low:+.3f}, {ci.high:+.3f}] (tscnc better)**" in row95
+    assert "0.50× [0.50×, 0.50×] (tscnc better)" in row95       # κ halved on every seed
+    assert row95.split(" | ")[2] == "+0.000 [+0.000, +0.000] (tie)"    # same clean accuracy
+    row99 = next(ln for ln in text.splitlines() if ln.startswith("| 0.99 | 4 |"))
+    assert "(tie)" in row99 and "1 pair(s) with ∞ left out" in row99
+
+
+def test_reproduce_mnist_spec_is_the_preset_with_its_small_layers_dense() -> None:
+    from tscnc.spec import DatasetName, preset
+    r = _reproduce()
+    spec = r.make_spec("mnist5k-cnn", ["dense", "hydra", "tscnc"], [0.9, 0.99], [0, 1, 2])
+    base = preset("mnist5k-cnn")
+    assert spec.dataset.name == DatasetName.mnist5k and spec.epsilon == 0.3
+    assert spec.adversarial == base.adversarial and spec.model == base.model
+    assert spec.pruning.skip_layers == ["features.0", "classifier.2"]
+    assert spec.evaluation.examples == 1000
+    assert "autoattack" in [a.value for a in spec.evaluation.attacks]
+    assert len(spec.runs()) == 15 and len(spec.pretrain_groups()) == 6
+    half = r.make_spec("mnist5k-cnn", ["hydra"], [0.9], [0], epochs_scale=0.5)
+    assert (half.training.pretrain_epochs, half.training.prune_epochs,
+            half.training.finetune_epochs) == (3, 1, 2)
+
+
 def test_reproduce_validation_split_is_the_first_fifth_of_the_permutation() -> None:
     import torch
 
