@@ -390,6 +390,7 @@ def write_report(args: argparse.Namespace) -> Path | None:
         section("results", model, model in per_model, lambda model=model: results_lines(
             model, per_model[model], all_results[model], failures[model], attacks,
             figs.get(model), path.parent))
+    section("presets", "checks", False, None)    # written by hand, kept as it is
     s.append("## Tuning of λ_tsc, λ_cnc and a\n")
     s.append(tuning_section(args.out, defaults, previous=old))
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -184,12 +184,14 @@ def test_reproduce_report_pairs_every_sparsity_and_keeps_models_it_did_not_run(
         "<!-- keep:verdicts:mnist5k:start -->\nrecorded mnist verdicts\n"
         "<!-- keep:verdicts:mnist5k:end -->\n"
         "<!-- keep:results:mnist5k-cnn:start -->\nrecorded mnist table\n"
-        "<!-- keep:results:mnist5k-cnn:end -->\n")
+        "<!-- keep:results:mnist5k-cnn:end -->\n"
+        "<!-- keep:presets:checks:start -->\npreset figures\n<!-- keep:presets:checks:end -->\n")
     monkeypatch.setenv("PATH", "")
     r.main(["--report-only", "--out", str(out), "--report", str(report_path),
             "--figures", str(tmp_path / "figures")])
     text = report_path.read_text()
     assert "recorded mnist verdicts" in text and "recorded mnist table" in text
+    assert "preset figures" in text
     assert "stale mlp table" not in text and "## Results: `mlp`" in text
     assert text.index("recorded mnist verdicts") < text.index("## Reading")
     assert text.index("## Results: `mlp`") < text.index("recorded mnist table")
