@@ -326,6 +326,15 @@ def _requeue(st: Store, run_ids: list[str]) -> None:
     raise Reject("worker stopping", requeue=True)
 
 
+def _pretrained(st: Store, run_ids: list[str], artifacts: Path) -> bool:
+    """True when the pretrained weights of the group ``run_ids`` exist (the stage finished;
+    a crash mid-stage leaves epoch checkpoints only, and the stage resumes from them)."""
+    from tscnc.pipeline import FINAL_NAME, pretrain_dir
+
+    runs = st.get_runs(run_ids)
+    return bool(runs) and (pretrain_dir(artifacts, runs[0].run_spec()) / FINAL_NAME).exists()
+
+
 def _fail(st: Store, run_id: str, err: BaseException) -> None:
     # A failed allocation raised as MemoryError or a plain RuntimeError (the CPU allocator's)
     # is an out-of-memory failure too, not an ``error``.
@@ -348,10 +357,22 @@ def pretrain_task(self: Any, sweep_id: str, run_ids: list[str]) -> None:
     ``running`` means a worker executes the run now: the pretrain runs under one run of the
     group (its owner, claimed), the others stay ``queued`` with the message that they wait for
     it (their logs get the shared pretrain's events). When it is done every run of the group
-    is ``queued`` again until a worker takes its own prune/finetune/evaluate task."""
+    is ``queued`` again until a worker takes its own prune/finetune/evaluate task.
+
+    A message delivered again after the pretrain finished (acknowledged late, it comes back
+    when its worker died or stopped before acknowledging it) returns at once without claiming
+    or touching a run: claiming would put a run waiting for its prune/finetune task back to
+    ``running`` and then ``queued``, an extra pair in its history. Returning normally lets the
+    chain go on, so the group's complete tasks are queued even when the first delivery died
+    before queuing them (a run already claimed or ended skips its duplicate)."""
     from tscnc import pipeline
 
     st = task_store()
+    artifacts = Path(settings().artifacts_dir) / sweep_id
+    if _pretrained(st, run_ids, artifacts):
+        log.info("pretrain of %s already done (a duplicate delivery); runs left as they are",
+                 run_ids)
+        return
     live: list[str] = []
     owner: list[str] = []          # the run the pretrain runs under (one, or none yet)
 
@@ -381,7 +402,6 @@ def pretrain_task(self: Any, sweep_id: str, run_ids: list[str]) -> None:
         raise Ignore()
     spec = _spec(st, sweep_id)
     first = st.get_run(live[0]).run_spec()
-    artifacts = Path(settings().artifacts_dir) / sweep_id
     _state["run"] = owner[0] if owner else None
 
     def emit(ev: Event) -> None:
