@@ -1,11 +1,11 @@
-"""Server-Sent Events from the run and sweep event streams (``StreamingResponse``).
+"""Server-Sent Events from the run and sweep event streams (:class:`EventStream`).
 
 Each stream entry becomes one SSE message: ``id:`` the Redis stream id, ``event:`` the event
 type, ``data:`` the event JSON. A client resumes with ``Last-Event-ID`` (or ``?last_event_id=``)
 and receives exactly the entries after it. While nothing happens a ``: keep-alive`` comment is
 sent every ``keepalive`` seconds of silence. All clients of one stream share one Redis reader
-(:class:`StreamHub`). A Redis outage during a stream is ridden out (the stream stays open and
-carries on once Redis is back).
+(:class:`StreamHub`), which writes each new batch to every client itself. A Redis outage during
+a stream is ridden out (the stream stays open and carries on once Redis is back).
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import asyncio
 import json
 import logging
 import re
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, NamedTuple
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
+from typing import Annotated, Any, NamedTuple
 
 import redis.exceptions
 from fastapi import Header, HTTPException, Query, Request, status
-from fastapi.responses import StreamingResponse
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
 
 from backend.store import AsyncStore, StreamEntry
 from tscnc.records import TERMINAL_STATUSES, RunStatus
@@ -50,11 +50,8 @@ def valid_stream_id(value: str) -> bool:
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 RETRY_MS = 2000
-# A stream asks whether its client has gone at most this often (seconds). Starlette's
-# is_disconnected() opens and cancels an anyio cancel scope, which formats the task's repr
-# (~0.1 ms): once per batch for every client, it was a tenth of the API's CPU under 300 streams
-# (docs/benchmarks.md). A client that has gone is also noticed at the next write.
-DISCONNECT_CHECK_S = 1.0
+KEEPALIVE = b": keep-alive\n\n"
+STORE_DOWN = b": store unavailable, retrying\n\n"
 
 
 def start_id(request: Request, query_value: str | None) -> str:
@@ -93,16 +90,38 @@ def _id_key(entry_id: str) -> tuple[int, int]:
 
 
 class _Message(NamedTuple):
-    """A stream entry as sent: serialised once by the reader for all of its clients."""
+    """A stream entry as sent: serialised and encoded once for all of its clients."""
 
     key: tuple[int, int]     # the id, comparable
     id: str
-    text: str                # format_entry(entry)
+    data: bytes              # format_entry(entry), UTF-8
     terminal: bool           # terminal_status(entry)
 
     @classmethod
     def of(cls, e: StreamEntry) -> _Message:
-        return cls(_id_key(e.id), e.id, format_entry(e), terminal_status(e))
+        return cls(_id_key(e.id), e.id, format_entry(e).encode(), terminal_status(e))
+
+
+class _Batch:
+    """Entries read together, as one chunk of bytes shared by every client that has sent
+    nothing of them yet."""
+
+    __slots__ = ("messages", "body", "first", "last", "last_id", "terminal")
+
+    def __init__(self, entries: list[StreamEntry]) -> None:
+        self.messages = [_Message.of(e) for e in entries]
+        self.body = b"".join(m.data for m in self.messages)
+        self.first, self.last = self.messages[0].key, self.messages[-1].key
+        self.last_id = self.messages[-1].id
+        self.terminal = any(m.terminal for m in self.messages)
+
+    def after(self, key: tuple[int, int]) -> tuple[bytes, bool]:
+        """The messages after ``key`` (all of them: the shared bytes) and whether one of them
+        is a terminal status."""
+        if self.first > key:
+            return self.body, self.terminal
+        out = [m for m in self.messages if m.key > key]
+        return b"".join(m.data for m in out), any(m.terminal for m in out)
 
 
 # Sent to a client dropped for being too slow, before its stream ends: reconnect soon (the
@@ -112,12 +131,146 @@ DROPPED = (f"retry: {DROP_RETRY_MS}\n"
            ": dropped: too slow for the live stream; reconnect with Last-Event-ID\n\n")
 
 
-class _Subscriber:
-    __slots__ = ("queue", "overflow")
+def _body(data: bytes) -> Message:
+    return {"type": "http.response.body", "body": data, "more_body": True}
 
-    def __init__(self, size: int) -> None:
-        self.queue: asyncio.Queue[list[_Message]] = asyncio.Queue(size)
-        self.overflow = False
+
+class _Resumed:
+    """Awaiting this finishes a coroutine that was started by hand (``coro.send(None)``) and
+    suspended on ``blocker`` (what it yielded): the awaiting task waits on each future the
+    coroutine waits on and passes every result or exception on, as if it had run it from the
+    start."""
+
+    __slots__ = ("coro", "blocker")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], blocker: Any) -> None:
+        self.coro, self.blocker = coro, blocker
+
+    def __await__(self) -> Generator[Any, None, None]:
+        blocker = self.blocker
+        while True:
+            try:
+                yield blocker
+            except BaseException as exc:    # noqa: BLE001 — handed to the coroutine (cancel)
+                try:
+                    blocker = self.coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    blocker = self.coro.send(None)
+                except StopIteration:
+                    return
+
+
+async def _finish(coro: Coroutine[Any, Any, None], blocker: Any) -> None:
+    await _Resumed(coro, blocker)
+
+
+async def _awaited(a: Awaitable[None]) -> None:
+    await a
+
+
+class _Client:
+    """One SSE connection as its stream's hub sees it.
+
+    While ``live`` (its own task waits, with nothing left to send) the hub writes each new batch
+    to it directly, from the reader's task: no task of the client's wakes for an event. Else
+    the hub leaves batches in ``pending`` (at most ``limit``; one more marks it ``overflow``)
+    and wakes the client's task, which sends them, coalesced into one write.
+    """
+
+    __slots__ = ("send", "limit", "last", "last_id", "pending", "live", "writing", "overflow",
+                 "gone", "look", "keepalive", "_waiter")
+
+    def __init__(self, send: Send, limit: int, after: str) -> None:
+        self.send, self.limit = send, limit
+        self.last, self.last_id = _id_key(after), after   # the last entry sent
+        self.pending: list[_Batch] = []
+        self.live = False
+        self.writing: asyncio.Task[None] | None = None    # a write the hub started, waiting
+        self.overflow = self.gone = False
+        self.look = False                                  # a terminal status went out
+        self.keepalive = False                             # the stream was silent
+        self._waiter: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def offer(self, batch: _Batch) -> None:
+        """A new batch from the hub: written now when live, else left for the client's task."""
+        if self.overflow or self.gone:
+            return
+        if not self.live:
+            if len(self.pending) >= self.limit:
+                self.overflow = True
+            else:
+                self.pending.append(batch)
+            self.wake()
+            return
+        body, terminal = self.take((batch,))
+        if not body:
+            return
+        self.write(body)
+        if terminal:                    # the client's task looks whether the stream has ended
+            self.live, self.look = False, True
+            self.wake()
+
+    def take(self, batches: Iterable[_Batch]) -> tuple[bytes, bool]:
+        """The messages of ``batches`` after the last one sent, as one chunk, and whether one
+        of them is a terminal status; they count as sent from now on."""
+        parts, terminal = [], False
+        for batch in batches:
+            body, t = batch.after(self.last)
+            if body:
+                parts.append(body)
+                terminal = terminal or t
+                self.last, self.last_id = batch.last, batch.last_id
+        return (parts[0] if len(parts) == 1 else b"".join(parts)), terminal
+
+    def write(self, data: bytes) -> None:
+        """Start sending ``data``. The send usually completes at once (the bytes go to the
+        socket); when it has to wait (the client reads slowly and its socket is full) it goes
+        on in a task of its own, and the client's task takes over once it is done."""
+        sent = self.send(_body(data))
+        coro = sent if isinstance(sent, Coroutine) else _awaited(sent)
+        try:
+            blocker = coro.send(None)
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001 — this connection cannot be written to
+            log.debug("event stream: write failed: %r", exc)
+            self.gone, self.live = True, False
+            self.wake()
+            return
+        self.live = False
+        self.writing = asyncio.get_running_loop().create_task(_finish(coro, blocker))
+        self.writing.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self.writing = None
+        if task.cancelled() or task.exception() is not None:
+            self.gone = True
+        self.wake()
+
+    def silent(self) -> None:
+        """The stream has been silent for a keep-alive period (or Redis is unreachable)."""
+        if self.live:
+            self.live, self.keepalive = False, True
+            self.wake()
+
+    def disconnected(self) -> None:
+        self.gone, self.live = True, False
+        self.wake()
 
 
 class StreamHub:
@@ -127,14 +280,17 @@ class StreamHub:
     (100 connections by default) answered the 101st client with 503 ("Too many connections")
     and cut live streams short, and every event was read and decoded once per client. Now the
     first client of a stream starts a reader task (one connection, one blocking XREAD) that
-    hands each batch of new entries to every client's queue; the last client to leave stops it.
+    hands each batch of new entries to every client; the last client to leave stops it.
 
     A client first reads its history (after its Last-Event-ID) from Redis itself, once the
     reader has fixed the id it follows from, then takes the reader's batches, skipping ids it
-    has already sent: every entry exactly once, in order. The reader serialises each entry once
-    (:class:`_Message`) for all clients and never waits for one: a client whose queue
-    (``queue_batches`` batches) is full is marked, gets no more batches, and is dropped with a
-    reconnect hint (:data:`DROPPED`) as soon as it reads again; it resumes with Last-Event-ID.
+    has already sent: every entry exactly once, in order. The reader serialises each batch once
+    (:class:`_Batch`) for all clients and never waits for one: it writes the batch to every
+    client that is waiting for it (:meth:`_Client.offer`), and leaves it with any other, whose
+    own task sends it; a client with ``queue_batches`` batches left with it is marked, gets no
+    more, and is dropped with a reconnect hint (:data:`DROPPED`) as soon as it can be written
+    to again; it resumes with Last-Event-ID. When a read finds nothing for the keep-alive
+    period every waiting client is told (:meth:`_Client.silent`).
     """
 
     QUEUE_BATCHES = 256
@@ -144,7 +300,7 @@ class StreamHub:
         self.astore, self.block_ms = astore, block_ms
         if queue_batches is not None:
             self.QUEUE_BATCHES = queue_batches
-        self._subs: dict[str, set[_Subscriber]] = {}
+        self._subs: dict[str, set[_Client]] = {}
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._ready: dict[str, asyncio.Event] = {}
 
@@ -153,22 +309,21 @@ class StreamHub:
         """Streams read from Redis right now (one connection each)."""
         return len(self._readers)
 
-    def subscribe(self, stream: str) -> tuple[_Subscriber, asyncio.Event]:
-        """Register a client; returns its subscriber and the event set once the stream's reader
-        has fixed its starting id (read the history only after that)."""
-        sub = _Subscriber(self.QUEUE_BATCHES)
-        self._subs.setdefault(stream, set()).add(sub)
+    def subscribe(self, stream: str, client: _Client) -> asyncio.Event:
+        """Register a client; returns the event set once the stream's reader has fixed its
+        starting id (read the history only after that)."""
+        self._subs.setdefault(stream, set()).add(client)
         if stream not in self._readers:
             self._ready[stream] = asyncio.Event()
             self._readers[stream] = asyncio.create_task(self._read(stream,
                                                                    self._ready[stream]))
-        return sub, self._ready[stream]
+        return self._ready[stream]
 
-    def unsubscribe(self, stream: str, sub: _Subscriber) -> None:
+    def unsubscribe(self, stream: str, client: _Client) -> None:
         subs = self._subs.get(stream)
         if subs is None:
             return
-        subs.discard(sub)
+        subs.discard(client)
         if not subs:
             del self._subs[stream]
             self._ready.pop(stream, None)
@@ -197,19 +352,18 @@ class StreamHub:
                 entries = await self.astore.read(stream, pos, block_ms=self.block_ms)
             except _STORE_DOWN as exc:
                 log.warning("event stream: Redis unavailable (%s); retrying", exc)
+                for client in list(self._subs.get(stream, ())):
+                    client.silent()
                 await asyncio.sleep(1.0)
                 continue
             if not entries:
+                for client in list(self._subs.get(stream, ())):
+                    client.silent()
                 continue
             pos = entries[-1].id
-            batch = [_Message.of(e) for e in entries]      # serialised once for every client
-            for sub in list(self._subs.get(stream, ())):
-                if sub.overflow:
-                    continue
-                try:
-                    sub.queue.put_nowait(batch)
-                except asyncio.QueueFull:
-                    sub.overflow = True
+            batch = _Batch(entries)                         # serialised once for every client
+            for client in list(self._subs.get(stream, ())):
+                client.offer(batch)
 
 
 def hub_for(request: Request, astore: AsyncStore, keepalive: float,
@@ -224,78 +378,129 @@ def hub_for(request: Request, astore: AsyncStore, keepalive: float,
     return hub
 
 
-async def _stream(request: Request, astore: AsyncStore, stream: str, after: str, *,
-                  keepalive: float, finished: Callable[[], Awaitable[bool]],
-                  hub: StreamHub) -> AsyncIterator[str]:
-    """Entries after ``after``, then live through the hub. After a batch holding a terminal
-    status event the stream looks in Redis once more: when nothing follows and ``finished()``
-    holds, it ends. A keep-alive comment goes out every ``keepalive`` seconds of silence."""
-    yield f"retry: {RETRY_MS}\n\n"
-    sub, ready = hub.subscribe(stream)
+async def _watch(receive: Receive, client: _Client) -> None:
+    """Tell ``client`` when its connection closes (the server's ``http.disconnect``)."""
     try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except Exception as exc:  # noqa: BLE001 — a connection that cannot be read has gone too
+        log.debug("event stream: receive failed: %r", exc)
+    client.disconnected()
+
+
+class EventStream(Response):
+    """The SSE response of one stream: entries after ``after``, then live through the hub.
+
+    A thin ASGI response rather than Starlette's ``StreamingResponse``: the live batches are
+    written by the hub (:meth:`_Client.offer`), and this response's task wakes only for what
+    the hub leaves to it: batches that came while it was busy (sent coalesced, one write), a
+    terminal status, a silent stream, a slow or gone client. A task waiting on ``receive()``
+    notices the client leaving. After a batch holding a terminal status event the stream looks
+    in Redis once more: when nothing follows and ``finished()`` holds, it ends. A keep-alive
+    comment goes out whenever the hub's read finds the stream silent for ``keepalive`` seconds.
+
+    The hub calls ``send`` from its own task, so the middleware between this response and the
+    server must be plain ASGI (backend/app.py: no ``BaseHTTPMiddleware``).
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, astore: AsyncStore, stream: str, after: str, *, keepalive: float,
+                 finished: Callable[[], Awaitable[bool]], hub: StreamHub) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers(HEADERS)
+        self.astore, self.stream, self.after = astore, stream, after
+        self.keepalive, self.finished, self.hub = keepalive, finished, hub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.raw_headers})
+        await send(_body(f"retry: {RETRY_MS}\n\n".encode()))
+        client = _Client(send, self.hub.QUEUE_BATCHES, self.after)
+        ready = self.hub.subscribe(self.stream, client)
+        watcher = asyncio.create_task(_watch(receive, client))
+        try:
+            await self._serve(client, ready)
+        finally:
+            self.hub.unsubscribe(self.stream, client)
+            watcher.cancel()
+            if client.writing is not None:
+                client.writing.cancel()
+        if not client.gone:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _serve(self, client: _Client, ready: asyncio.Event) -> None:
+        send = client.send
         while not ready.is_set():                       # Redis down while the reader starts
-            try:
-                await asyncio.wait_for(ready.wait(), keepalive)
-            except TimeoutError:
-                yield ": keep-alive\n\n"
-        last, from_redis, ending = after, True, False
-        checked = -DISCONNECT_CHECK_S
-        while True:
-            if sub.overflow:                            # too slow: drop with a reconnect hint
-                yield DROPPED
+            if client.gone:
                 return
-            if time.monotonic() - checked >= DISCONNECT_CHECK_S:
-                checked = time.monotonic()
-                if await request.is_disconnected():
-                    return
-            if from_redis:                              # history, or a look after an end
+            try:
+                await asyncio.wait_for(ready.wait(), self.keepalive)
+            except TimeoutError:
+                await send(_body(KEEPALIVE))
+        look, ending = True, False                      # history first
+        while True:
+            if client.gone:
+                return
+            if client.writing is not None:              # a write the hub started is waiting
+                await client.wait()
+                continue
+            if client.overflow:                         # too slow: drop with a reconnect hint
+                await send(_body(DROPPED.encode()))
+                return
+            if client.look:
+                client.look, look, ending = False, True, True
+            if client.pending:                          # coalesced into one write
+                batches, client.pending = client.pending, []
+                body, terminal = client.take(batches)
+                if body:
+                    await send(_body(body))
+                if terminal:
+                    look = ending = True
+                continue
+            if client.keepalive:
+                client.keepalive = False
+                await send(_body(KEEPALIVE))
+                look = ending = True                    # ended meanwhile? look once
+                continue
+            if look:                                    # history, or a look after an end
                 try:
-                    entries = await astore.read(stream, last, block_ms=None)
-                    if not entries and ending and await finished():
+                    entries = await self.astore.read(self.stream, client.last_id, block_ms=None)
+                    if not entries and ending and await self.finished():
                         return
                 except _STORE_DOWN as exc:
                     log.warning("event stream: Redis unavailable (%s); retrying", exc)
-                    yield ": store unavailable, retrying\n\n"
+                    await send(_body(STORE_DOWN))
                     await asyncio.sleep(1.0)
                     continue
                 if not entries:
-                    from_redis = ending = False
+                    look = ending = False
                     continue
-                batch = [_Message.of(e) for e in entries]
-            else:
-                try:
-                    batch = await asyncio.wait_for(sub.queue.get(), keepalive)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    from_redis = ending = True          # ended meanwhile? look once
-                    continue
-            last_key = _id_key(last)
-            out = [m for m in batch if m.key > last_key]     # skip what the history sent
-            if not out:
+                body, terminal = client.take((_Batch(entries),))
+                if body:
+                    await send(_body(body))
+                if terminal:
+                    ending = True
                 continue
-            yield "".join(m.text for m in out)          # one write per batch
-            last = out[-1].id
-            if any(m.terminal for m in out):
-                from_redis = ending = True
-    finally:
-        hub.unsubscribe(stream, sub)
+            client.live = True                          # the hub writes the next batches
+            await client.wait()
+            client.live = False
 
 
 async def _respond(request: Request, astore: AsyncStore, stream: str, after: str,
                    keepalive: float, finished: Callable[[], Awaitable[bool]],
-                   ) -> StreamingResponse | None:
+                   ) -> EventStream | None:
     """The SSE response for ``stream``; None when ``finished()`` and nothing is left after
     ``after``."""
     if await finished() and not await astore.read(stream, after, block_ms=None, count=1):
         return None
-    return StreamingResponse(
-        _stream(request, astore, stream, after, keepalive=keepalive, finished=finished,
-                hub=hub_for(request, astore, keepalive)),
-        media_type="text/event-stream", headers=HEADERS)
+    return EventStream(astore, stream, after, keepalive=keepalive, finished=finished,
+                       hub=hub_for(request, astore, keepalive))
 
 
 async def run_events(request: Request, astore: AsyncStore, run_id: str, after: str,
-                     keepalive: float) -> StreamingResponse | None:
+                     keepalive: float) -> EventStream | None:
     """SSE for one run; ends after its terminal status event. None (→ 204) when the run has
     finished and nothing is left after ``after``."""
     stream = astore.run_stream(run_id)
@@ -308,7 +513,7 @@ async def run_events(request: Request, astore: AsyncStore, run_id: str, after: s
 
 
 async def sweep_events(request: Request, astore: AsyncStore, sweep_id: str, after: str,
-                       keepalive: float) -> StreamingResponse | None:
+                       keepalive: float) -> EventStream | None:
     """SSE for all runs of a sweep; ends once every run has finished. None (→ 204) when all
     have finished and nothing is left after ``after``."""
     stream = astore.sweep_stream(sweep_id)

@@ -3,50 +3,64 @@ every client every entry exactly once and in order: from its Last-Event-ID throu
 from history to live, and when the client is too slow for its queue (it is dropped with the
 reconnect hint and, resuming from its last id as the browser does, misses nothing). One Redis reader serves all clients of a stream and stops with the last.
 
-The generator the endpoints stream (backend.sse._stream) runs here in-process against a real
-redis-server, with events appended through the data layer while clients read.
+The response the endpoints return (backend.sse.EventStream, a plain ASGI app) runs here
+in-process against a real redis-server, each client a pair of ASGI ``receive``/``send``
+callables, with events appended through the data layer while clients read. A slow client's
+``send`` sleeps, as a full socket makes the server's ``send`` wait: the hub's write to it goes on
+in a task of its own and the batches meanwhile are sent coalesced by the client's task.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import socket
 from pathlib import Path
 from typing import Any
 
 from backend import sse
 from backend.store import AsyncStore, Store
-from tests.support.services import start_redis, stop_process
-from tests.support.wait import wait_until_async
+from tests.support.apps import BOOTSTRAP_TOKEN
+from tests.support.services import start_redis, start_uvicorn, stop_process
+from tests.support.wait import wait_until, wait_until_async
 from tscnc.records import LogEvent, RunStatus
 from tscnc.spec import Method, SweepSpec
 
 EVENTS = 300
 
 
-class _Request:
-    """What the stream generator asks of its request: is the client still there?"""
-
-    async def is_disconnected(self) -> bool:
-        return False
-
-
 LAST = f'"message":"new {EVENTS - 1}"'
 
 
-async def _read(gen: Any, ids: list[str], delay: float = 0.0, drops: list | None = None) -> None:
-    """Appends to ``ids`` the ids of the entries a client receives up to the last event written
-    (sleeping ``delay`` after each chunk, for a slow client). A stream that ends with the drop
-    hint before the last event is appended to ``drops`` and ends the read early."""
-    async for chunk in gen:
-        ids += [line[4:] for line in chunk.split("\n") if line.startswith("id: ")]
+def _chunk_ids(chunk: str) -> list[str]:
+    return [line[4:] for line in chunk.split("\n") if line.startswith("id: ")]
+
+
+async def _read(stream: sse.EventStream, ids: list[str], delay: float = 0.0,
+                drops: list | None = None) -> None:
+    """Serves ``stream`` to one client over ASGI and appends to ``ids`` the ids of the entries
+    it receives up to the last event written, then disconnects (sleeping ``delay`` in each
+    ``send`` of entries, for a slow client). A stream that ends with the drop hint before the
+    last event is appended to ``drops``."""
+    gone = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] != "http.response.body" or gone.is_set():
+            return
+        chunk = message["body"].decode()
+        ids.extend(_chunk_ids(chunk))
         if LAST in chunk:
-            break
-        if chunk == sse.DROPPED and drops is not None:
+            gone.set()                                # the client leaves
+        elif chunk == sse.DROPPED and drops is not None:
             drops.append(ids[-1] if ids else None)
-        if delay and "id: " in chunk:
+        elif delay and "id: " in chunk:
             await asyncio.sleep(delay)                # the point: a client slower than the writer
-    await gen.aclose()
+
+    await asyncio.wait_for(stream({"type": "http"}, receive, send), 60)
 
 
 async def _read_resuming(client: Any, after: str, delay: float, drops: list,
@@ -81,9 +95,9 @@ def test_every_client_gets_every_entry_once_in_order(tmp_path: Path, monkeypatch
             async def finished() -> bool:
                 return False
 
-            def client(after: str) -> Any:
-                return sse._stream(_Request(), astore, stream, after, keepalive=0.5,
-                                   finished=finished, hub=hub)
+            def client(after: str) -> sse.EventStream:
+                return sse.EventStream(astore, stream, after, keepalive=0.5, finished=finished,
+                                       hub=hub)
 
             written = [0]
 
@@ -139,3 +153,110 @@ def test_every_client_gets_every_entry_once_in_order(tmp_path: Path, monkeypatch
     finally:
         store.close()
         stop_process(proc)
+
+
+def test_events_that_come_while_a_write_waits_go_out_in_one_write_in_order(tmp_path: Path):
+    """While a write to a client waits (its socket is full), the batches that come meanwhile
+    are left with it and then sent together: one write holding every entry, each once, in
+    order, with its id."""
+    url, proc = start_redis(tmp_path)
+    store = Store.from_url(url)
+    try:
+        sweep, _ = store.create_sweep(SweepSpec(methods=[Method.dense]), "owner")
+        rid = sweep.run_ids[0]
+        store.set_status(rid, RunStatus.running)
+        after = store.events(rid, limit=100)[-1].id
+
+        async def main() -> tuple[list[list[str]], int]:
+            astore = AsyncStore.from_url(url, timeout=5)
+            hub = sse.StreamHub(astore, block_ms=200)
+            stream = astore.run_stream(rid)
+            gate, gone = asyncio.Event(), asyncio.Event()
+            writes: list[list[str]] = []
+
+            async def receive() -> dict[str, Any]:
+                await gone.wait()
+                return {"type": "http.disconnect"}
+
+            async def send(message: dict[str, Any]) -> None:
+                ids = _chunk_ids(message.get("body", b"").decode())
+                if ids:
+                    writes.append(ids)
+                    await gate.wait()                 # the socket is full until the gate opens
+
+            async def finished() -> bool:
+                return False
+
+            response = sse.EventStream(astore, stream, after, keepalive=5, finished=finished,
+                                       hub=hub)
+            served = asyncio.create_task(response({"type": "http"}, receive, send))
+            await wait_until_async(lambda: hub.readers, 10, "the client to subscribe")
+            (client,) = hub._subs[stream]
+            await wait_until_async(lambda: client.live, 10, "the client to wait for events")
+            await asyncio.to_thread(store.record_event, rid, LogEvent(run=rid, message="first"))
+            await wait_until_async(lambda: client.writing, 10, "the hub's write to wait")
+            for i in range(5):                        # one batch each: the hub reads each alone
+                await asyncio.to_thread(store.record_event, rid,
+                                        LogEvent(run=rid, message=f"later {i}"))
+                await wait_until_async(lambda: len(client.pending), 10,
+                                       f"batch {i + 1} to be left with the client",
+                                       done=lambda n, i=i: n == i + 1)
+            left = len(client.pending)
+            gate.set()
+            await wait_until_async(lambda: sum(map(len, writes)), 10, "every entry to go out",
+                                   done=lambda n: n == 6)
+            gone.set()
+            await asyncio.wait_for(served, 10)
+            await hub.close()
+            await astore.close()
+            return writes, left
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            writes, left = pool.submit(asyncio.run, main()).result()
+        ids = [e.id for e in store.events(rid, limit=100)]
+        assert left == 5                                      # five batches waited
+        assert writes == [ids[-6:-5], ids[-5:]]               # the first, then one write of five
+    finally:
+        store.close()
+        stop_process(proc)
+
+
+def test_a_client_that_leaves_is_noticed_at_once(tmp_path: Path):
+    """A client that closes its connection while its run is quiet (no event, no keep-alive due
+    for a minute) is noticed: its stream ends and, as it was the run's last client, the shared
+    Redis reader stops."""
+    url, redis_proc = start_redis(tmp_path)
+    store = Store.from_url(url)
+    base, api = start_uvicorn("tests.support.apps:app_without_workers", factory=True, env={
+        "REDIS_URL": url, "TSCNC_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
+        "TSCNC_ARTIFACTS_DIR": str(tmp_path), "TSCNC_SSE_KEEPALIVE": "60"})
+    sock = None
+    try:
+        sweep, _ = store.create_sweep(SweepSpec(methods=[Method.dense]), "owner")
+        rid = sweep.run_ids[0]
+        store.set_status(rid, RunStatus.running)
+        host, port = base.removeprefix("http://").split(":")
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        sock.sendall((f"GET /api/v1/runs/{rid}/events HTTP/1.1\r\nHost: {host}\r\n"
+                      f"Authorization: Bearer {BOOTSTRAP_TOKEN}\r\n"
+                      "Accept: text/event-stream\r\n\r\n").encode())
+        raw = b""
+        while raw.count(b"event: status") < 2:        # the history: queued, running
+            chunk = sock.recv(4096)
+            assert chunk, raw
+            raw += chunk
+
+        def blocked() -> int:
+            return int(store.r.info("clients")["blocked_clients"])
+
+        wait_until(blocked, 10, "the stream's Redis reader", done=lambda n: n == 1)
+        sock.close()
+        sock = None
+        wait_until(blocked, 10, "the Redis reader to stop after the client left",
+                   done=lambda n: n == 0)
+    finally:
+        if sock is not None:
+            sock.close()
+        stop_process(api)
+        store.close()
+        stop_process(redis_proc)
