@@ -215,7 +215,7 @@ def test_reproduce_mnist_spec_is_the_preset_with_its_small_layers_dense() -> Non
     assert spec.dataset.name == DatasetName.mnist5k and spec.epsilon == 0.3
     assert spec.adversarial == base.adversarial and spec.model == base.model
     assert spec.pruning.skip_layers == ["features.0", "classifier.2"]
-    assert spec.evaluation.examples == 1000
+    assert spec.evaluation.examples == 500 and spec.evaluation.security_curve == []
     assert "autoattack" in [a.value for a in spec.evaluation.attacks]
     assert len(spec.runs()) == 15 and len(spec.pretrain_groups()) == 6
     half = r.make_spec("mnist5k-cnn", ["hydra"], [0.9], [0], epochs_scale=0.5)
