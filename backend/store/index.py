@@ -151,7 +151,8 @@ class IndexKeys:
         """SCAN patterns of every key this module maintains (for :func:`rebuild`)."""
         p = self.prefix
         return [f"{p}{f}:*" for f in (*VOCAB, "tag", "sort", "range", "word")] + [
-            self.created, self.keylex, f"{p}words", f"{p}wordsfx", f"{p}wordlong"]
+            self.created, self.keylex, f"{p}words", f"{p}wordsfx", f"{p}wordlong",
+            f"{p}wordpair"]
 
 
 class IndexFilter(BaseModel):

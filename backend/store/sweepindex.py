@@ -123,7 +123,7 @@ def patterns(ix: IndexKeys) -> list[str]:
     p = ix.prefix
     return [f"{p}{f}:*" for f in ("dataset", "model", "owner", "method", "tag", "status",
                                   "word")] + [
-        ix.created, f"{p}words", f"{p}wordsfx", f"{p}wordlong"]
+        ix.created, f"{p}words", f"{p}wordsfx", f"{p}wordlong", f"{p}wordpair"]
 
 
 def rebuild(store: Any, chunk: int = 200) -> int:

@@ -16,20 +16,32 @@ its own, under its prefix: :mod:`backend.store.index`, :mod:`backend.store.sweep
   are listed in ``wordlong`` and searched one by one.
 
 A ``q`` made of word bytes only is contained in the text exactly when it is contained in one of
-its words: the runs are the union of the sets of the words containing it, with no run read. A
-``q`` with other bytes (``"digits-mlp"``, ``"e ß"``) is split into its tokens, each of which a
+its words: the runs are the union of the sets of the words containing it, with no run read.
+
+Two words next to each other make a **pair** ``w1 s w2`` (``s`` the separator between them, at
+most :data:`SEP_MAX` bytes; both words at most :data:`SUFFIX_MAX` bytes), indexed like a word:
+a set ``word:{w1 s w2}`` of the runs holding it, counted in ``words``, and every suffix ``u`` of
+``w1`` in the lexical set ``wordpair`` (member ``u s w2 NUL head``, ``w1 = head u``). A ``q`` of
+two tokens around one separator (``"s0.9"``, ``"digits-mlp"``, ``"note 1"``) is contained in
+the text exactly when a pair ends its first word with the first token, has the separator, and
+starts its second word with the second token: the members of ``wordpair`` that start with
+``q``, so again a union of sets, with no run read (when a word longer than :data:`SUFFIX_MAX`
+ends with the first token or starts with the second, such a ``q`` is answered as below).
+
+Any other ``q`` with non-word bytes (``"e ß"`` has two words, ``"-seed1"`` a leading separator,
+``"a 0 str"`` three tokens) is split into its tokens, each of which a
 word of a match must hold where ``q`` puts it: a token between two separators is a whole word,
 one after a separator starts a word, one before a separator ends a word (the suffix set gives
 the words ending with a token as ``token NUL word``). The runs holding such a word for every
 token are intersected, then each candidate's indexed text is checked for the whole ``q`` (Lua,
-byte-exact). A ``q`` without any word byte (``"-"``) is checked over
-the newest :data:`SCAN_LIMIT` runs only.
+byte-exact): this costs one hash read per candidate. A ``q`` without any word byte (``"-"``) is
+checked over the newest :data:`SCAN_LIMIT` runs only.
 
 Maintenance: a write that sets a run's search text (creation, a notes edit, ``tscnc reindex``)
 stores it casefolded in the field ``ftext`` (Lua cannot casefold); :data:`LUA_WORDS`'s
 ``tscnc_words_sync``, called by :data:`backend.store.index.LUA_REINDEX` in the same script,
-moves it to ``itext`` and updates the word sets by the difference. Deletion removes the run
-from the sets of the words of its ``itext``.
+moves it to ``itext`` and updates the word and pair sets by the difference. Deletion removes the
+run from the sets of the words and pairs of its ``itext``.
 """
 
 from __future__ import annotations
@@ -38,6 +50,8 @@ import re
 
 # Words up to this many bytes have their suffixes indexed; longer ones are scanned.
 SUFFIX_MAX = 32
+# Two words with a separator of at most this many bytes between them are indexed as a pair.
+SEP_MAX = 4
 # A q without any word byte is checked over the newest SCAN_LIMIT runs.
 SCAN_LIMIT = 10_000
 
@@ -55,36 +69,57 @@ def query_tokens(q: str) -> tuple[bytes, list[bytes], bool]:
 
     Each token is prefixed by where a word of a match holds it: ``a`` anywhere (q is one
     token), ``s`` at its start (q has a separator before the token), ``e`` at its end (a
-    separator after), ``x`` as the whole word (both)."""
+    separator after), ``x`` as the whole word (both); or q is one token ``p`` + q: two tokens
+    around one separator of at most :data:`SEP_MAX` bytes, answered from the pairs (the script
+    falls back to the tokens ``e`` and ``s`` with a check when a long word may hold one)."""
     text = q.casefold().encode("utf-8", "surrogatepass")
     tokens = []
-    for m in _WORD.finditer(text):
+    found = list(_WORD.finditer(text))
+    for m in found:
         start, end = m.start() > 0, m.end() < len(text)
         tokens.append((b"x" if end else b"s") if start else (b"e" if end else b"a"))
         tokens[-1] += m.group()
+    if (len(found) == 2 and found[0].start() == 0 and found[1].end() == len(text)
+            and found[1].start() - found[0].end() <= SEP_MAX):
+        return text, [b"p" + text], False
     return text, list(dict.fromkeys(tokens)), tokens != [b"a" + text]
 
 
 # Lua: word (and tag) index maintenance, prepended to every script that re-indexes a run or a
 # sweep.
 LUA_WORDS = f"""
+local TSCNC_WORD, TSCNC_SEP = '[0-9A-Za-z_\\128-\\255]+', '[^0-9A-Za-z_\\128-\\255]+'
+-- The distinct words of a text and its pairs (word, separator, word: see the module docstring).
 local function tscnc_words(text)
   local out, seen = {{}}, {{}}
-  for w in string.gmatch(text, '[0-9A-Za-z_\\128-\\255]+') do
+  local i, prev, prev_end = 1, nil, 0
+  while true do
+    local a, b = string.find(text, TSCNC_WORD, i)
+    if not a then break end
+    local w = string.sub(text, a, b)
     if not seen[w] then seen[w] = true; out[#out + 1] = w end
+    if prev and a - prev_end - 1 <= {SEP_MAX} and #prev <= {SUFFIX_MAX} and #w <= {SUFFIX_MAX} then
+      local pair = prev .. string.sub(text, prev_end + 1, a - 1) .. w
+      if not seen[pair] then seen[pair] = true; out[#out + 1] = pair end
+    end
+    prev, prev_end, i = w, b, b + 1
   end
   return out
 end
 local function tscnc_vocab(p, w, add)
-  if #w > {SUFFIX_MAX} then
+  local key, a = p .. 'wordsfx', string.find(w, TSCNC_SEP)
+  if a then                 -- a pair: the suffixes of its first word, then the rest of it
+    key = p .. 'wordpair'
+  elseif #w > {SUFFIX_MAX} then
     if add then redis.call('ZADD', p .. 'wordlong', 0, w) else redis.call('ZREM', p .. 'wordlong', w) end
     return
   end
-  for i = 1, #w do
+  for i = 1, (a or #w + 1) - 1 do
     local b = string.byte(w, i)
     if b < 128 or b >= 192 then
       local m = string.sub(w, i) .. '\\0' .. w
-      if add then redis.call('ZADD', p .. 'wordsfx', 0, m) else redis.call('ZREM', p .. 'wordsfx', m) end
+      if a then m = string.sub(w, i) .. '\\0' .. string.sub(w, 1, i - 1) end
+      if add then redis.call('ZADD', key, 0, m) else redis.call('ZREM', key, m) end
     end
   end
 end
@@ -135,10 +170,10 @@ end
 
 # The runs whose search text contains q, into a set scored by seq.
 # ARGV: index prefix, destination key, casefolded q, '1' to check candidates for all of q,
-#       run key prefix, all-runs key, then q's tokens.
+#       run key prefix, all-runs key, then q's tokens (query_tokens).
 # Returns {key, 1 if the caller must delete it} or {'', 0} when nothing matches.
 QUERY_SCRIPT = f"""
-local p, dest, q = ARGV[1], ARGV[2], ARGV[3]
+local p, dest, q, check = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
 local function tscnc_store(cmd, key, keys)   -- every set scores a run by its seq
   local args = {{key, #keys}}
   for _, k in ipairs(keys) do args[#args + 1] = k end
@@ -146,15 +181,34 @@ local function tscnc_store(cmd, key, keys)   -- every set scores a run by its se
   args[#args + 1] = 'MAX'
   return redis.call(cmd, unpack(args))
 end
+local tokens = {{unpack(ARGV, 7)}}
+local long = redis.call('ZRANGE', p .. 'wordlong', 0, -1)
+if #tokens == 1 and string.sub(tokens[1], 1, 1) == 'p' then
+  -- two tokens around a separator: from the pairs, unless a long word (no pairs) may hold one
+  local a, b = string.find(q, '[^0-9A-Za-z_\\128-\\255]+')
+  local t1, t2 = string.sub(q, 1, a - 1), string.sub(q, b + 1)
+  for _, w in ipairs(long) do
+    if string.sub(w, -#t1) == t1 or string.sub(w, 1, #t2) == t2 then
+      tokens, check = {{'e' .. t1, 's' .. t2}}, true
+      break
+    end
+  end
+end
 local sets, temps = {{}}, {{}}
-for i = 7, #ARGV do
-  -- the words holding token t: anywhere (a), at their start (s), end (e), or being it (x)
-  local mode, t, keys, seen = string.sub(ARGV[i], 1, 1), string.sub(ARGV[i], 2), {{}}, {{}}
+for i, token in ipairs(tokens) do
+  -- the words holding token t: anywhere (a), at their start (s), end (e), or being it (x);
+  -- or the pairs starting with t (p)
+  local mode, t, keys, seen = string.sub(token, 1, 1), string.sub(token, 2), {{}}, {{}}
   local function found(w)
     if not seen[w] then seen[w] = true; keys[#keys + 1] = p .. 'word:' .. w end
   end
   if mode == 'x' then
     if redis.call('EXISTS', p .. 'word:' .. t) == 1 then found(t) end
+  elseif mode == 'p' then
+    for _, m in ipairs(redis.call('ZRANGEBYLEX', p .. 'wordpair', '[' .. t, '[' .. t .. '\\255')) do
+      local z = string.find(m, '\\0', #t + 1, true)
+      found(string.sub(m, z + 1) .. string.sub(m, 1, z - 1))
+    end
   else
     if #t <= {SUFFIX_MAX} then
       local lo, hi = '[' .. t, '[' .. t .. '\\255'
@@ -165,7 +219,7 @@ for i = 7, #ARGV do
         if mode ~= 's' or string.sub(m, 1, z - 1) == w then found(w) end
       end
     end
-    for _, w in ipairs(redis.call('ZRANGE', p .. 'wordlong', 0, -1)) do
+    for _, w in ipairs(long) do
       if (mode == 'a' and string.find(w, t, 1, true)) or (mode == 's' and string.sub(w, 1, #t) == t)
           or (mode == 'e' and string.sub(w, -#t) == t) then found(w) end
     end
@@ -189,14 +243,14 @@ for i = 7, #ARGV do
 end
 if #sets == 0 then
   redis.call('ZRANGESTORE', dest, ARGV[6], -{SCAN_LIMIT}, -1)
-elseif #sets == 1 and ARGV[4] ~= '1' then
+elseif #sets == 1 and not check then
   return {{sets[1], #temps}}
 else
   tscnc_store('ZINTERSTORE', dest, sets)
   if #temps > 0 then redis.call('DEL', unpack(temps)) end
 end
 redis.call('PEXPIRE', dest, 60000)
-if ARGV[4] == '1' then
+if check then
   for _, id in ipairs(redis.call('ZRANGE', dest, 0, -1)) do
     local text = redis.call('HGET', ARGV[5] .. id, 'itext')
     if not (text and string.find(text, q, 1, true)) then redis.call('ZREM', dest, id) end

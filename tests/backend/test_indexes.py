@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 
 from backend.store import Store
 from backend.store import index as store_index
+from backend.store import textindex as store_textindex
 from backend.store.index import IndexFilter
 from tests.support.services import start_redis, stop_process
 from tscnc.records import (
@@ -218,7 +220,7 @@ def test_indexes_match_brute_force_through_every_write_path(store: Store, monkey
     _check_all(store, left)
     _text_check(store, left)
     gone = set(store.get_sweep(sweeps[0]).run_ids) | set(store.get_sweep(sweeps[2]).run_ids)
-    vocabulary = {f"{store.ix.prefix}{k}" for k in ("words", "wordsfx", "wordlong")}
+    vocabulary = {f"{store.ix.prefix}{k}" for k in ("words", "wordsfx", "wordlong", "wordpair")}
     for key in store.r.scan_iter(match=f"{store.ix.prefix}*"):
         if key in vocabulary:          # words, not runs: held to the word sets by _text_check
             continue
@@ -316,7 +318,15 @@ LONG = "0123456789abcdef0123456789abcdefXYZ"          # a word longer than SUFFI
 TEXTS = ("alpha", "BETA", "seed1", "digits-mlp", "zzz", "STRASSE", "strasse alpha", "σίσυφοσ",
          "e ß", "ss", "ß", "-", " ", "note 1", "beta 1", "0 straße σί", "a 0 str", "1", "89abcdef0123456789ab", "xyz", "cdefxyz",
          "mlp\nnote", "tsc", "-seed1", "mlp-", " beta ", "-s0.", "abcdefxyz ",
-         " 0123456789abcdef01", " 23456789abcdef01", "m-", ".5-s")
+         " 0123456789abcdef01", " 23456789abcdef01", "m-", ".5-s",
+         # two tokens around a separator, answered from the pairs of words: both tokens in
+         # every run or in half of them ("s0" ends every key's second word, "9" starts half
+         # their third), a token at a word's edge, a match only across punctuation or a line
+         # break, tokens that occur in a run but never next to each other
+         "s0.9", "0.9", "s0.5", "ta 1", "a 1", "lwm-s0", "9-seed", "0\ndig", "p\nnote",
+         "seed1.5", "mlp-s0", "1-seed0", "digits-mlp\nnote alpha",
+         # a long word (no pairs) ends with the first token; a separator longer than SEP_MAX
+         "xyz end", "cdefxyz en", f"{LONG.lower()} end", "gap  ---  go", "p  ---  g", "gap go")
 
 
 def _text_check(store: Store, sweeps: list[str]) -> None:
@@ -341,6 +351,12 @@ def _text_check(store: Store, sweeps: list[str]) -> None:
     for word, n in counts:
         assert store.r.zcard(f"{store.ix.prefix}word:{word}") == n > 0, word
     assert len(store.r.zrange(f"{store.ix.prefix}wordlong", 0, -1)) <= len(counts)
+    # The pairs' suffix entries (suffix, separator, second word NUL the rest of the first)
+    # name pairs still in use, and every pair in use has one starting with its whole first word.
+    pairs = {w for w, _ in counts if re.search(r"[^0-9A-Za-z_\u0080-\U0010ffff]", w)}
+    entries = store.r.zrange(f"{store.ix.prefix}wordpair", 0, -1)
+    assert {head + rest for rest, head in (m.rsplit("\0", 1) for m in entries)} == pairs
+    assert {rest for rest, head in (m.rsplit("\0", 1) for m in entries) if not head} == pairs
 
 
 def test_free_text_index_matches_brute_force(store: Store) -> None:
@@ -351,9 +367,15 @@ def test_free_text_index_matches_brute_force(store: Store) -> None:
     for n, rid in enumerate(ids):
         store.annotate("run", rid, notes=f"Note {'Alpha' if n % 3 == 0 else 'beta'} {n}"
                        + (" Straße ΣΊΣΥΦΟΣ" if n % 4 == 0 else "")
-                       + (f" {LONG} end" if n % 5 == 0 else ""))
+                       + (f" {LONG} end" if n % 5 == 0 else "")
+                       + (" gap  ---  go" if n % 7 == 0 else ""))
     store.annotate("sweep", sweeps[0], notes="zzz")             # a sweep's notes: not its runs'
     _text_check(store, sweeps)                                  # after note edits
+    # The pairs answer these without a check; a long word or separator sends them to the check.
+    for text, tokens in [("s0.9", [b"ps0.9"]), ("ta 1", [b"pta 1"]), ("xyz end", [b"pxyz end"]),
+                         ("gap  ---  go", [b"egap", b"sgo"]), ("-s0.9", [b"xs0", b"s9"])]:
+        assert store_textindex.query_tokens(text)[1:] == (tokens, tokens[0][:1] != b"p"), text
+        assert store.list_runs(text=text)[1] > 0, text
     for rid in ids[::2]:                                        # words dropped and added
         store.annotate("run", rid, notes="" if ids.index(rid) % 4 else "tsc XYZ ss")
     store.claim(ids[1], "w1", "cpu")
@@ -410,7 +432,8 @@ def _sweeps_check(store: Store, ids: list[str]) -> int:
                  {"where": IndexFilter(dataset="digits", tag="keep"), "method": "lwm"}]
     variants += [{"method": m.value} for m in (Method.dense, Method.lwm, Method.hydra)]
     variants += [{"status": s.value} for s in SweepStatus]
-    variants += [{"text": t} for t in ("digits", "ALPHA", "s-c", "zzz", "note beta", "-", "ß")]
+    variants += [{"text": t} for t in ("digits", "ALPHA", "s-c", "zzz", "note beta", "-", "ß",
+                                       "s1-digits", "2-digi", "digits-cnn", "a be")]
     variants += [{"text": "digits", "status": "running", "where": IndexFilter(owner="tok-a")}]
     n = 0
     for v in variants:
@@ -442,7 +465,7 @@ def test_sweeps_list_indexes_match_brute_force(store: Store) -> None:
         spec = _spec(ds, model, [0]).model_copy(update={"methods": methods,
                                                         "name": f"s{n}-{ds}-{model}"})
         ids.append(store.create_sweep(spec, owner=owner)[0].id)
-    assert _sweeps_check(store, ids) == 50                       # after creates: all queued
+    assert _sweeps_check(store, ids) == 58                       # after creates: all queued
 
     sw = store.get_sweeps(ids)
     store.claim(sw[1].run_ids[0], "w", "cpu")                     # running
@@ -470,7 +493,8 @@ def test_sweeps_list_indexes_match_brute_force(store: Store) -> None:
     left = ids[:1] + ids[2:]
     _sweeps_check(store, left)
     for key in store.r.scan_iter(match=f"{store.sx.prefix}*"):
-        if store.r.type(key) == "zset" and not key.endswith(("words", "wordsfx", "wordlong")):
+        if store.r.type(key) == "zset" and not key.endswith(("words", "wordsfx", "wordlong",
+                                                             "wordpair")):
             assert ids[1] not in store.r.zrange(key, 0, -1), key
 
     for key in list(store.r.scan_iter(match=f"{store.sx.prefix}*")):
