@@ -47,9 +47,13 @@ def choose_queue(spec: SweepSpec, workers: list[dict[str, Any]]) -> Queue:
 
 
 def enqueue_runs(sweep_id: str, run_ids: list[str] | None = None, *, store: Any = None,
-                 celery_app: Celery | None = None, fresh: bool = False) -> None:
+                 celery_app: Celery | None = None, fresh: bool = False,
+                 grouped: bool = False) -> None:
     """Queue ``run_ids`` of a sweep (all its runs when None) and record their task ids.
 
+    Runs given by id get one complete task each, unless ``grouped``: then, as for a whole
+    sweep, each pretrain group among them gets one pretrain task chained to its runs' complete
+    tasks (a stage handed back on SIGTERM is queued again this way).
     ``fresh`` (single runs: a retry): the complete task discards checkpoints another build
     wrote instead of resuming from them (:func:`tscnc.pipeline.complete_run`)."""
     st, app = _store(store), _app(celery_app)
@@ -59,7 +63,7 @@ def enqueue_runs(sweep_id: str, run_ids: list[str] | None = None, *, store: Any 
     queue = choose_queue(sweep.sweep_spec(), [w.model_dump() for w in st.workers()]).value
     ids = list(run_ids) if run_ids is not None else list(sweep.run_ids)
     runs = [st.get_run(r) for r in ids]
-    if run_ids is not None:
+    if run_ids is not None and not grouped:
         for run in runs:
             tid = uuid.uuid4().hex
             st.set_task_id(run.id, tid)

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 class _RejectWithoutTraceback(logging.Filter):
-    """A stage handed back to the broker on SIGTERM (``Reject``, see :func:`_requeue`) is a
+    """A stage stopped on SIGTERM and queued again (``Reject``, see :func:`_requeue`) is a
     routine stop, not an error: Celery logs every Reject with a traceback, which a Ctrl-C of
     ``tscnc up`` printed to the terminal. Keep the log line, drop the traceback."""
 
@@ -317,13 +317,23 @@ def _graceful_stop() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _requeue(st: Store, run_ids: list[str]) -> None:
-    """Hand the message back to the broker; the runs wait, queued, for the next worker."""
+def _requeue(st: Store, sweep_id: str, run_ids: list[str], *, grouped: bool) -> None:
+    """Queue the stopped stage again in a fresh message; the runs wait, queued, for the next
+    worker.
+
+    Not ``Reject(requeue=True)``: when a stage outlasts the broker's visibility timeout, the
+    broker has already handed its message to another worker, which found the run running here
+    and dropped it; the requeue then has nothing to put back and the run would wait forever. A
+    copy still in the queue alongside the new message is harmless (whichever comes second finds
+    the run claimed, or its pretrain done)."""
+    from worker.dispatch import enqueue_runs
+
     for r in run_ids:
         st.set_status(r, RunStatus.queued,
                       message="worker stopped (SIGTERM); re-queued, resumes from its last "
                               "checkpoint")
-    raise Reject("worker stopping", requeue=True)
+    enqueue_runs(sweep_id, run_ids, store=st, grouped=grouped)
+    raise Reject("worker stopping; its stage is queued again", requeue=False)
 
 
 def _pretrained(st: Store, run_ids: list[str], artifacts: Path) -> bool:
@@ -428,7 +438,7 @@ def pretrain_task(self: Any, sweep_id: str, run_ids: list[str]) -> None:
                               should_cancel=_throttled(should_cancel), device=_device())
     except Cancelled:
         if _stopping.is_set():
-            _requeue(st, live)
+            _requeue(st, sweep_id, live, grouped=True)
         raise Ignore() from None
     except (TSCNCError, MemoryError, Exception) as e:  # noqa: B014 — every run of the group
         for r in live:
@@ -464,7 +474,7 @@ def complete_task(self: Any, sweep_id: str, run_id: str, fresh: bool = False) ->
                 device=_device(), fresh=fresh)
     except Cancelled as e:
         if _stopping.is_set() and not st.cancel_requested(run_id):
-            _requeue(st, [run_id])
+            _requeue(st, sweep_id, [run_id], grouped=False)
         st.set_status(run_id, RunStatus.cancelled, message=e.message)
         return
     except BaseException as e:

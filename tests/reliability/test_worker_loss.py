@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from backend.store import Store
-from tests.reliability.helpers import Probe, kill_group, worker_index
+from tests.reliability.helpers import TERMINAL, Probe, kill_group, worker_index
 from tests.support.services import process_output, stop_process
 from tests.support.stack import Stack, service_stack, start_worker, tiny_sweep
 from tests.support.wait import wait_until
@@ -142,4 +142,42 @@ def test_sigterm_requeues_the_run_and_another_worker_finishes_it(stack: Stack):
     starts = [e for e in events if e["type"] == "stage_started" and e["stage"] == "pretrain"]
     assert starts[-1]["resumed_from_epoch"] >= 3
     assert final["attempts"] == 0           # a graceful stop is not a lost worker
+    stop_process(victim)
+
+
+def test_sigterm_after_the_broker_handed_the_message_out_again_still_requeues(stack: Stack):
+    """A stage that outlasts the visibility timeout: the broker hands its message to the other
+    worker, which finds the run running on a live worker and drops it. A SIGTERM after that
+    must still leave the run a message: the stopped stage is queued again in a fresh one, not
+    by handing back a message the broker no longer holds (the run used to stay queued)."""
+    probe = Probe(stack)
+    # The whole digits training split, 500 epochs: far longer than the 10 s timeout.
+    spec = tiny_sweep(methods=["hydra"], sparsities=[0.5],
+                      training={"pretrain_epochs": 500, "prune_epochs": 1,
+                                "finetune_epochs": 1})
+    r = stack.api("POST", "/sweeps", json={"spec": spec})
+    assert r.status_code == 201, r.text
+    run_id = r.json()["run_ids"][0]
+    run = probe.wait_run(run_id, lambda x: x["status"] == "running" and (x["epoch"] or 0) >= 1,
+                         timeout=60, interval=0.05)
+    victim = stack.workers.pop(worker_index(stack, run["worker"]))
+    survivor = stack.workers[0]
+    # Past the 10 s visibility timeout the survivor receives the pretrain message and drops it.
+    wait_until(lambda: process_output(survivor), 60, "the survivor to get the message again",
+               done=lambda log: "tscnc.pretrain[" in log and "ignored" in log,
+               interval=0.2, show=lambda log: log[-3000:])
+    assert probe.run(run_id)["worker"] == run["worker"]     # still running on the victim
+    kill_group(victim, signal.SIGTERM)
+    assert victim.wait(30) == 0, process_output(victim)[-3000:]
+    resumed = probe.wait_run(run_id, lambda x: x["status"] == "running"
+                             and x["worker"] != run["worker"], timeout=60)
+    assert resumed["stage"] == "pretrain"
+    starts = wait_until(
+        lambda: [e for e in probe.events(run_id)
+                 if e["type"] == "stage_started" and e["stage"] == "pretrain"],
+        30, "the pretrain to start again on the survivor", done=lambda st: len(st) == 2)
+    assert starts[-1]["resumed_from_epoch"] >= 1
+    assert stack.api("POST", f"/runs/{run_id}/cancel").status_code == 200
+    final = probe.wait_run(run_id, lambda x: x["status"] in TERMINAL, timeout=60)
+    assert final["status"] == "cancelled", final
     stop_process(victim)
