@@ -22,7 +22,8 @@ a 20 % validation split, tuning seeds, PGD-20 on the validation split; never the
 on the reproduction's digits setups (``mlp``, ``cnn``; epochs × ``--epochs-scale``) at sparsity
 0.95: ``hydra`` against ``tscnc`` with the CNC ``full``, ``every3`` (``cnc_every = 3``) and
 ``subset`` (a third of the CNC layers per step: 1 of 3 for the mlp, 2 of 6 for the cnn) — the
-two options at the same expected CNC cost. Reports each variant's validation PGD accuracy and
+two options at the same expected CNC cost. ``--models mnist5k-quick``: the same on real MNIST
+with that preset's schedule at its sparsity 0.9 (``subset``: 2 of its 6 CNC layers). Reports each variant's validation PGD accuracy and
 clean accuracy (mean over seeds) and κ (geometric mean over seeds of each run's median κ).
 
 Usage::
@@ -30,6 +31,7 @@ Usage::
     nice .venv/bin/python bench/cnc_cost.py --timing --threads 1  # ~13 min on 2 shared cores
     nice .venv/bin/python bench/cnc_cost.py --timing --threads 1 --repeats 0 --reg-rounds 7
     nice .venv/bin/python bench/cnc_cost.py --effect --seeds 100 101
+    nice .venv/bin/python bench/cnc_cost.py --effect --models mnist5k-quick --seeds 100 101
 """
 
 from __future__ import annotations
