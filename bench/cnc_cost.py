@@ -23,8 +23,9 @@ on the reproduction's digits setups (``mlp``, ``cnn``; epochs × ``--epochs-scal
 0.95: ``hydra`` against ``tscnc`` with the CNC ``full``, ``every3`` (``cnc_every = 3``) and
 ``subset`` (a third of the CNC layers per step: 1 of 3 for the mlp, 2 of 6 for the cnn) — the
 two options at the same expected CNC cost. ``--models mnist5k-quick``: the same on real MNIST
-with that preset's schedule at its sparsity 0.9 (``subset``: 2 of its 6 CNC layers). Reports each variant's validation PGD accuracy and
-clean accuracy (mean over seeds) and κ (geometric mean over seeds of each run's median κ).
+with that preset's schedule at its sparsity 0.9 (``subset``: 2 of its 6 CNC layers). Reports
+each variant's validation PGD accuracy and clean accuracy (mean over seeds) and κ (geometric
+mean over seeds of each run's median κ).
 
 Usage::
 
