@@ -57,3 +57,16 @@ def test_load_bench_with_two_api_processes(tmp_path: Path) -> None:
     assert e["connected"] == 40 and e["lost"] == 0 and e["error_count"] == 0
     assert e["redis_blocked_readers"] <= 4, e
     assert "2 uvicorn process(es)" in proc.stdout
+
+
+def test_sse_cpu_bench_smoke() -> None:
+    """bench/sse_cpu.py (the API's CPU time per event per SSE client, in lockstep) runs end to
+    end with tiny numbers: every client gets every event, and the figure is reported."""
+    proc = subprocess.run(
+        [sys.executable, "bench/sse_cpu.py", "--clients", "5", "--events", "3",
+         "--timeout", "600"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (row,) = [line for line in proc.stdout.splitlines() if line.startswith("| this checkout")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:3] == ["5", "3"] and float(cells[4]) > 0 and cells[6] == "0", row
