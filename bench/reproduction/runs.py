@@ -220,6 +220,7 @@ def run_model(model: str, args: argparse.Namespace) -> None:
                      autoattack_steps=args.autoattack_steps)
     artifacts = args.out / "runs" / model / spec_hash(spec)
     print(f"== {model}: {len(spec.runs())} runs, artifacts {artifacts}", flush=True)
+    started = machine()      # the commit the runs start from (HEAD may move while they run)
     t0 = time.monotonic()
     outcome = pipeline.run_sweep(spec, artifacts, emit=Printer(model, spec),
                                  device=torch.device("cpu"),
@@ -228,7 +229,7 @@ def run_model(model: str, args: argparse.Namespace) -> None:
     for f in outcome.failures:
         print(f"  [{model}] FAILED {f.run}: {f.category.value}: {f.message}", flush=True)
     payload = {
-        "meta": {"model": model, "command": command_line(), "wall_s": wall, **machine(),
+        "meta": {"model": model, "command": command_line(), "wall_s": wall, **started,
                  "spec": spec.model_dump(mode="json"), "spec_hash": spec_hash(spec)},
         "results": [r.model_dump(mode="json") for r in outcome.results],
         "failures": [{"run": f.run, "category": f.category.value, "message": f.message}
