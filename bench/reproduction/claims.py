@@ -49,7 +49,8 @@ def fmt_k(v: float) -> str:
     return "∞" if math.isinf(v) else f"{v:.3g}"
 
 
-def _log10_kappa(v: float) -> float:
+def log10_kappa(v: float) -> float:
+    """log10 κ, with ∞ kept as ∞ (a rank-deficient layer at the median)."""
     return math.log10(v) if math.isfinite(v) else math.inf
 
 
@@ -68,7 +69,7 @@ def check_claims(model: str, points: Sequence[report.Point],
             return {sd: value(r) for (m, sp, sd), r in runs.items() if m == method and sp == s}
 
         if s >= KAPPA_CLAIM_MIN - 1e-9:
-            kappa = lambda r: _log10_kappa(r.condition_number.median)  # noqa: E731
+            kappa = lambda r: log10_kappa(r.condition_number.median)  # noqa: E731
             checks.append(ClaimCheck(
                 model, "kappa", s, h.kappa_median, t.kappa_median,
                 stats.paired_difference(per_seed("tscnc", kappa), per_seed("hydra", kappa),

@@ -12,7 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.reproduction.claims import VERDICT_WORDS, ClaimCheck, check_claims, fmt_k
+from bench.reproduction.claims import (
+    VERDICT_WORDS,
+    ClaimCheck,
+    check_claims,
+    fmt_k,
+    log10_kappa,
+)
 from bench.reproduction.runs import (
     DATASET_OF,
     DEFAULT_ATTACKS,
@@ -123,8 +129,7 @@ def differences_table(points: Sequence[report.Point], results: Sequence[RunResul
             cells.append(cell(d, fmt_diff(d)))
         worst = diff(sp, report.run_min_accuracy)
         cells.append(f"**{cell(worst, fmt_diff(worst))}**")
-        kappa = diff(sp, lambda r: (math.log10(r.condition_number.median)
-                                    if math.isfinite(r.condition_number.median) else math.inf),
+        kappa = diff(sp, lambda r: log10_kappa(r.condition_number.median),
                      higher_is_better=False)
         cells.append(cell(kappa, fmt_ratio(kappa))
                      + (f", {kappa.excluded} pair(s) with ∞ left out" if kappa.excluded else ""))

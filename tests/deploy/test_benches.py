@@ -95,6 +95,21 @@ def _synthetic_results():
     return out
 
 
+def _write_synthetic_results(r, tmp_path: Path):
+    """``<tmp>/out/results/mlp.json`` as ``bench/reproduce.py`` writes it, holding
+    :func:`_synthetic_results`; returns the ``--out`` directory and the spec."""
+    import json
+    out = tmp_path / "out"
+    (out / "results").mkdir(parents=True)
+    spec = r.make_spec("mlp", ["hydra", "tscnc"], [0.95, 0.99], [0, 1, 2, 3])
+    meta = {"model": "mlp", "command": "cmd", "wall_s": 60.0, **r.machine(),
+            "spec": spec.model_dump(mode="json"), "spec_hash": r.spec_hash(spec)}
+    (out / "results" / "mlp.json").write_text(json.dumps({
+        "meta": meta, "results": [x.model_dump(mode="json") for x in _synthetic_results()],
+        "failures": []}))
+    return out, spec
+
+
 def test_reproduce_verdicts_follow_paired_intervals() -> None:
     import math
 
@@ -127,19 +142,11 @@ def test_reproduce_verdicts_follow_paired_intervals() -> None:
 
 
 def test_reproduce_report_shows_intervals_autoattack_and_infinity(tmp_path, monkeypatch) -> None:
-    import json
 
     r = _reproduce()
-    out = tmp_path / "out"
-    (out / "results").mkdir(parents=True)
-    spec = r.make_spec("mlp", ["hydra", "tscnc"], [0.95, 0.99], [0, 1, 2, 3])
+    out, spec = _write_synthetic_results(r, tmp_path)
     assert spec.evaluation.autoattack_steps == r.AUTOATTACK_STEPS < 100
     assert "autoattack" in [a.value for a in spec.evaluation.attacks]
-    meta = {"model": "mlp", "command": "cmd", "wall_s": 60.0, **r.machine(),
-            "spec": spec.model_dump(mode="json"), "spec_hash": r.spec_hash(spec)}
-    (out / "results" / "mlp.json").write_text(json.dumps({
-        "meta": meta, "results": [x.model_dump(mode="json") for x in _synthetic_results()],
-        "failures": []}))
     report_path = tmp_path / "reproduction.md"
     report_path.write_text("old\n<!-- reading:start -->\nkept reading\n<!-- reading:end -->\n"
                            "## Tuning\n\n### Stage 1, `mlp`: recorded table\n\n| a | b |\n")
@@ -164,20 +171,12 @@ def test_reproduce_report_pairs_every_sparsity_and_keeps_models_it_did_not_run(
     """The paired-difference table against scipy's paired t-interval, at every sparsity; a
     report written from one model's results keeps the other models' blocks of the previous
     report (their raw results are not committed) and replaces its own."""
-    import json
 
     import numpy as np
     from scipy import stats as st
 
     r = _reproduce()
-    out = tmp_path / "out"
-    (out / "results").mkdir(parents=True)
-    spec = r.make_spec("mlp", ["hydra", "tscnc"], [0.95, 0.99], [0, 1, 2, 3])
-    meta = {"model": "mlp", "command": "cmd", "wall_s": 60.0, **r.machine(),
-            "spec": spec.model_dump(mode="json"), "spec_hash": r.spec_hash(spec)}
-    (out / "results" / "mlp.json").write_text(json.dumps({
-        "meta": meta, "results": [x.model_dump(mode="json") for x in _synthetic_results()],
-        "failures": []}))
+    out, _ = _write_synthetic_results(r, tmp_path)
     report_path = tmp_path / "reproduction.md"
     report_path.write_text(
         "<!-- keep:results:mlp:start -->\nstale mlp table\n<!-- keep:results:mlp:end -->\n"

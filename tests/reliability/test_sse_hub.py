@@ -74,14 +74,20 @@ async def _read_resuming(client: Any, after: str, delay: float, drops: list,
             return ids
 
 
+def _running_run(store: Store) -> str:
+    """The id of a new one-run sweep's run, set running (its events are live)."""
+    sweep, _ = store.create_sweep(SweepSpec(methods=[Method.dense]), "owner")
+    rid = sweep.run_ids[0]
+    store.set_status(rid, RunStatus.running)
+    return rid
+
+
 def test_every_client_gets_every_entry_once_in_order(tmp_path: Path, monkeypatch):
     drops: list = []
     url, proc = start_redis(tmp_path)
     store = Store.from_url(url)
     try:
-        sweep, _ = store.create_sweep(SweepSpec(methods=[Method.dense]), "owner")
-        rid = sweep.run_ids[0]
-        store.set_status(rid, RunStatus.running)
+        rid = _running_run(store)
         for i in range(10):                                   # history before anyone listens
             store.record_event(rid, LogEvent(run=rid, message=f"old {i}"))
         history = [e.id for e in store.events(rid, limit=100)]
@@ -162,9 +168,7 @@ def test_events_that_come_while_a_write_waits_go_out_in_one_write_in_order(tmp_p
     url, proc = start_redis(tmp_path)
     store = Store.from_url(url)
     try:
-        sweep, _ = store.create_sweep(SweepSpec(methods=[Method.dense]), "owner")
-        rid = sweep.run_ids[0]
-        store.set_status(rid, RunStatus.running)
+        rid = _running_run(store)
         after = store.events(rid, limit=100)[-1].id
 
         async def main() -> tuple[list[list[str]], int]:
@@ -232,9 +236,7 @@ def test_a_client_that_leaves_is_noticed_at_once(tmp_path: Path):
         "TSCNC_ARTIFACTS_DIR": str(tmp_path), "TSCNC_SSE_KEEPALIVE": "60"})
     sock = None
     try:
-        sweep, _ = store.create_sweep(SweepSpec(methods=[Method.dense]), "owner")
-        rid = sweep.run_ids[0]
-        store.set_status(rid, RunStatus.running)
+        rid = _running_run(store)
         host, port = base.removeprefix("http://").split(":")
         sock = socket.create_connection((host, int(port)), timeout=10)
         sock.sendall((f"GET /api/v1/runs/{rid}/events HTTP/1.1\r\nHost: {host}\r\n"
