@@ -28,14 +28,17 @@ starts its second word with the second token: the members of ``wordpair`` that s
 ``q``, so again a union of sets, with no run read (when a word longer than :data:`SUFFIX_MAX`
 ends with the first token or starts with the second, such a ``q`` is answered as below).
 
-Any other ``q`` with non-word bytes (``"e ß"`` has two words, ``"-seed1"`` a leading separator,
-``"a 0 str"`` three tokens) is split into its tokens, each of which a
-word of a match must hold where ``q`` puts it: a token between two separators is a whole word,
-one after a separator starts a word, one before a separator ends a word (the suffix set gives
-the words ending with a token as ``token NUL word``). The runs holding such a word for every
-token are intersected, then each candidate's indexed text is checked for the whole ``q`` (Lua,
-byte-exact): this costs one hash read per candidate. A ``q`` without any word byte (``"-"``) is
-checked over the newest :data:`SCAN_LIMIT` runs only.
+Any other ``q`` with non-word bytes (``"-seed1"`` has a leading separator, ``"tscnc-s0.9"``
+three tokens) is split into its tokens. Two neighbouring tokens with a short separator between
+them stand for the pairs that hold them, as above (a ``q`` of three tokens gives two pairs: a
+match must hold both); any other token stands for the words holding it where ``q`` puts it: a
+token between two separators is a whole word, one after a separator starts a word, one before a
+separator ends a word (the suffix set gives the words ending with a token as ``token NUL
+word``). The runs holding a pair or word for every one of these are intersected, then each
+candidate's indexed text is checked for the whole ``q`` (Lua, byte-exact; a run may hold both
+pairs of ``"tscnc-s0.9"`` apart): this costs one hash read per candidate, and the pairs keep the
+candidates close to the matches. A ``q`` without any word byte (``"-"``) is checked over the
+newest :data:`SCAN_LIMIT` runs only.
 
 Maintenance: a write that sets a run's search text (creation, a notes edit, ``tscnc reindex``)
 stores it casefolded in the field ``ftext`` (Lua cannot casefold); :data:`LUA_WORDS`'s
@@ -47,6 +50,7 @@ run from the sets of the words and pairs of its ``itext``.
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 # Words up to this many bytes have their suffixes indexed; longer ones are scanned.
 SUFFIX_MAX = 32
@@ -69,19 +73,32 @@ def query_tokens(q: str) -> tuple[bytes, list[bytes], bool]:
 
     Each token is prefixed by where a word of a match holds it: ``a`` anywhere (q is one
     token), ``s`` at its start (q has a separator before the token), ``e`` at its end (a
-    separator after), ``x`` as the whole word (both); or q is one token ``p`` + q: two tokens
-    around one separator of at most :data:`SEP_MAX` bytes, answered from the pairs (the script
-    falls back to the tokens ``e`` and ``s`` with a check when a long word may hold one)."""
+    separator after), ``x`` as the whole word (both); or ``p``: two neighbouring tokens of q
+    with their separator of at most :data:`SEP_MAX` bytes, answered from the pairs (the script
+    falls back to the tokens ``e`` and ``s`` when a long word may hold one). Only a q of
+    exactly two such tokens needs no check.
+
+    >>> query_tokens("S0.9")
+    (b's0.9', [b'ps0.9'], False)
+    >>> query_tokens("tscnc-s0.9")
+    (b'tscnc-s0.9', [b'ptscnc-s0', b'ps0.9'], True)
+    >>> query_tokens("-seed1")
+    (b'-seed1', [b'sseed1'], True)
+    """
     text = q.casefold().encode("utf-8", "surrogatepass")
-    tokens = []
     found = list(_WORD.finditer(text))
-    for m in found:
+    paired = [b.start() - a.end() <= SEP_MAX for a, b in pairwise(found)]
+    if (len(found) == 2 and paired[0] and found[0].start() == 0
+            and found[1].end() == len(text)):
+        return text, [b"p" + text], False
+    tokens = [b"p" + text[a.start():b.end()]
+              for (a, b), pair in zip(pairwise(found), paired, strict=True) if pair]
+    for i, m in enumerate(found):
+        if (i > 0 and paired[i - 1]) or (i < len(paired) and paired[i]):
+            continue                        # a pair of it holds its place in q
         start, end = m.start() > 0, m.end() < len(text)
         tokens.append((b"x" if end else b"s") if start else (b"e" if end else b"a"))
         tokens[-1] += m.group()
-    if (len(found) == 2 and found[0].start() == 0 and found[1].end() == len(text)
-            and found[1].start() - found[0].end() <= SEP_MAX):
-        return text, [b"p" + text], False
     return text, list(dict.fromkeys(tokens)), tokens != [b"a" + text]
 
 
@@ -183,16 +200,27 @@ local function tscnc_store(cmd, key, keys)   -- every set scores a run by its se
 end
 local tokens = {{unpack(ARGV, 7)}}
 local long = redis.call('ZRANGE', p .. 'wordlong', 0, -1)
-if #tokens == 1 and string.sub(tokens[1], 1, 1) == 'p' then
-  -- two tokens around a separator: from the pairs, unless a long word (no pairs) may hold one
-  local a, b = string.find(q, '[^0-9A-Za-z_\\128-\\255]+')
-  local t1, t2 = string.sub(q, 1, a - 1), string.sub(q, b + 1)
-  for _, w in ipairs(long) do
-    if string.sub(w, -#t1) == t1 or string.sub(w, 1, #t2) == t2 then
-      tokens, check = {{'e' .. t1, 's' .. t2}}, true
-      break
+if #long > 0 then
+  -- two tokens around a separator come from the pairs, unless a long word (no pairs) may
+  -- hold one: then from the words ending with the first and starting with the second
+  local out = {{}}
+  for _, token in ipairs(tokens) do
+    local split = false
+    if string.sub(token, 1, 1) == 'p' then
+      local a, b = string.find(token, '[^0-9A-Za-z_\\128-\\255]+', 2)
+      local t1, t2 = string.sub(token, 2, a - 1), string.sub(token, b + 1)
+      for _, w in ipairs(long) do
+        if string.sub(w, -#t1) == t1 or string.sub(w, 1, #t2) == t2 then
+          out[#out + 1] = 'e' .. t1
+          out[#out + 1] = 's' .. t2
+          check, split = true, true
+          break
+        end
+      end
     end
+    if not split then out[#out + 1] = token end
   end
+  tokens = out
 end
 local sets, temps = {{}}, {{}}
 for i, token in ipairs(tokens) do

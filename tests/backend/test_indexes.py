@@ -326,7 +326,14 @@ TEXTS = ("alpha", "BETA", "seed1", "digits-mlp", "zzz", "STRASSE", "strasse alph
          "s0.9", "0.9", "s0.5", "ta 1", "a 1", "lwm-s0", "9-seed", "0\ndig", "p\nnote",
          "seed1.5", "mlp-s0", "1-seed0", "digits-mlp\nnote alpha",
          # a long word (no pairs) ends with the first token; a separator longer than SEP_MAX
-         "xyz end", "cdefxyz en", f"{LONG.lower()} end", "gap  ---  go", "p  ---  g", "gap go")
+         "xyz end", "cdefxyz en", f"{LONG.lower()} end", "gap  ---  go", "p  ---  g", "gap go",
+         # three or more tokens, answered from two or more pairs and a check: a match in every
+         # run or in a fraction, across a line break, a long word before the first pair, both
+         # pairs held apart but never together ("one two, two three"), a separator too long
+         # for a pair beside a short one, a leading and a trailing separator
+         "tscnc-s0.9", "lwm-s0.5-seed1", "s0.9-seed1\ndigits", "mlp\nnote beta", "note beta 1",
+         "one two three", "two three", f"{LONG.lower()} end gap", "xyz end gap",
+         "end gap  ---  go", "-lwm-s0.", ".9-seed0\n")
 
 
 def _text_check(store: Store, sweeps: list[str]) -> None:
@@ -368,13 +375,18 @@ def test_free_text_index_matches_brute_force(store: Store) -> None:
         store.annotate("run", rid, notes=f"Note {'Alpha' if n % 3 == 0 else 'beta'} {n}"
                        + (" Straße ΣΊΣΥΦΟΣ" if n % 4 == 0 else "")
                        + (f" {LONG} end" if n % 5 == 0 else "")
-                       + (" gap  ---  go" if n % 7 == 0 else ""))
+                       + (" gap  ---  go" if n % 7 == 0 else "")
+                       + {1: " one two, two three", 5: " one two three"}.get(n % 6, ""))
     store.annotate("sweep", sweeps[0], notes="zzz")             # a sweep's notes: not its runs'
     _text_check(store, sweeps)                                  # after note edits
     # The pairs answer these without a check; a long word or separator sends them to the check.
-    for text, tokens in [("s0.9", [b"ps0.9"]), ("ta 1", [b"pta 1"]), ("xyz end", [b"pxyz end"]),
-                         ("gap  ---  go", [b"egap", b"sgo"]), ("-s0.9", [b"xs0", b"s9"])]:
-        assert store_textindex.query_tokens(text)[1:] == (tokens, tokens[0][:1] != b"p"), text
+    # Three or more tokens: a pair for each two neighbours, a check for the whole q.
+    for text, tokens, check in [
+            ("s0.9", [b"ps0.9"], False), ("ta 1", [b"pta 1"], False),
+            ("xyz end", [b"pxyz end"], False), ("gap  ---  go", [b"egap", b"sgo"], True),
+            ("-s0.9", [b"ps0.9"], True), ("tscnc-s0.9", [b"ptscnc-s0", b"ps0.9"], True),
+            ("end gap  ---  go", [b"pend gap", b"sgo"], True)]:
+        assert store_textindex.query_tokens(text)[1:] == (tokens, check), text
         assert store.list_runs(text=text)[1] > 0, text
     for rid in ids[::2]:                                        # words dropped and added
         store.annotate("run", rid, notes="" if ids.index(rid) % 4 else "tsc XYZ ss")
