@@ -49,6 +49,9 @@ def valid_stream_id(value: str) -> bool:
 
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# The scope key under which the app leaves the server's own ``send`` (backend/app.py ``_App``):
+# the stream's body goes out with it, past middleware that acts only on the headers.
+SERVER_SEND = "tscnc.server_send"
 RETRY_MS = 2000
 KEEPALIVE = b": keep-alive\n\n"
 STORE_DOWN = b": store unavailable, retrying\n\n"
@@ -102,15 +105,20 @@ class _Message(NamedTuple):
         return cls(_id_key(e.id), e.id, format_entry(e).encode(), terminal_status(e))
 
 
+def _body(data: bytes) -> Message:
+    return {"type": "http.response.body", "body": data, "more_body": True}
+
+
 class _Batch:
     """Entries read together, as one chunk of bytes shared by every client that has sent
     nothing of them yet."""
 
-    __slots__ = ("messages", "body", "first", "last", "last_id", "terminal")
+    __slots__ = ("messages", "body", "message", "first", "last", "last_id", "terminal")
 
     def __init__(self, entries: list[StreamEntry]) -> None:
         self.messages = [_Message.of(e) for e in entries]
         self.body = b"".join(m.data for m in self.messages)
+        self.message = _body(self.body)       # the ASGI message of the whole batch, shared
         self.first, self.last = self.messages[0].key, self.messages[-1].key
         self.last_id = self.messages[-1].id
         self.terminal = any(m.terminal for m in self.messages)
@@ -129,10 +137,6 @@ class _Batch:
 DROP_RETRY_MS = 500
 DROPPED = (f"retry: {DROP_RETRY_MS}\n"
            ": dropped: too slow for the live stream; reconnect with Last-Event-ID\n\n")
-
-
-def _body(data: bytes) -> Message:
-    return {"type": "http.response.body", "body": data, "more_body": True}
 
 
 class _Resumed:
@@ -217,10 +221,14 @@ class _Client:
                 self.pending.append(batch)
             self.wake()
             return
-        body, terminal = self.take((batch,))
-        if not body:
-            return
-        self.write(body)
+        if batch.first > self.last:     # all of it: the batch's own message
+            self.last, self.last_id, terminal = batch.last, batch.last_id, batch.terminal
+            self.write(batch.message)
+        else:
+            body, terminal = self.take((batch,))
+            if not body:
+                return
+            self.write(_body(body))
         if terminal:                    # the client's task looks whether the stream has ended
             self.live, self.look = False, True
             self.wake()
@@ -237,11 +245,12 @@ class _Client:
                 self.last, self.last_id = batch.last, batch.last_id
         return (parts[0] if len(parts) == 1 else b"".join(parts)), terminal
 
-    def write(self, data: bytes) -> None:
-        """Start sending ``data``. The send usually completes at once (the bytes go to the
-        socket); when it has to wait (the client reads slowly and its socket is full) it goes
-        on in a task of its own, and the client's task takes over once it is done."""
-        sent = self.send(_body(data))
+    def write(self, message: Message) -> None:
+        """Start sending ``message`` (a body chunk). The send usually completes at once (the
+        bytes go to the socket); when it has to wait (the client reads slowly and its socket is
+        full) it goes on in a task of its own, and the client's task takes over once it is
+        done."""
+        sent = self.send(message)
         coro = sent if isinstance(sent, Coroutine) else _awaited(sent)
         try:
             blocker = coro.send(None)
@@ -399,8 +408,10 @@ class EventStream(Response):
     in Redis once more: when nothing follows and ``finished()`` holds, it ends. A keep-alive
     comment goes out whenever the hub's read finds the stream silent for ``keepalive`` seconds.
 
-    The hub calls ``send`` from its own task, so the middleware between this response and the
-    server must be plain ASGI (backend/app.py: no ``BaseHTTPMiddleware``).
+    The headers go through the app's middleware; the body goes out with the server's own
+    ``send`` when the app left it in the scope (:data:`SERVER_SEND`), past wrappers that act
+    only on the headers. The hub calls that ``send`` from its own task, so the middleware must
+    be plain ASGI (backend/app.py: no ``BaseHTTPMiddleware``) and leave bodies alone.
     """
 
     media_type = "text/event-stream"
@@ -416,6 +427,7 @@ class EventStream(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code,
                     "headers": self.raw_headers})
+        send = scope.get(SERVER_SEND, send)             # the body past the middleware
         await send(_body(f"retry: {RETRY_MS}\n\n".encode()))
         client = _Client(send, self.hub.QUEUE_BATCHES, self.after)
         ready = self.hub.subscribe(self.stream, client)
