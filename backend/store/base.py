@@ -47,6 +47,7 @@ class StoreBase:
         self._sweep_reindex = client.register_script(sweepindex.REINDEX_SCRIPT)
         self._take_over = client.register_script(scripts.TAKE_OVER)
         self._summaries = client.register_script(scripts.SUMMARIES)
+        self._get_runs = client.register_script(scripts.GET_RUNS)
         self._static: dict[str, RunRecord] = {}     # immutable run fields, per process
 
     def _update(self, keys: Sequence[str], args: Sequence[str]) -> Any:

@@ -22,6 +22,9 @@ INDEX_VERSION = 3
 class RunsMixin(StoreBase):
     """The runs part of :class:`backend.store.Store`: reads."""
 
+    # Runs read per call of the read script (Redis answers nothing else meanwhile).
+    GET_RUNS_CHUNK = 200
+
     def get_run(self, run_id: str) -> RunRecord | None:
         with self.r.pipeline(transaction=False) as p:
             p.hgetall(self.k.run(run_id))
@@ -31,18 +34,17 @@ class RunsMixin(StoreBase):
 
     def get_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
         """Runs in the given order (missing ones skipped)."""
-        if not run_ids:
-            return []
-        with self.r.pipeline(transaction=False) as p:
-            for rid in run_ids:
-                p.hgetall(self.k.run(rid))
-                p.exists(self.k.run_cancel(rid))
-            res = p.execute()
         out = []
-        for i in range(0, len(res), 2):
-            rec = decode_run(res[i], bool(res[i + 1]))
-            if rec is not None:
-                out.append(rec)
+        for j in range(0, len(run_ids), self.GET_RUNS_CHUNK):
+            keys = []
+            for rid in run_ids[j:j + self.GET_RUNS_CHUNK]:
+                keys += (self.k.run(rid), self.k.run_cancel(rid))
+            res = self._get_runs(keys=keys)
+            for i in range(0, len(res), 2):
+                flat = res[i]
+                rec = decode_run(dict(zip(flat[::2], flat[1::2], strict=True)), bool(res[i + 1]))
+                if rec is not None:
+                    out.append(rec)
         return out
 
     def status_counts(self) -> dict[RunStatus, int]:

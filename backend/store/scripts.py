@@ -128,3 +128,16 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
+
+# Read runs: each run hash (flat field/value list, empty when missing) and its cancel flag.
+# KEYS: run hash, cancel flag, run hash, cancel flag, ... ; returns {hash, 0|1, hash, 0|1, ...}
+# One call instead of a pipeline of two commands per run: redis-py's per-command cost was most
+# of a runs-list page's store time (docs/benchmarks.md).
+GET_RUNS = """
+local out = {}
+for i = 1, #KEYS, 2 do
+  out[i] = redis.call('HGETALL', KEYS[i])
+  out[i + 1] = redis.call('EXISTS', KEYS[i + 1])
+end
+return out
+"""
