@@ -18,9 +18,11 @@ dispatcher: accepted sweeps are queued to Celery in Redis; no worker consumes th
    through the data layer (``Store.record_event``, each stamped with the wall clock when it is
    made) every ``--event-interval`` s; each client notes when each arrives: p50/p95/p99/max of
    (arrival − stamp), and any event a client never got; meanwhile ``GET /api/v1/runs`` is
-   timed every 20 ms ("list while open"; ``--no-list-while-open`` leaves it out, so that the
-   server's CPU time per event is the streams' alone: "server CPU µs/event/client" is the
-   server's CPU time per event divided by the clients).
+   timed every 20 ms from a process of its own ("list while open"; ``--no-list-while-open``
+   leaves it out, so that the server's CPU time per event is the streams' alone: "server CPU
+   µs/event/client" is the server's CPU time per event divided by the clients). The clients
+   are asyncio protocols on uvloop in one process, stamping an event's arrival in the
+   callback that delivers its last byte ("clients CPU ms/event": that process's CPU time).
 
 ``--workers N`` runs N API processes (uvicorn ``--workers``, as ``tscnc serve --workers``).
 ``--profile PATH`` samples the API processes with py-spy (if installed) during the events
@@ -47,6 +49,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -56,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvloop
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -230,44 +234,103 @@ def emit(redis_url: str, run_id: str, n: int, interval: float, start_at: float) 
     store.close()
 
 
+# The stamp and number of a log event of the emitter ("load N") in an SSE data line (the
+# event JSON has "time" before "message": tscnc.records.LogEvent's field order).
+_LOAD = re.compile(rb'"time":([-+.0-9eE]+)[^\n]*?"message":"load ([0-9]+)"')
+_END = b"\r\n0\r\n\r\n"                     # the last chunk of a chunked body
+
+
+class _Follower(asyncio.Protocol):
+    """One dashboard following the run's events, as an asyncio protocol speaking HTTP/1.1
+    (chunked) on a plain socket, rather than httpx or stream readers: the load generator
+    shares the cores with the server, and the arrival of each event is stamped in the
+    callback that hands over its last byte, with a regular expression and no JSON decoding,
+    so the clients' own cost per message stays small beside the server's."""
+
+    def __init__(self, request: bytes, n: int, connected: list, arrivals: dict[int, float],
+                 errors: list[str]) -> None:
+        self.request, self.n = request, n
+        self.connected, self.arrivals, self.errors = connected, arrivals, errors
+        self.head: bytes | None = b""                 # None once the headers are read
+        self.buf = b""
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport                    # type: ignore[assignment]
+        transport.write(self.request)                 # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        if self.head is not None:
+            head = self.head + data
+            if b"\r\n\r\n" not in head:
+                self.head = head
+                return
+            self.head = None
+            head, data = head.split(b"\r\n\r\n", 1)
+            status = head.split(b"\r\n", 1)[0].split()
+            if len(status) < 2 or status[1] != b"200":
+                self._finish(f"HTTP {status[1:2]}")
+                return
+            self.connected.append(1)
+        buf = self.buf + data
+        cut = buf.rfind(b"\n\n")                       # messages end with a blank line
+        if cut >= 0:
+            for stamp, i in _LOAD.findall(buf, 0, cut):
+                self.arrivals[int(i)] = now - float(stamp)
+            buf = buf[cut + 2:]
+        self.buf = buf
+        if len(self.arrivals) >= self.n:
+            self._finish(None)
+        elif buf.endswith(_END):
+            self._finish("stream ended early")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(None if len(self.arrivals) >= self.n else
+                     f"connection lost: {exc!r}" if exc else "stream ended early")
+
+    def _finish(self, error: str | None) -> None:
+        if self.done.done():
+            return
+        if error is not None:
+            self.errors.append(error)
+        self.done.set_result(None)
+
+
+def time_lists(base: str, stop: Any, out: Any) -> None:
+    """``GET /api/v1/runs`` (newest 50) timed one at a time, one every 20 ms, until ``stop`` is
+    set; sends (milliseconds of each, errors) to ``out``. Run in a process of its own, so that
+    it takes no time from the SSE clients' event loop (nor its GIL) while they stamp
+    arrivals."""
+    ms: list[float] = []
+    errors = 0
+    with httpx.Client(base_url=base, headers=AUTH, timeout=30) as c:
+        out.send("ready")
+        while not stop.is_set() and len(ms) < 2000:
+            t = time.perf_counter()
+            if c.get("/api/v1/runs", params={"limit": 50}).status_code != 200:
+                errors += 1
+            ms.append((time.perf_counter() - t) * 1000)
+            time.sleep(0.02)
+    out.send((ms, errors))
+
+
 async def sse_client(host: str, port: int, run_id: str, n: int, connected: list,
                      arrivals: dict[int, float], errors: list[str]) -> None:
-    """One dashboard following the run's events. A plain asyncio socket speaking HTTP/1.1
-    (chunked) rather than httpx: the load generator shares the cores with the server, and
-    this keeps its own cost per message low."""
-    writer = None
+    """Follow ``GET /api/v1/runs/{run_id}/events`` until ``n`` emitted events have arrived
+    (``arrivals[i]``: seconds from event i's stamp to its arrival) or the stream ends."""
+    request = (f"GET /api/v1/runs/{run_id}/events HTTP/1.1\r\nHost: {host}:{port}\r\n"
+               f"Authorization: Bearer {TOKEN}\r\nAccept: text/event-stream\r\n\r\n").encode()
+    follower = _Follower(request, n, connected, arrivals, errors)
     try:
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.write(f"GET /api/v1/runs/{run_id}/events HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                     f"Authorization: Bearer {TOKEN}\r\nAccept: text/event-stream\r\n\r\n"
-                     .encode())
-        status = (await reader.readline()).split()
-        if len(status) < 2 or status[1] != b"200":
-            errors.append(f"HTTP {status[1:2]}")
-            return
-        while (await reader.readline()) not in (b"\r\n", b""):
-            pass                                            # headers
-        connected.append(1)
-        buf = b""
-        while len(arrivals) < n:
-            size = int((await reader.readline()).strip() or b"0", 16)
-            if size == 0:
-                errors.append("stream ended early")
-                return
-            buf += (await reader.readexactly(size + 2))[:-2]
-            while b"\n\n" in buf:
-                msg, buf = buf.split(b"\n\n", 1)
-                if b"event: log" not in msg:
-                    continue
-                now = time.time()
-                ev = json.loads(msg.split(b"data: ", 1)[1])
-                if ev.get("message", "").startswith("load "):
-                    arrivals[int(ev["message"][5:])] = now - ev["time"]
+        await asyncio.get_running_loop().create_connection(lambda: follower, host, port)
+        await follower.done
     except Exception as e:  # noqa: BLE001 — counted as an error of the bench, not raised
         errors.append(f"{type(e).__name__}: {e}")
     finally:
-        if writer is not None:
-            writer.close()
+        if follower.transport is not None:
+            follower.transport.close()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -308,23 +371,15 @@ async def fanout(base: str, api_pid: int, redis_url: str, store: Store, owner: s
     await asyncio.sleep(0.5)                               # all streams past their history
     cpu0 = (cpu_seconds(api_pid), time.process_time())
     ctx = multiprocessing.get_context("spawn")
+    # GET /api/v1/runs (newest 50) timed one at a time while the streams are open and fed
+    # (started first: its start-up is over before the first event).
+    stop_listing, (lists_in, lists_out) = ctx.Event(), ctx.Pipe(duplex=False)
+    lister = ctx.Process(target=time_lists, args=(base, stop_listing, lists_out))
+    if list_while_open:
+        lister.start()
+        await asyncio.to_thread(lists_in.recv)             # "ready"
     worker = ctx.Process(target=emit, args=(redis_url, rid, events, interval, time.time() + 0.2))
     worker.start()
-    # GET /api/v1/runs (newest 50) timed one at a time while the streams are open and fed.
-    list_ms: list[float] = []
-    stop_listing = asyncio.Event()
-
-    def time_lists() -> None:
-        with httpx.Client(base_url=base, headers=AUTH, timeout=30) as c:
-            while not stop_listing.is_set() and len(list_ms) < 2000:
-                t = time.perf_counter()
-                if c.get("/api/v1/runs", params={"limit": 50}).status_code != 200:
-                    errors.append("list request failed")
-                list_ms.append((time.perf_counter() - t) * 1000)
-                time.sleep(0.02)
-
-    lister = asyncio.create_task(asyncio.to_thread(time_lists) if list_while_open
-                                 else asyncio.sleep(0))
     spy = None if profile is None else api_profile.record(api_pid, profile,
                                                           int(events * interval) + 1)
     wait_until = time.perf_counter() + 0.2 + events * interval + 15
@@ -336,7 +391,11 @@ async def fanout(base: str, api_pid: int, redis_url: str, store: Store, owner: s
         await asyncio.sleep(0.05)
     cpu = (cpu_seconds(api_pid) - cpu0[0], time.process_time() - cpu0[1])
     stop_listing.set()
-    await lister
+    list_ms: list[float] = []
+    if list_while_open:
+        list_ms, failed = await asyncio.to_thread(lists_in.recv)
+        errors.extend(["list request failed"] * failed)
+        lister.join(10)
     prof = None
     if spy is not None:
         await asyncio.to_thread(spy.wait, 60)
@@ -521,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
             res["events"] = []
             for n in counts:
                 print(f"{n} SSE clients ...", file=sys.stderr)
-                res["events"].append(asyncio.run(fanout(
+                res["events"].append(uvloop.run(fanout(
                     base, api_proc.pid, redis_url, store, owner, n, args.events,
                     args.event_interval, deadline,
                     args.profile if n == args.profile_clients else None,
