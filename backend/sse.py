@@ -271,10 +271,12 @@ class _Client:
             self.gone = True
         self.wake()
 
-    def silent(self) -> None:
-        """The stream has been silent for a keep-alive period (or Redis is unreachable)."""
+    def silent(self, ended: bool = False) -> None:
+        """The stream has been silent for a keep-alive period (or Redis is unreachable);
+        ``ended``: its run or sweep has finished meanwhile (the client's task looks once more
+        before it ends the stream)."""
         if self.live:
-            self.live, self.keepalive = False, True
+            self.live, self.keepalive, self.look = False, True, ended
             self.wake()
 
     def disconnected(self) -> None:
@@ -299,7 +301,10 @@ class StreamHub:
     own task sends it; a client with ``queue_batches`` batches left with it is marked, gets no
     more, and is dropped with a reconnect hint (:data:`DROPPED`) as soon as it can be written
     to again; it resumes with Last-Event-ID. When a read finds nothing for the keep-alive
-    period every waiting client is told (:meth:`_Client.silent`).
+    period, the hub asks once whether the stream's run or sweep has ended and tells every
+    waiting client (:meth:`_Client.silent`): a keep-alive each, and a look in Redis only when
+    it has ended (a look per client per silent period was a burst of thousands of Redis
+    calls with 1,000 viewers of a quiet run).
     """
 
     QUEUE_BATCHES = 256
@@ -312,16 +317,20 @@ class StreamHub:
         self._subs: dict[str, set[_Client]] = {}
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._ready: dict[str, asyncio.Event] = {}
+        self._finished: dict[str, Callable[[], Awaitable[bool]]] = {}
 
     @property
     def readers(self) -> int:
         """Streams read from Redis right now (one connection each)."""
         return len(self._readers)
 
-    def subscribe(self, stream: str, client: _Client) -> asyncio.Event:
+    def subscribe(self, stream: str, client: _Client,
+                  finished: Callable[[], Awaitable[bool]]) -> asyncio.Event:
         """Register a client; returns the event set once the stream's reader has fixed its
-        starting id (read the history only after that)."""
+        starting id (read the history only after that). ``finished``: whether the stream's
+        run or sweep has ended (asked once per silent keep-alive period, for all clients)."""
         self._subs.setdefault(stream, set()).add(client)
+        self._finished.setdefault(stream, finished)
         if stream not in self._readers:
             self._ready[stream] = asyncio.Event()
             self._readers[stream] = asyncio.create_task(self._read(stream,
@@ -336,6 +345,7 @@ class StreamHub:
         if not subs:
             del self._subs[stream]
             self._ready.pop(stream, None)
+            self._finished.pop(stream, None)
             task = self._readers.pop(stream, None)
             if task is not None:
                 task.cancel()
@@ -346,6 +356,13 @@ class StreamHub:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._readers.clear()
+
+    async def _ended(self, stream: str) -> bool:
+        finished = self._finished.get(stream)
+        try:
+            return finished is not None and await finished()
+        except _STORE_DOWN:
+            return False
 
     async def _read(self, stream: str, ready: asyncio.Event) -> None:
         pos: str | None = None
@@ -366,8 +383,11 @@ class StreamHub:
                 await asyncio.sleep(1.0)
                 continue
             if not entries:
+                # Silent: keep-alives, and one look at whether the run or sweep has ended (an
+                # ending without a terminal status event, e.g. a deletion) for all clients.
+                ended = await self._ended(stream)
                 for client in list(self._subs.get(stream, ())):
-                    client.silent()
+                    client.silent(ended)
                 continue
             pos = entries[-1].id
             batch = _Batch(entries)                         # serialised once for every client
@@ -404,9 +424,10 @@ class EventStream(Response):
     written by the hub (:meth:`_Client.offer`), and this response's task wakes only for what
     the hub leaves to it: batches that came while it was busy (sent coalesced, one write), a
     terminal status, a silent stream, a slow or gone client. A task waiting on ``receive()``
-    notices the client leaving. After a batch holding a terminal status event the stream looks
-    in Redis once more: when nothing follows and ``finished()`` holds, it ends. A keep-alive
-    comment goes out whenever the hub's read finds the stream silent for ``keepalive`` seconds.
+    notices the client leaving. After a batch holding a terminal status event, or a silent
+    period after which the hub found ``finished()``, the stream looks in Redis once more: when
+    nothing follows and ``finished()`` holds, it ends. A keep-alive comment goes out whenever
+    the hub's read finds the stream silent for ``keepalive`` seconds.
 
     The headers go through the app's middleware; the body goes out with the server's own
     ``send`` when the app left it in the scope (:data:`SERVER_SEND`), past wrappers that act
@@ -430,7 +451,7 @@ class EventStream(Response):
         send = scope.get(SERVER_SEND, send)             # the body past the middleware
         await send(_body(f"retry: {RETRY_MS}\n\n".encode()))
         client = _Client(send, self.hub.QUEUE_BATCHES, self.after)
-        ready = self.hub.subscribe(self.stream, client)
+        ready = self.hub.subscribe(self.stream, client, self.finished)
         watcher = asyncio.create_task(_watch(receive, client))
         try:
             await self._serve(client, ready)
@@ -474,7 +495,6 @@ class EventStream(Response):
             if client.keepalive:
                 client.keepalive = False
                 await send(_body(KEEPALIVE))
-                look = ending = True                    # ended meanwhile? look once
                 continue
             if look:                                    # history, or a look after an end
                 try:

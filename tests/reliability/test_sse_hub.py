@@ -262,3 +262,58 @@ def test_a_client_that_leaves_is_noticed_at_once(tmp_path: Path):
         stop_process(api)
         store.close()
         stop_process(redis_proc)
+
+
+def test_a_quiet_stream_costs_one_look_per_keepalive_period_not_one_per_client(tmp_path: Path):
+    """While a run is quiet, each keep-alive period the hub asks Redis once whether the run has
+    ended, for all its clients: 30 viewers get keep-alives at the cost of a read or two per
+    period (one look per client per period was a burst of thousands of Redis calls with 1,000
+    viewers, which delayed the next events by most of a second). When the run is deleted
+    (no terminal status event follows), every stream still ends after the next silent
+    period."""
+    url, redis_proc = start_redis(tmp_path)
+    store = Store.from_url(url)
+    base, api = start_uvicorn("tests.support.apps:app_without_workers", factory=True, env={
+        "REDIS_URL": url, "TSCNC_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
+        "TSCNC_ARTIFACTS_DIR": str(tmp_path), "TSCNC_SSE_KEEPALIVE": "0.3"})
+    socks: list[socket.socket] = []
+    try:
+        sweep, _ = store.create_sweep(SweepSpec(methods=[Method.dense]), "owner")
+        rid = sweep.run_ids[0]
+        store.set_status(rid, RunStatus.running)
+        host, port = base.removeprefix("http://").split(":")
+        raw: list[bytes] = []
+        for _ in range(30):
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock.sendall((f"GET /api/v1/runs/{rid}/events HTTP/1.1\r\nHost: {host}\r\n"
+                          f"Authorization: Bearer {BOOTSTRAP_TOKEN}\r\n"
+                          "Accept: text/event-stream\r\n\r\n").encode())
+            socks.append(sock)
+            raw.append(b"")
+
+        def read_until(i: int, done: Any) -> None:
+            while not done(raw[i]):
+                chunk = socks[i].recv(65536)
+                assert chunk, raw[i]
+                raw[i] += chunk
+
+        for i in range(30):                           # the history: queued, running
+            read_until(i, lambda b: b.count(b"event: status") == 2)
+        store.r.config_resetstat()
+        seen = [b.count(b": keep-alive") for b in raw]
+        for i in range(30):                           # four more silent periods each
+            read_until(i, lambda b, n=seen[i]: b.count(b": keep-alive") >= n + 4)
+        stats = store.r.info("commandstats")
+        calls = {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}
+        to_streams = sum(n for c, n in calls.items() if c not in ("info", "config"))
+        # about two calls per period (the hub's read, its look at the run); per client: >= 240
+        assert to_streams < 30, calls
+        assert store.delete_sweep(sweep.id)
+        for i in range(30):                           # each stream ends (the last chunk)
+            read_until(i, lambda b: b.endswith(b"\r\n0\r\n\r\n"))
+    finally:
+        for sock in socks:
+            sock.close()
+        stop_process(api)
+        store.close()
+        stop_process(redis_proc)
