@@ -270,3 +270,41 @@ def test_reproduce_merges_runs_split_by_seed(tmp_path, monkeypatch) -> None:
     # The same runs twice is refused.
     with pytest.raises(SystemExit, match="more than one part"):
         r.merge_results("mlp", outs[0], [outs[0]])
+
+
+# ---- bench/text_search.py: the free-text store call, two codes side by side -------------------
+
+def test_text_search_bench_totals_equal_a_brute_force_count(tmp_path: Path) -> None:
+    """On a store filled as bench/load.py fills it, the bench runs every variant with the
+    committed code and this checkout's (it asserts both give the same page and total), and
+    each total it reports equals a count over the runs' own key, sweep name and notes."""
+    import json
+
+    from backend.store import Store
+    from bench.load import Deadline, fill
+    from bench.text_search import VARIANTS
+    from tests.support.services import start_redis, stop_process
+
+    url, proc = start_redis(tmp_path / "redis")
+    try:
+        store = Store.from_url(url)
+        owner = store.create_token("bench", "admin")[0].id
+        _, sweep_ids = fill(store, 600, owner, Deadline(300))
+        out = subprocess.run([sys.executable, "bench/text_search.py", "--redis", url, "--before",
+                              "HEAD", "--repeat", "2", "--json", str(tmp_path / "t.json")],
+                             capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert out.returncode == 0, out.stderr
+        figures = json.loads((tmp_path / "t.json").read_text())
+        runs = store.get_runs([rid for s in store.get_sweeps(sweep_ids) for rid in s.run_ids])
+        assert figures["runs"] == len(runs) >= 600
+        assert set(figures["variants"]) == set(VARIANTS)
+        for name, kw in VARIANTS.items():
+            want = sum(1 for r in runs
+                       if kw["text"].casefold() in f"{r.key}\n{r.sweep_name}\n{r.notes}".casefold()
+                       and kw.get("status") in (None, r.status))
+            assert figures["variants"][name]["matches"] == want > 0, name
+            for code in ("before (HEAD)", "after (this checkout)"):
+                assert figures["variants"][name][code]["p50_ms"] > 0, (name, code)
+        store.close()
+    finally:
+        stop_process(proc)
