@@ -308,3 +308,14 @@ def test_text_search_bench_totals_equal_a_brute_force_count(tmp_path: Path) -> N
         store.close()
     finally:
         stop_process(proc)
+
+
+def test_store_reads_bench_compares_the_same_records() -> None:
+    out = subprocess.run([sys.executable, "bench/store_reads.py", "--runs", "300", "--repeat",
+                          "6"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("300 runs stored; 50 runs per call, 6 calls each"), out.stdout
+    before, after, ratio = (float(x.split()[-1 if i == 2 else -2]) for i, x in
+                            enumerate(lines[1].split(";")))
+    assert before > 0 and after > 0 and ratio == pytest.approx(before / after, rel=0.02)
