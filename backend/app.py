@@ -55,7 +55,8 @@ class _App(FastAPI):
     :data:`backend.sse.SERVER_SEND`): an event stream sends its headers through the middleware
     and writes its body with it, each live event to hundreds of clients without a pass through
     the five wrappers of ``send`` (Starlette's and the middleware above) that act only on the
-    headers. Measured side by side: docs/benchmarks.md ("SSE fan-out")."""
+    headers. Measured side by side: docs/benchmarks.md ("The stream body past the
+    middleware")."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
