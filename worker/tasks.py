@@ -23,7 +23,7 @@ import redis.exceptions
 from celery import signals
 from celery.exceptions import Ignore, Reject
 
-from backend.store import Store
+from backend.store import RunRecord, Store
 from tscnc.dataroots import readable_datasets
 from tscnc.errors import Cancelled, TSCNCError, as_out_of_memory
 from tscnc.queues import Queue
@@ -236,7 +236,13 @@ def _background() -> None:
 
 
 def requeue_lost_runs(st: Store, s: WorkerSettings) -> list[str]:
-    """Re-queue running runs whose worker stopped beating; fail them after max attempts."""
+    """Re-queue running runs whose worker stopped beating; fail them after max attempts.
+
+    A lost run that owned a shared pretrain still going on is queued again together with the
+    runs waiting for that pretrain (one pretrain task chained to their complete tasks): their
+    complete tasks hung on the lost task, whose message the broker hands out again only after
+    its visibility timeout (an hour by default), or never when a copy was already taken and
+    dropped."""
     from worker.dispatch import enqueue_runs
 
     alive = {w.name for w in st.workers()}
@@ -244,17 +250,36 @@ def requeue_lost_runs(st: Store, s: WorkerSettings) -> list[str]:
     for run in st.lost_runs(alive):
         if not st.take_over(run.id, worker_name()):
             continue  # another live worker got there first
+        waiting = _waiting_for_pretrain(st, run, Path(s.artifacts_dir) / run.sweep_id)
+        for w in waiting:
+            _wait(st, w, f"the worker {run.worker} of its shared pretrain was lost; "
+                         f"re-queued with {run.key}")
         if run.attempts + 1 >= s.max_attempts:
             st.set_status(run.id, RunStatus.failed, category="worker_lost",
                           message=f"worker {run.worker} was lost {run.attempts + 1} times; "
                                   f"giving up after {s.max_attempts} attempts")
+            if waiting:
+                enqueue_runs(run.sweep_id, waiting, store=st, grouped=True)
             continue
         st.incr_attempts(run.id)
         st.set_status(run.id, RunStatus.queued,
                       message=f"worker {run.worker} lost; re-queued from the last checkpoint")
-        enqueue_runs(run.sweep_id, [run.id], store=st)
+        enqueue_runs(run.sweep_id, [run.id, *waiting], store=st, grouped=bool(waiting))
         moved.append(run.id)
     return moved
+
+
+def _waiting_for_pretrain(st: Store, run: RunRecord, artifacts: Path) -> list[str]:
+    """The queued runs of ``run``'s sweep that share its pretrain, while that pretrain is not
+    done (none once it is: their complete tasks were queued when it finished)."""
+    sweep = st.get_sweep(run.sweep_id)
+    if sweep is None or _pretrained(st, [run.id], artifacts):
+        return []
+    queued = [r for r in st.get_runs([i for i in sweep.run_ids if i != run.id])
+              if r.status == RunStatus.queued]
+    groups = sweep.sweep_spec().pretrain_groups([run.run_spec(), *(r.run_spec() for r in queued)])
+    mine = {spec.key for spec in next(g for g in groups.values() if g[0].key == run.key)}
+    return [r.id for r in queued if r.key in mine]
 
 
 # ---- helpers ------------------------------------------------------------------------

@@ -36,7 +36,7 @@ class RunsMixin(StoreBase):
         """Runs in the given order (missing ones skipped)."""
         out = []
         for j in range(0, len(run_ids), self.GET_RUNS_CHUNK):
-            keys = []
+            keys: list[str] = []
             for rid in run_ids[j:j + self.GET_RUNS_CHUNK]:
                 keys += (self.k.run(rid), self.k.run_cancel(rid))
             res = self._get_runs(keys=keys)

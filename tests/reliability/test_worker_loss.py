@@ -8,6 +8,8 @@ caught in the middle of its pretrain stage and its worker's whole process group 
   60 s, ends ``succeeded`` with every epoch of every stage in its event stream exactly once and
   a complete result. The dead worker's unacknowledged message comes back after the broker's
   visibility timeout (set low here) and is a harmless duplicate.
+- SIGKILL while the pretrain is shared: the runs waiting for it are queued again with its owner
+  (their own tasks were chained behind the dead worker's pretrain task).
 - SIGTERM (a deploy, a scale-down): the running stage stops at the next batch, its run goes
   back to ``queued`` with the message handed back to the broker, and the other worker resumes it.
 """
@@ -62,7 +64,8 @@ def _mid_pretrain(run: dict) -> bool:
             and 3 <= (run["epoch"] or 0) <= PRETRAIN - 15)
 
 
-def _check_complete(stack: Stack, probe: Probe, run_id: str) -> list[dict]:
+def _check_complete(stack: Stack, probe: Probe, run_id: str, sparsity: float = 0.5
+                    ) -> list[dict]:
     """Succeeded, every epoch exactly once, final sparsity and metrics present."""
     run = probe.run(run_id)
     assert run["status"] == "succeeded", run
@@ -71,7 +74,7 @@ def _check_complete(stack: Stack, probe: Probe, run_id: str) -> list[dict]:
     assert len(epochs) == len(set(epochs)), sorted(epochs)
     assert set(epochs) == EXPECTED_EPOCHS
     result = stack.api("GET", f"/runs/{run_id}/result").json()
-    assert abs(result["sparsity_actual"] - 0.5) < 0.05
+    assert abs(result["sparsity_actual"] - sparsity) < 0.05
     assert 0 <= result["robust_accuracy"]["pgd"] <= result["clean_accuracy"] <= 1
     assert result["condition_number"]["median"] is not None
     assert Path(result["checkpoint"]).is_file()
@@ -119,6 +122,58 @@ def test_sigkill_mid_stage_resumes_on_the_other_worker_from_the_checkpoint(stack
     assert probe.run(run_id)["status"] == "succeeded"
     assert len(probe.events(run_id)) == n_events
     store.close()
+
+
+@pytest.mark.parametrize("max_attempts", [3, 1])
+def test_sigkill_of_a_shared_pretrain_requeues_the_runs_waiting_for_it(tmp_path: Path,
+                                                                        max_attempts: int):
+    """Two runs share one pretrain: one owns it (running), the other waits (queued) with its
+    complete task chained to the pretrain task. The owner's worker is killed: the survivor
+    queues both again in one pretrain task and both succeed, every epoch once; with
+    ``TSCNC_MAX_ATTEMPTS=1`` the owner fails as ``worker_lost`` and the waiting run is queued
+    in a pretrain task of its own and succeeds. The dead worker's message comes back only
+    after the broker's visibility timeout (its default hour here), so nothing else starts the
+    waiting run: it used to stay queued that long."""
+    env = {"TSCNC_HEARTBEAT_TTL": "3", "TSCNC_MAX_ATTEMPTS": str(max_attempts)}
+    with service_stack(tmp_path, workers=0) as s:
+        s.workers += [start_worker(s.redis_url, s.artifacts, f"test-{i}", env) for i in range(2)]
+        s.wait_workers(2)
+        probe = Probe(s)
+        spec = tiny_sweep(methods=["hydra"], sparsities=[0.5, 0.7],
+                          dataset={"train_subset": 600},
+                          training={"pretrain_epochs": PRETRAIN, "prune_epochs": PRUNE,
+                                    "finetune_epochs": FINETUNE})
+        r = s.api("POST", "/sweeps", json={"spec": spec})
+        assert r.status_code == 201, r.text
+        sweep_id = r.json()["id"]
+        runs = wait_until(lambda: s.api("GET", "/runs", params={"sweep": sweep_id}).json()["items"],
+                          60, "a run in the middle of the shared pretrain",
+                          done=lambda rs: any(_mid_pretrain(x) for x in rs), interval=0.05)
+        owner = next(x for x in runs if _mid_pretrain(x))
+        waiting = next(x for x in runs if x["id"] != owner["id"])
+        assert waiting["status"] == "queued", waiting
+        victim = s.workers.pop(worker_index(s, owner["worker"]))
+        kill_group(victim, signal.SIGKILL)
+        victim.wait(10)
+
+        final = s.wait_runs(sweep_id, lambda rs: all(x["status"] in TERMINAL for x in rs),
+                            timeout=180)
+        by_id = {x["id"]: x for x in final}
+        lost, waited = by_id[owner["id"]], by_id[waiting["id"]]
+        assert waited["attempts"] == 0
+        _check_complete(s, probe, waited["id"], waited["sparsity"])
+        messages = [e.get("message") or "" for e in probe.events(waited["id"])
+                    if e["type"] == "status"]
+        assert any("shared pretrain was lost" in m and owner["key"] in m for m in messages), \
+            messages
+        if max_attempts == 1:
+            assert (lost["status"], lost["category"]) == ("failed", "worker_lost"), lost
+            return
+        assert lost["attempts"] == 1
+        _check_complete(s, probe, lost["id"], lost["sparsity"])
+        starts = [e for e in probe.events(owner["id"])
+                  if e["type"] == "stage_started" and e["stage"] == "pretrain"]
+        assert starts[-1]["resumed_from_epoch"] >= 3
 
 
 def test_sigterm_requeues_the_run_and_another_worker_finishes_it(stack: Stack):
