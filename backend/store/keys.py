@@ -10,7 +10,9 @@ Layout (prefix ``tscnc:``; ``{run}``/``{sweep}`` are uuid4 hex ids)::
     sweep:{sweep}                hash   id, name, preset, owner, owner_name, created, seq,
                                         spec (SweepSpec JSON), run_ids (JSON list), enqueued, idem
     sweep:{sweep}:runs           zset   run ids of the sweep (index "by sweep")
-    sweep:{sweep}:status         hash   run id -> status (sweep summaries in one command)
+    sweep:{sweep}:status         hash   run id -> status (the sweep's status set is kept from it)
+    sweep:{sweep}:counts         hash   status -> runs in it (sweep summaries, kept on write)
+    sweep:{sweep}:running        set    ids of its running runs (their progress: summaries)
     sweep:{sweep}:events         stream the events of all its runs (sweep SSE)
     sweeps                       zset   sweep ids (index "by time")
     idem:{owner}:{sha256(key)}   string sweep id for an Idempotency-Key (expires)
@@ -78,7 +80,7 @@ class Keys:
 
     def sweep(self, sweep_id: str, part: str = "") -> str:
         """The sweep's hash, or with ``part`` one of its other keys (``runs``, ``status``,
-        ``events``)."""
+        ``counts``, ``running``, ``events``)."""
         return f"{self.p}:sweep:{sweep_id}" + (f":{part}" if part else "")
 
     def sweep_runs(self, sweep_id: str) -> str:
@@ -86,6 +88,12 @@ class Keys:
 
     def sweep_status(self, sweep_id: str) -> str:
         return self.sweep(sweep_id, "status")
+
+    def sweep_counts(self, sweep_id: str) -> str:
+        return self.sweep(sweep_id, "counts")
+
+    def sweep_running(self, sweep_id: str) -> str:
+        return self.sweep(sweep_id, "running")
 
     def sweep_stream(self, sweep_id: str) -> str:
         return self.sweep(sweep_id, "events")

@@ -46,7 +46,8 @@ class LifecycleMixin(RunsMixin):
         ok, cur, sid = self._transition(
             keys=[k.run(run_id), k.run_stream(run_id), k.sweep_stream(run.sweep_id),
                   k.sweep_status(run.sweep_id), k.run_cancel(run_id),
-                  *[k.runs_by_status(s) for s in STATUS_ORDER]],
+                  *[k.runs_by_status(s) for s in STATUS_ORDER],
+                  k.sweep_counts(run.sweep_id), k.sweep_running(run.sweep_id)],
             args=[run_id, status.value, allowed_s, encode_event(event), fields_json(fields),
                   flags, me, k.worker_prefix, " ".join(s.value for s in STATUS_ORDER),
                   self.ix.prefix, k.sweep(run.sweep_id), run.sweep_id, self.sx.prefix])

@@ -15,8 +15,9 @@ from tscnc.spec import Method
 # The layout of the list indexes (backend/store/index.py, textindex.py, sweepindex.py): raise it
 # whenever a change makes data indexed by an older version incomplete, so that the API
 # rebuilds the indexes at start-up (Store.ensure_indexes) instead of lists silently missing runs.
-# 2: the word index of free text and the sweeps-list indexes; 3: its pairs of words.
-INDEX_VERSION = 3
+# 2: the word index of free text and the sweeps-list indexes; 3: its pairs of words; 4: each
+# sweep's runs per status and running runs, kept on write.
+INDEX_VERSION = 4
 
 
 class RunsMixin(StoreBase):

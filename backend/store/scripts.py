@@ -27,7 +27,8 @@ return id
 
 # Change a run's status if allowed, maintaining the indexes, and append the status event.
 # KEYS: run hash, run stream, sweep stream, sweep status hash, cancel flag,
-#       then one index per status in the order of ARGV[9]
+#       then one index per status in the order of ARGV[9], then the sweep's counts hash and
+#       running set
 # ARGV: 1 run id, 2 new status, 3 allowed current statuses (space separated; '' = any),
 #       4 event json, 5 fields json, 6 flags ('c' clear cancel flag, 'w' refuse when running on
 #       another live worker, 's' no event when the status does not change),
@@ -62,8 +63,9 @@ for s in string.gmatch(ARGV[9], '%S+') do
   else redis.call('ZREM', KEYS[i], ARGV[1]) end
   i = i + 1
 end
-redis.call('HSET', KEYS[4], ARGV[1], new)
-tscnc_sweep_status(KEYS[4], ARGV[11], ARGV[12], ARGV[13])
+local counts, running = KEYS[#KEYS - 1], KEYS[#KEYS]
+tscnc_sweep_run(KEYS[4], counts, running, ARGV[1], new)
+tscnc_sweep_status(counts, ARGV[11], ARGV[12], ARGV[13])
 local id = redis.call('XADD', KEYS[2], '*', 'run', ARGV[1], 'type', 'status', 'data', ARGV[4])
 redis.call('XADD', KEYS[3], '*', 'run', ARGV[1], 'type', 'status', 'data', ARGV[4])
 return {1, cur, id}
@@ -102,29 +104,27 @@ ALLOWED_FROM: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.cancelled: frozenset({RunStatus.queued, RunStatus.running}),
 }
 
-# The summary of each sweep, counted in Redis (a sweep may hold thousands of runs: their
-# statuses need not travel to the API): per sweep, the number of runs in each status of ARGV[2]
-# and the sum of the running runs' progress (as a string).
-# KEYS: the sweep status hashes (run id -> status); ARGV: 1 run key prefix ('tscnc:run:'),
-#       2 status names (space separated)
+# The summary of each sweep, read in Redis from what the transition script keeps (a sweep may
+# hold thousands of runs: neither their statuses nor a walk over them is needed): per sweep,
+# the number of runs in each status of ARGV[2] and the sum of the running runs' progress (as a
+# string).
+# KEYS: per sweep its counts hash (status -> runs) and running set; ARGV: 1 run key prefix
+#       ('tscnc:run:'), 2 status names (space separated)
 SUMMARIES = """
 local names = {}
 for s in string.gmatch(ARGV[2], '%S+') do names[#names + 1] = s end
 local out = {}
-for i, key in ipairs(KEYS) do
+for i = 1, #KEYS, 2 do
   local counts, running = {}, 0
-  local h = redis.call('HGETALL', key)
-  for j = 1, #h, 2 do
-    local s = h[j + 1]
-    counts[s] = (counts[s] or 0) + 1
-    if s == 'running' then
-      running = running + (tonumber(redis.call('HGET', ARGV[1] .. h[j], 'progress')) or 0)
-    end
+  local h = redis.call('HGETALL', KEYS[i])
+  for j = 1, #h, 2 do counts[h[j]] = tonumber(h[j + 1]) end
+  for _, rid in ipairs(redis.call('SMEMBERS', KEYS[i + 1])) do
+    running = running + (tonumber(redis.call('HGET', ARGV[1] .. rid, 'progress')) or 0)
   end
   local row = {}
   for k, s in ipairs(names) do row[k] = counts[s] or 0 end
   row[#names + 1] = tostring(running)
-  out[i] = row
+  out[#out + 1] = row
 end
 return out
 """

@@ -13,6 +13,10 @@ Every filter of ``GET /api/v1/sweeps`` is a set of sweep ids scored by the sweep
   recomputed by :data:`LUA_SWEEP_STATUS` in the script that changes a run's status
   (:data:`backend.store.scripts.TRANSITION`).
 
+The same script keeps, per sweep, its runs per status (hash ``sweep:{id}:counts``) and the set
+of its running runs (``sweep:{id}:running``): a sweep's status and its summary in the sweeps
+list (:data:`backend.store.scripts.SUMMARIES`) are read from them, not counted over its runs.
+
 Deletion removes the sweep from every set; :func:`rebuild` (``tscnc reindex``) rebuilds them.
 """
 
@@ -28,17 +32,39 @@ from tscnc.resources import SweepStatus
 
 _STATUSES = "{" + ", ".join(f"'{s.value}'" for s in SweepStatus) + "}"
 
-# tscnc_sweep_status(sweep status hash, sweep hash, sweep id, index prefix): put the sweep into
-# the status set its runs' statuses imply (the rule of backend.views.sweep_status).
+# tscnc_sweep_run(status hash, counts hash, running set, run id, status): a run's status into
+# its sweep's status hash, counts and running set.
+# tscnc_sweep_recount(status hash, counts hash, running set): the counts and the running set
+# from the status hash (sweep creation, rebuild).
+# tscnc_sweep_status(counts hash, sweep hash, sweep id, index prefix): put the sweep into the
+# status set its runs' statuses imply (the rule of backend.views.sweep_status).
 LUA_SWEEP_STATUS = f"""
-local function tscnc_sweep_status(st_hash, sweep, sid, p)
+local function tscnc_sweep_run(st_hash, counts, running, rid, new)
+  local old = redis.call('HGET', st_hash, rid)
+  redis.call('HSET', st_hash, rid, new)
+  if old then redis.call('HINCRBY', counts, old, -1) end
+  redis.call('HINCRBY', counts, new, 1)
+  if new == '{RunStatus.running.value}' then redis.call('SADD', running, rid)
+  else redis.call('SREM', running, rid) end
+end
+
+local function tscnc_sweep_recount(st_hash, counts, running)
+  redis.call('DEL', counts, running)
+  local h = redis.call('HGETALL', st_hash)
+  for j = 1, #h, 2 do
+    redis.call('HINCRBY', counts, h[j + 1], 1)
+    if h[j + 1] == '{RunStatus.running.value}' then redis.call('SADD', running, h[j]) end
+  end
+end
+
+local function tscnc_sweep_status(counts, sweep, sid, p)
   local seq = redis.call('HGET', sweep, 'seq')
   if not seq then return end
   local c, n, kinds, last = {{}}, 0, 0, nil
-  for _, s in ipairs(redis.call('HVALS', st_hash)) do
-    if not c[s] then c[s] = 0; kinds = kinds + 1; last = s end
-    c[s] = c[s] + 1
-    n = n + 1
+  local h = redis.call('HGETALL', counts)
+  for j = 1, #h, 2 do
+    local k = tonumber(h[j + 1])
+    if k > 0 then c[h[j]] = k; kinds = kinds + 1; last = h[j]; n = n + k end
   end
   local q, r = c['{RunStatus.queued.value}'] or 0, c['{RunStatus.running.value}'] or 0
   local st = '{SweepStatus.finished.value}'
@@ -72,8 +98,9 @@ tscnc_sweep_reindex(KEYS[1], ARGV[2])
 return 1
 """
 
-# KEYS: sweep hash, sweep status hash; ARGV: sweep id, index prefix, 'd' to remove the sweep
-# from its tag, word and status sets (before a deletion), else re-index them.
+# KEYS: sweep hash, sweep status hash, counts hash, running set; ARGV: sweep id, index prefix,
+# 'd' to remove the sweep from its tag, word and status sets (before a deletion), else
+# re-index them (the counts and running set recounted from the status hash).
 REINDEX_SCRIPT = _LUA_SWEEP + LUA_SWEEP_STATUS + f"""
 if ARGV[3] == 'd' then
   tscnc_words_drop(KEYS[1], ARGV[1], ARGV[2])
@@ -84,10 +111,18 @@ if ARGV[3] == 'd' then
   for _, s in ipairs({_STATUSES}) do redis.call('ZREM', ARGV[2] .. 'status:' .. s, ARGV[1]) end
 else
   tscnc_sweep_reindex(KEYS[1], ARGV[2])
-  tscnc_sweep_status(KEYS[2], KEYS[1], ARGV[1], ARGV[2])
+  tscnc_sweep_recount(KEYS[2], KEYS[3], KEYS[4])
+  tscnc_sweep_status(KEYS[3], KEYS[1], ARGV[1], ARGV[2])
 end
 return 1
 """
+
+
+def reindex_keys(k: Any, sweep_id: str) -> list[str]:
+    """The keys :data:`REINDEX_SCRIPT` takes for a sweep (``k``: the store's
+    :class:`backend.store.keys.Keys`)."""
+    return [k.sweep(sweep_id), k.sweep_status(sweep_id), k.sweep_counts(sweep_id),
+            k.sweep_running(sweep_id)]
 
 
 def sweep_text(name: str, notes: str) -> str:
@@ -149,7 +184,7 @@ def rebuild(store: Any, chunk: int = 200) -> int:
                            owner or "")
                 p.hdel(k.sweep(sid), "itags", "itext")
                 p.hset(k.sweep(sid), "ftext", sweep_text(name or "", notes or ""))
-                store._sweep_reindex(keys=[k.sweep(sid), k.sweep_status(sid)],
-                                     args=[sid, ix.prefix, ""], client=p)
+                store._sweep_reindex(keys=reindex_keys(k, sid), args=[sid, ix.prefix, ""],
+                                     client=p)
             p.execute()
     return len(ids)

@@ -103,7 +103,7 @@ class SweepsMixin(RunsMixin):
                         fields = {"run": rid, "type": "status", "data": data}
                         pipe.xadd(k.run_stream(rid), fields)
                         pipe.xadd(k.sweep_stream(sweep_id), fields)
-                    self._sweep_reindex(keys=[k.sweep(sweep_id), k.sweep_status(sweep_id)],
+                    self._sweep_reindex(keys=sweepindex.reindex_keys(k, sweep_id),
                                         args=[sweep_id, self.sx.prefix, ""], client=pipe)
                     if idem:
                         pipe.set(idem, sweep_id, ex=idempotency_ttl)
@@ -135,13 +135,15 @@ class SweepsMixin(RunsMixin):
         return self.get_runs(self.r.zrange(self.k.sweep_runs(sweep_id), 0, -1))
 
     def sweep_summaries(self, sweep_ids: Sequence[str]) -> dict[str, SweepSummary]:
-        """Per sweep: runs per status and mean progress (finished runs count as 1), counted in
-        Redis by one script (:data:`backend.store.scripts.SUMMARIES`)."""
+        """Per sweep: runs per status and mean progress (finished runs count as 1), read in
+        Redis by one script (:data:`backend.store.scripts.SUMMARIES`) from the counts kept on
+        write (:mod:`backend.store.sweepindex`)."""
         if not sweep_ids:
             return {}
         names = [s.value for s in RunStatus]
-        rows = self._summaries(keys=[self.k.sweep_status(s) for s in sweep_ids],
-                               args=[self.k.run(""), " ".join(names)])
+        keys = [key for s in sweep_ids
+                for key in (self.k.sweep_counts(s), self.k.sweep_running(s))]
+        rows = self._summaries(keys=keys, args=[self.k.run(""), " ".join(names)])
         return {sid: SweepSummary.from_counts(
                     {RunStatus(n): int(c) for n, c in zip(names, row[:-1], strict=True)},
                     float(row[-1]))
@@ -182,7 +184,7 @@ class SweepsMixin(RunsMixin):
         k = self.k
         idem = self.r.hget(k.sweep(sweep_id), "idem")
         with self.r.pipeline(transaction=True) as p:
-            self._sweep_reindex(keys=[k.sweep(sweep_id), k.sweep_status(sweep_id)],
+            self._sweep_reindex(keys=sweepindex.reindex_keys(k, sweep_id),
                                 args=[sweep_id, self.sx.prefix, "d"], client=p)
             sweepindex.drop_static(p, self.sx, sweep_id, sweep.spec, sweep.owner)
             for run in runs:
@@ -195,6 +197,7 @@ class SweepsMixin(RunsMixin):
                     p.zrem(k.runs_by_status(s), run.id)
                 self._static.pop(run.id, None)
             p.delete(k.sweep(sweep_id), k.sweep_runs(sweep_id), k.sweep_status(sweep_id),
+                     k.sweep_counts(sweep_id), k.sweep_running(sweep_id),
                      k.sweep_stream(sweep_id))
             if idem:
                 p.delete(idem)

@@ -408,9 +408,11 @@ def _sweeps_brute(store: Store, ids: list[str], *, where: IndexFilter = IndexFil
                   method: str | None = None, status: str | None = None,
                   text: str | None = None) -> list[str]:
     """Sweep ids newest first that pass, from the sweep records and their runs' statuses."""
+    from backend.store.records import SweepSummary
     from backend.views import sweep_status
 
-    summaries = store.sweep_summaries(ids)
+    summaries = {i: SweepSummary.of((r.status, r.progress) for r in store.sweep_runs(i))
+                 for i in ids}
 
     def keep(s: Any) -> bool:
         for f in ("owner",):
@@ -558,10 +560,21 @@ def test_the_api_rebuilds_indexes_of_data_from_an_older_version_at_start(
     assert not store.r.exists(store.k.index_rebuilding)
 
 
-def test_sweep_summaries_counted_in_redis_equal_the_runs_own(store: Store) -> None:
-    """The script's counts and progress equal SweepSummary.of over the run records, for sweeps
-    with runs in every status, running ones part-way, an empty list and an unknown sweep."""
+def test_sweep_summaries_kept_on_write_equal_the_runs_own(store: Store) -> None:
+    """The summaries (counts and running runs kept by the transition script) equal
+    SweepSummary.of over the run records, for sweeps with runs in every status, running ones
+    part-way, after retries and re-claims, a deletion and a rebuild of data written without
+    them; an empty list and an unknown sweep too."""
     from backend.store.records import SweepSummary
+
+    def check(sweeps: list[Any]) -> dict[str, SweepSummary]:
+        got = store.sweep_summaries([s.id for s in sweeps] + ["no-such-sweep"])
+        for s in sweeps:
+            want = SweepSummary.of((r.status, r.progress) for r in store.sweep_runs(s.id))
+            assert got[s.id].counts == want.counts
+            assert got[s.id].progress == pytest.approx(want.progress, abs=1e-12)
+        assert got["no-such-sweep"] == SweepSummary.of([])
+        return got
 
     sweeps = [store.create_sweep(_spec("digits", "mlp", [0, 1]), owner="tok-a")[0]
               for _ in range(3)]
@@ -577,13 +590,31 @@ def test_sweep_summaries_counted_in_redis_equal_the_runs_own(store: Store) -> No
             assert store.set_status(rid, RunStatus.failed, category="error", message="x")
         elif n % 5 == 3:
             assert store.set_status(rid, RunStatus.cancelled)
-    ids = [s.id for s in sweeps] + ["no-such-sweep"]
-    got = store.sweep_summaries(ids)
-    for s in sweeps:
-        want = SweepSummary.of((r.status, r.progress) for r in store.sweep_runs(s.id))
-        assert got[s.id].counts == want.counts
-        assert got[s.id].progress == pytest.approx(want.progress, abs=1e-12)
+    got = check(sweeps)
     assert 0 < got[sweeps[0].id].progress < 1 and got[sweeps[2].id].progress == 0
     assert sum(got[sweeps[0].id].counts.values()) == 10
-    assert got["no-such-sweep"] == SweepSummary.of([])
+    assert all(got[sweeps[0].id].counts.values())             # every status is exercised
     assert store.sweep_summaries([]) == {}
+
+    runs = store.sweep_runs(sweeps[0].id)
+    for r in runs:                                            # retries, then claims again
+        if r.status in (RunStatus.failed, RunStatus.cancelled):
+            assert store.retry_run(r.id)
+    assert store.claim(runs[1].id, "w2", "cpu") is False      # succeeded: not claimed again
+    assert store.claim(runs[0].id, "w1", "cpu")               # running: re-claimed, no change
+    assert store.set_status(runs[2].id, RunStatus.running, expect={RunStatus.queued})
+    check(sweeps)
+    assert store.delete_sweep(sweeps[1].id)
+    left = [sweeps[0], sweeps[2]]
+    check(left)
+    assert not store.r.exists(store.k.sweep_counts(sweeps[1].id),
+                              store.k.sweep_running(sweeps[1].id))
+
+    # Data written by a version before the counts (none), or counts gone wrong: the API's
+    # start-up rebuild recounts.
+    store.r.delete(store.k.sweep_counts(left[0].id), store.k.sweep_running(left[0].id))
+    store.r.hincrby(store.k.sweep_counts(left[1].id), RunStatus.queued.value, 7)
+    store.r.sadd(store.k.sweep_running(left[1].id), left[0].run_ids[0])
+    store.r.delete(store.k.index_version)
+    assert store.ensure_indexes() == 20
+    check(left)
