@@ -399,15 +399,39 @@ def pretrain_task(self: Any, sweep_id: str, run_ids: list[str]) -> None:
     or touching a run: claiming would put a run waiting for its prune/finetune task back to
     ``running`` and then ``queued``, an extra pair in its history. Returning normally lets the
     chain go on, so the group's complete tasks are queued even when the first delivery died
-    before queuing them (a run already claimed or ended skips its duplicate)."""
-    from tscnc import pipeline
+    before queuing them (a run already claimed or ended skips its duplicate).
 
+    While it trains, the task holds the group's lease (:meth:`Store.hold_pretrain`): a copy
+    of its message, handed out again when the pretrain outlasts the broker's visibility
+    timeout, finds the lease held by a live worker and is dropped, instead of claiming a
+    waiting run and training the same pretrain a second time beside the first (on the same
+    checkpoints). A holder that died has lost the lease."""
     st = task_store()
     artifacts = Path(settings().artifacts_dir) / sweep_id
     if _pretrained(st, run_ids, artifacts):
         log.info("pretrain of %s already done (a duplicate delivery); runs left as they are",
                  run_ids)
         return
+    runs = st.get_runs(run_ids)
+    if not runs:
+        raise Ignore()
+    key = runs[0].run_spec().pretrain_key
+    holder = st.hold_pretrain(sweep_id, key, worker_name())
+    if holder is not None:
+        log.info("pretrain of %s is being trained by the live worker %s; this copy of its "
+                 "message is dropped", run_ids, holder)
+        raise Ignore()
+    try:
+        _pretrain_group(st, sweep_id, run_ids, artifacts, key)
+    finally:
+        st.release_pretrain(sweep_id, key, worker_name())
+
+
+def _pretrain_group(st: Store, sweep_id: str, run_ids: list[str], artifacts: Path,
+                    key: str) -> None:
+    """The body of :func:`pretrain_task`, holding the group's lease ``key``."""
+    from tscnc import pipeline
+
     live: list[str] = []
     owner: list[str] = []          # the run the pretrain runs under (one, or none yet)
 
@@ -463,6 +487,9 @@ def pretrain_task(self: Any, sweep_id: str, run_ids: list[str]) -> None:
                               should_cancel=_throttled(should_cancel), device=_device())
     except Cancelled:
         if _stopping.is_set():
+            # Given back before the new message exists, or the worker that takes it would
+            # find this (still live) worker holding the lease and drop it.
+            st.release_pretrain(sweep_id, key, worker_name())
             _requeue(st, sweep_id, live, grouped=True)
         raise Ignore() from None
     except (TSCNCError, MemoryError, Exception) as e:  # noqa: B014 — every run of the group

@@ -46,6 +46,8 @@ class StoreBase:
         self._sweep_update = client.register_script(sweepindex.UPDATE_SCRIPT)
         self._sweep_reindex = client.register_script(sweepindex.REINDEX_SCRIPT)
         self._take_over = client.register_script(scripts.TAKE_OVER)
+        self._hold_pretrain = client.register_script(scripts.HOLD_PRETRAIN)
+        self._release_pretrain = client.register_script(scripts.RELEASE_PRETRAIN)
         self._summaries = client.register_script(scripts.SUMMARIES)
         self._get_runs = client.register_script(scripts.GET_RUNS)
         self._static: dict[str, RunRecord] = {}     # immutable run fields, per process

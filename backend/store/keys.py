@@ -13,6 +13,8 @@ Layout (prefix ``tscnc:``; ``{run}``/``{sweep}`` are uuid4 hex ids)::
     sweep:{sweep}:status         hash   run id -> status (the sweep's status set is kept from it)
     sweep:{sweep}:counts         hash   status -> runs in it (sweep summaries, kept on write)
     sweep:{sweep}:running        set    ids of its running runs (their progress: summaries)
+    sweep:{sweep}:pretrains      hash   pretrain key -> the worker whose pretrain task trains it
+                                        (a lease: a copy of the task's message leaves it alone)
     sweep:{sweep}:events         stream the events of all its runs (sweep SSE)
     sweeps                       zset   sweep ids (index "by time")
     idem:{owner}:{sha256(key)}   string sweep id for an Idempotency-Key (expires)
@@ -80,7 +82,7 @@ class Keys:
 
     def sweep(self, sweep_id: str, part: str = "") -> str:
         """The sweep's hash, or with ``part`` one of its other keys (``runs``, ``status``,
-        ``counts``, ``running``, ``events``)."""
+        ``counts``, ``running``, ``pretrains``, ``events``)."""
         return f"{self.p}:sweep:{sweep_id}" + (f":{part}" if part else "")
 
     def sweep_runs(self, sweep_id: str) -> str:
@@ -94,6 +96,9 @@ class Keys:
 
     def sweep_running(self, sweep_id: str) -> str:
         return self.sweep(sweep_id, "running")
+
+    def sweep_pretrains(self, sweep_id: str) -> str:
+        return self.sweep(sweep_id, "pretrains")
 
     def sweep_stream(self, sweep_id: str) -> str:
         return self.sweep(sweep_id, "events")

@@ -83,6 +83,25 @@ if ARGV[3] and ARGV[3] ~= '' then return redis.call('HINCRBY', KEYS[1], ARGV[3],
 return 1
 """
 
+# Take the lease of a sweep's pretrain for worker ARGV[2], unless another worker holds it and
+# is alive (its heartbeat key exists) or the sweep is gone.
+# KEYS: the sweep's pretrains hash, the sweep hash; ARGV: pretrain key, worker, worker key prefix
+# Returns the live holder, or '' when the lease is taken (or the sweep is gone: false)
+HOLD_PRETRAIN = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return false end
+local h = redis.call('HGET', KEYS[1], ARGV[1])
+if h and h ~= ARGV[2] and redis.call('EXISTS', ARGV[3] .. h) == 1 then return h end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return ''
+"""
+
+# Give the lease back if ARGV[2] holds it. KEYS: the sweep's pretrains hash; ARGV: pretrain
+# key, worker
+RELEASE_PRETRAIN = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
+"""
+
 # Mark a running run whose worker stopped beating as taken over by ARGV[1].
 # KEYS: run hash; ARGV: new worker name, worker key prefix
 TAKE_OVER = """

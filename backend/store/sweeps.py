@@ -198,7 +198,7 @@ class SweepsMixin(RunsMixin):
                 self._static.pop(run.id, None)
             p.delete(k.sweep(sweep_id), k.sweep_runs(sweep_id), k.sweep_status(sweep_id),
                      k.sweep_counts(sweep_id), k.sweep_running(sweep_id),
-                     k.sweep_stream(sweep_id))
+                     k.sweep_pretrains(sweep_id), k.sweep_stream(sweep_id))
             if idem:
                 p.delete(idem)
             p.zrem(k.sweeps, sweep_id)

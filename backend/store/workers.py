@@ -49,6 +49,19 @@ class WorkersMixin(StoreBase):
             self.r.zrem(self.k.workers, *gone)
         return sorted(out, key=lambda w: w.name)
 
+    def hold_pretrain(self, sweep_id: str, pretrain_key: str, worker: str) -> str | None:
+        """Take the lease of a sweep's pretrain (one group's) for ``worker``; returns None when
+        taken, or the worker holding it when that one is alive. A holder whose heartbeat
+        expired has lost it. A deleted sweep's lease is never taken (returns None)."""
+        holder = self._hold_pretrain(keys=[self.k.sweep_pretrains(sweep_id), self.k.sweep(sweep_id)],
+                                     args=[pretrain_key, worker, self.k.worker_prefix])
+        return holder or None
+
+    def release_pretrain(self, sweep_id: str, pretrain_key: str, worker: str) -> None:
+        """Give the lease of a sweep's pretrain back, if ``worker`` holds it."""
+        self._release_pretrain(keys=[self.k.sweep_pretrains(sweep_id)],
+                               args=[pretrain_key, worker])
+
     def queue_depths(self, queues: Iterable[str] = CELERY_QUEUES) -> dict[str, int]:
         """Messages waiting in each Celery queue (all priority lists)."""
         queues = list(queues)

@@ -165,6 +165,29 @@ def test_claim_release_lost_runs_and_take_over(store: Store) -> None:
     assert store.get_run(rid).worker is None and store.get_run(rid).attempts == 1
 
 
+def test_a_pretrain_lease_is_kept_by_a_live_worker_and_lost_with_it(store: Store) -> None:
+    sweep, _ = store.create_sweep(small_spec(), "tok")
+    other, _ = store.create_sweep(small_spec(), "tok")
+    key = store.get_run(sweep.run_ids[0]).run_spec().pretrain_key
+    store.heartbeat("w1", "cpu", None, ttl=30)
+    store.heartbeat("w2", "cpu", None, ttl=30)
+    assert store.hold_pretrain(sweep.id, key, "w1") is None        # taken
+    assert store.hold_pretrain(sweep.id, key, "w1") is None        # its holder again: kept
+    assert store.hold_pretrain(sweep.id, key, "w2") == "w1"        # w1 is alive
+    assert store.hold_pretrain(sweep.id, "another-group", "w2") is None   # per group
+    assert store.hold_pretrain(other.id, key, "w2") is None        # per sweep
+    store.release_pretrain(sweep.id, key, "w2")                    # not w2's: nothing given
+    assert store.hold_pretrain(sweep.id, key, "w2") == "w1"
+    store.release_pretrain(sweep.id, key, "w1")
+    assert store.hold_pretrain(sweep.id, key, "w2") is None        # given back: free
+    store.r.delete(store.k.worker("w2"))                           # w2's heartbeat expired
+    assert store.hold_pretrain(sweep.id, key, "w1") is None        # a dead holder lost it
+    assert store.delete_sweep(sweep.id)
+    assert not store.r.exists(store.k.sweep_pretrains(sweep.id))   # deleted with the sweep
+    assert store.hold_pretrain(sweep.id, key, "w1") is None        # a deleted sweep's ...
+    assert not store.r.exists(store.k.sweep_pretrains(sweep.id))   # ... is never written
+
+
 def test_claim_refuses_cancelled_and_finished_runs(store: Store) -> None:
     sweep, _ = store.create_sweep(small_spec(), "tok")
     rid = sweep.run_ids[0]

@@ -10,6 +10,8 @@ caught in the middle of its pretrain stage and its worker's whole process group 
   visibility timeout (set low here) and is a harmless duplicate.
 - SIGKILL while the pretrain is shared: the runs waiting for it are queued again with its owner
   (their own tasks were chained behind the dead worker's pretrain task).
+- A shared pretrain that outlasts the visibility timeout: the copy of its message that the
+  broker hands to the other worker is dropped while the first worker lives.
 - SIGTERM (a deploy, a scale-down): the running stage stops at the next batch, its run goes
   back to ``queued`` with the message handed back to the broker, and the other worker resumes it.
 """
@@ -198,6 +200,45 @@ def test_sigterm_requeues_the_run_and_another_worker_finishes_it(stack: Stack):
     assert starts[-1]["resumed_from_epoch"] >= 3
     assert final["attempts"] == 0           # a graceful stop is not a lost worker
     stop_process(victim)
+
+
+def test_a_copy_of_a_shared_pretrain_message_is_dropped_while_its_worker_lives(stack: Stack):
+    """A shared pretrain outlasts the visibility timeout: the broker hands its message to the
+    other worker, which finds the group's lease held by the live worker and drops the copy.
+    The waiting run stays queued for the one pretrain. (The copy used to claim the waiting run
+    and train the same pretrain a second time beside the first, on the same checkpoints.)"""
+    probe = Probe(stack)
+    spec = tiny_sweep(methods=["hydra"], sparsities=[0.5, 0.7],
+                      training={"pretrain_epochs": 500, "prune_epochs": 1, "finetune_epochs": 1})
+    r = stack.api("POST", "/sweeps", json={"spec": spec})
+    assert r.status_code == 201, r.text
+    sweep_id = r.json()["id"]
+    runs = wait_until(lambda: stack.api("GET", "/runs", params={"sweep": sweep_id}).json()["items"],
+                      60, "the shared pretrain to train",
+                      done=lambda rs: any(x["status"] == "running" and (x["epoch"] or 0) >= 1
+                                          for x in rs), interval=0.05)
+    owner = next(x for x in runs if x["status"] == "running")
+    waiting = next(x for x in runs if x["id"] != owner["id"])
+    survivor = stack.workers[1 - worker_index(stack, owner["worker"])]
+    # Past the 10 s visibility timeout the other worker receives the pretrain message again.
+    log = wait_until(lambda: process_output(survivor), 60,
+                     "the other worker to get the message again and drop it",
+                     done=lambda out: "tscnc.pretrain[" in out and "ignored" in out,
+                     interval=0.2, show=lambda out: out[-3000:])
+    assert "being trained by the live worker" in log, log[-3000:]
+    now = {x["id"]: x for x in probe.s.api("GET", "/runs", params={"sweep": sweep_id})
+           .json()["items"]}
+    assert now[owner["id"]]["status"] == "running"
+    assert now[owner["id"]]["worker"] == owner["worker"]
+    assert now[waiting["id"]]["status"] == "queued", now[waiting["id"]]
+    for rid in (owner["id"], waiting["id"]):
+        starts = [e for e in probe.events(rid)
+                  if e["type"] == "stage_started" and e["stage"] == "pretrain"]
+        assert len(starts) == 1, starts
+    assert stack.api("POST", f"/sweeps/{sweep_id}/cancel").status_code == 200
+    final = stack.wait_runs(sweep_id, lambda rs: all(x["status"] in TERMINAL for x in rs),
+                            timeout=60)
+    assert {x["status"] for x in final} == {"cancelled"}, final
 
 
 def test_sigterm_after_the_broker_handed_the_message_out_again_still_requeues(stack: Stack):
