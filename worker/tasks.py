@@ -273,7 +273,7 @@ def _waiting_for_pretrain(st: Store, run: RunRecord, artifacts: Path) -> list[st
     """The queued runs of ``run``'s sweep that share its pretrain, while that pretrain is not
     done (none once it is: their complete tasks were queued when it finished)."""
     sweep = st.get_sweep(run.sweep_id)
-    if sweep is None or _pretrained(st, [run.id], artifacts):
+    if sweep is None or _pretrained(run, artifacts):
         return []
     queued = [r for r in st.get_runs([i for i in sweep.run_ids if i != run.id])
               if r.status == RunStatus.queued]
@@ -361,13 +361,12 @@ def _requeue(st: Store, sweep_id: str, run_ids: list[str], *, grouped: bool) -> 
     raise Reject("worker stopping; its stage is queued again", requeue=False)
 
 
-def _pretrained(st: Store, run_ids: list[str], artifacts: Path) -> bool:
-    """True when the pretrained weights of the group ``run_ids`` exist (the stage finished;
-    a crash mid-stage leaves epoch checkpoints only, and the stage resumes from them)."""
+def _pretrained(run: RunRecord, artifacts: Path) -> bool:
+    """True when the pretrained weights of ``run``'s group exist (the stage finished; a crash
+    mid-stage leaves epoch checkpoints only, and the stage resumes from them)."""
     from tscnc.pipeline import FINAL_NAME, pretrain_dir
 
-    runs = st.get_runs(run_ids)
-    return bool(runs) and (pretrain_dir(artifacts, runs[0].run_spec()) / FINAL_NAME).exists()
+    return (pretrain_dir(artifacts, run.run_spec()) / FINAL_NAME).exists()
 
 
 def _fail(st: Store, run_id: str, err: BaseException) -> None:
@@ -408,13 +407,13 @@ def pretrain_task(self: Any, sweep_id: str, run_ids: list[str]) -> None:
     checkpoints). A holder that died has lost the lease."""
     st = task_store()
     artifacts = Path(settings().artifacts_dir) / sweep_id
-    if _pretrained(st, run_ids, artifacts):
+    runs = st.get_runs(run_ids)
+    if not runs:
+        raise Ignore()             # the sweep was deleted while its tasks were queued
+    if _pretrained(runs[0], artifacts):
         log.info("pretrain of %s already done (a duplicate delivery); runs left as they are",
                  run_ids)
         return
-    runs = st.get_runs(run_ids)
-    if not runs:
-        raise Ignore()
     key = runs[0].run_spec().pretrain_key
     holder = st.hold_pretrain(sweep_id, key, worker_name())
     if holder is not None:
